@@ -1,0 +1,70 @@
+"""Network inventory, performance counters and alarms."""
+
+import pyarrow as pa
+
+from .base import TIMESTAMP, Table, col, key
+
+CELLS = Table(
+    name="cells",
+    domain="network",
+    description="Radio cells and fixed-access OLTs with location; one row per cell (snapshot).",
+    keys=("cell_id",),
+    columns=(
+        key("cell_id", "Cell identifier, unique across vendors (e.g. C000123-2-5G)"),
+        key("site_id", "Site (eNodeB/gNodeB or OLT location) the cell belongs to"),
+        col("managed_element", pa.string(), "OSS managed element name used in PM object DNs"),
+        col("technology", pa.string(), "4G, 5G or FTTH-OLT", nullable=False),
+        col("vendor", pa.string(), "Equipment vendor", nullable=False),
+        col("sector", pa.int8(), "Sector number on the site (1-3; 0 for OLTs)"),
+        col("band_mhz", pa.int32(), "Carrier frequency band", "MHz"),
+        col("lat", pa.float64(), "Site latitude (WGS84)", "deg"),
+        col("lon", pa.float64(), "Site longitude (WGS84)", "deg"),
+        col("azimuth_deg", pa.float32(), "Antenna azimuth, clockwise from north", "deg"),
+        col("city", pa.string(), "City the site is in"),
+        col("province", pa.string(), "Province / region"),
+        col("h3_index", pa.string(), "H3 cell (resolution 8) of the site location"),
+    ),
+    ranges={"lat": (-90, 90), "lon": (-180, 180), "azimuth_deg": (0, 360)},
+)
+
+PM_COUNTERS = Table(
+    name="pm_counters",
+    domain="network",
+    description="Performance-management counters in long format, canonical (3GPP) counter names.",
+    keys=("object_dn", "period_start", "counter_name"),
+    time_column="period_start",
+    columns=(
+        key("object_dn", "Measured object distinguished name (measObjLdn), e.g. "
+            "ManagedElement=ME001,ENBFunction=1,EUtranCellFDD=C000001-1-4G"),
+        col("cell_id", pa.string(), "Cell the object DN resolves to (null if not a cell)"),
+        col("period_start", TIMESTAMP, "Start of the granularity period (UTC)", nullable=False),
+        col("granularity_s", pa.int32(), "Granularity period length", "s", nullable=False),
+        key("counter_name", "Canonical counter name (3GPP TS 32.425 / 28.552), e.g. RRC.ConnEstabAtt"),
+        col("value", pa.float64(), "Counter value in the canonical unit of the counter"),
+        col("vendor", pa.string(), "Vendor whose OSS produced the value"),
+        col("suspect", pa.bool_(), "The OSS flagged the measurement as unreliable"),
+    ),
+    ranges={"granularity_s": (60, 86400)},
+)
+
+ALARMS = Table(
+    name="alarms",
+    domain="network",
+    description="Fault-management alarms: one row per alarm with raise and clear time (X.733 style).",
+    keys=("alarm_id",),
+    time_column="raised_at",
+    columns=(
+        key("alarm_id", "Alarm identifier"),
+        col("object_dn", pa.string(), "Alarmed object DN"),
+        col("site_id", pa.string(), "Site of the alarmed object"),
+        col("cell_id", pa.string(), "Cell of the alarmed object (null for site-level alarms)"),
+        col("raised_at", TIMESTAMP, "Time the alarm was raised (UTC)", nullable=False),
+        col("cleared_at", TIMESTAMP, "Time the alarm cleared (null while active)"),
+        col("severity", pa.string(), "critical, major, minor or warning", nullable=False),
+        col("probable_cause", pa.string(), "X.733 probable cause, e.g. cell-unavailable"),
+        col("alarm_text", pa.string(), "Vendor alarm text"),
+        col("vendor", pa.string(), "Vendor of the alarmed equipment"),
+    ),
+)
+
+TABLES = (CELLS, PM_COUNTERS, ALARMS)

@@ -1,0 +1,144 @@
+"""When and where sessions happen, and the radio and network conditions they meet.
+
+A :class:`Frame` is the common part of every mobile session record: subscriber, time,
+serving cell and radio context after faults, plus the impairments the service models read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from .config import SimConfig
+from .faults import FaultPlan
+from .geography import BANDWIDTH_MHZ, Network
+from .population import SEGMENTS, Population
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Frame:
+    sub: np.ndarray
+    t_ms: np.ndarray
+    period: np.ndarray
+    cell: np.ndarray
+    site: np.ndarray
+    tech: np.ndarray  # 0 = 4G, 1 = 5G
+    rsrp_dbm: np.ndarray
+    sinr_db: np.ndarray
+    cqi: np.ndarray
+    load: np.ndarray  # PRB load 0..1
+    backhaul: np.ndarray  # severity 0..1
+    core: np.ndarray  # severity 0..1
+    suspended: np.ndarray
+    throttled: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sub)
+
+    def capacity_kbps(self) -> np.ndarray:
+        """Throughput the radio and transport can give one user now (Shannon with 75%
+        implementation efficiency, capped at 256QAM-like 5.5 b/s/Hz, shared by load)."""
+        se = np.minimum(np.log2(1 + 10 ** (self.sinr_db / 10)) * 0.75, 5.5)
+        bw = np.where(self.tech == 1, BANDWIDTH_MHZ["5G"], BANDWIDTH_MHZ["4G"])
+        cap = se * bw * 1000 * np.maximum(0.04, 1 - self.load) * (1 - 0.7 * self.backhaul)
+        return np.where(self.throttled, np.minimum(cap, 256.0), cap)
+
+    def rtt_ran_ms(self, rng: np.random.Generator) -> np.ndarray:
+        base = np.where(self.tech == 1, 12.0, 22.0)
+        radio = 15 * np.clip(3 - self.sinr_db, 0, 25) / 3
+        return (base + 90 * self.load ** 4 + radio + 70 * self.backhaul
+                + rng.exponential(4, len(self)))
+
+    def radio_failure_prob(self) -> np.ndarray:
+        """Probability a setup fails for radio/transport/core reasons."""
+        return (0.003 + 0.35 * sigmoid((-118 - self.rsrp_dbm) / 3) + 0.15 * sigmoid((-6 - self.sinr_db) / 2)
+                + 0.30 * self.core + 0.05 * self.backhaul)
+
+    def drop_prob(self) -> np.ndarray:
+        """Probability an established session is released abnormally (radio link failure)."""
+        return 0.002 + 0.35 * sigmoid((-4 - self.sinr_db) / 1.5) + 0.05 * self.backhaul
+
+
+def day_start_ms(cfg: SimConfig, day: int) -> int:
+    start = cfg.start_date + timedelta(days=day)
+    return int((np.datetime64(start, "ms") - np.datetime64(0, "ms")).astype(np.int64))
+
+
+def hourly_profile(peak_hours: tuple[float, ...], night: float = 0.08) -> np.ndarray:
+    hour = np.arange(24) + 0.5
+    w = night + sum(np.exp(-((hour - h) / 2.5) ** 2) for h in peak_hours)
+    return w / w.sum()
+
+
+def draw_frame(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, day: int,
+               per_day: float, hours: np.ndarray, rng: np.random.Generator,
+               segment_factor: np.ndarray | None = None) -> Frame:
+    """Sessions of one day: counts per subscriber (Poisson on usage), times from the hourly
+    profile, place from the daily routine, radio from the serving cell after faults."""
+    rate = per_day * pop.usage_factor
+    if segment_factor is not None:
+        rate = rate * segment_factor[pop.segment]
+    counts = rng.poisson(rate)
+    sub = np.repeat(np.arange(pop.n), counts)
+    n = len(sub)
+    hour = rng.choice(24, size=n, p=hours)
+    t_ms = day_start_ms(cfg, day) + hour * HOUR_MS + rng.integers(0, HOUR_MS, n)
+    order = np.argsort(t_ms, kind="stable")
+    sub, hour, t_ms = sub[order], hour[order], t_ms[order]
+
+    weekday = (cfg.start_date + timedelta(days=day)).weekday() < 5
+    working = pop.has_job[sub] & weekday & (hour >= 9) & (hour < 18)
+    evening = (hour >= 18) & (hour < 23)
+    p_work = np.where(working, 0.7, np.where(evening, 0.1, 0.0))
+    p_leisure = np.where(working, 0.1, np.where(evening, 0.3, 0.1))
+    u = rng.random(n)
+    anchor = np.where(u < p_work, 1, np.where(u < p_work + p_leisure, 2, 0))
+
+    cell = np.empty(n, np.int64)
+    rsrp = np.empty(n, np.float64)
+    fb_cell = np.empty(n, np.int64)
+    fb_rsrp = np.empty(n, np.float64)
+    for a in range(3):
+        m = anchor == a
+        link = pop.link[a]
+        cell[m], rsrp[m] = link.cell[sub[m]], link.rsrp_dbm[sub[m]] - plan.anchor_hole_db[sub[m], a]
+        fb_cell[m], fb_rsrp[m] = link.fallback_cell[sub[m]], link.fallback_rsrp_dbm[sub[m]]
+    rsrp += rng.normal(0, 3, n)  # small-scale movement around the place
+    period = plan.period_of(t_ms)
+    down = plan.cell_down[cell, period]
+    cell = np.where(down, fb_cell, cell)
+    rsrp = np.where(down, fb_rsrp + rng.normal(0, 3, n) - 3, rsrp)
+    return finish_frame(net, pop, plan, sub, t_ms, period, cell, rsrp, rng)
+
+
+def finish_frame(net: Network, pop: Population, plan: FaultPlan, sub: np.ndarray, t_ms: np.ndarray,
+                 period: np.ndarray, cell: np.ndarray, rsrp: np.ndarray,
+                 rng: np.random.Generator) -> Frame:
+    n = len(sub)
+    rsrp = np.clip(rsrp, -140, -44)
+    load = plan.cell_load[cell, period]
+    sinr = (10 + 0.45 * (rsrp + 95) - 10 * load ** 2 - plan.cell_interference_db[cell, period]
+            + rng.normal(0, 2.5, n))
+    sinr = np.clip(sinr, -20, 30)
+    site = net.cell_site[cell]
+    return Frame(
+        sub=sub, t_ms=t_ms, period=period, cell=cell, site=site, tech=net.cell_tech[cell],
+        rsrp_dbm=rsrp, sinr_db=sinr, cqi=np.clip(np.round((sinr + 7) / 2.2), 0, 15).astype(np.int8),
+        load=load, backhaul=plan.site_backhaul[site, period],
+        core=plan.province_core[net.site_province[site], period],
+        suspended=t_ms >= plan.suspended_from_ms[sub], throttled=t_ms >= plan.throttled_from_ms[sub],
+    )
+
+
+SEGMENT_VOICE = np.array([1.3, 1.0, 0.8, 0.7, 2.0])
+SEGMENT_DATA = np.array([1.4, 1.0, 0.7, 1.5, 1.0])
+assert len(SEGMENT_VOICE) == len(SEGMENTS) == len(SEGMENT_DATA)

@@ -1,0 +1,237 @@
+"""Mobile services: voice calls, web/app data sessions and video sessions.
+
+Each generator turns a :class:`Frame` into a canonical xDR table and an :class:`Outcome`
+that the PM counter and customer behaviour models aggregate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..schema.sessions import XDR_DATA, XDR_VIDEO, XDR_VOICE
+from .faults import CDN_NODES, PROGRAM_SOURCES, FaultPlan
+from .frame import Frame, sigmoid
+from .geography import Network
+from .ids import ids, take, timestamps_ms
+from .population import DEVICE_NAMES, DEVICES, Population
+
+
+@dataclass
+class Outcome:
+    """What PM counters and customer behaviour need from a service's sessions."""
+
+    frame: Frame
+    setup_failed: np.ndarray  # failed for network reasons (radio, transport, core)
+    abnormal_release: np.ndarray
+    bytes_dl: np.ndarray
+    transfer_ms: np.ndarray
+    connected_s: np.ndarray
+    poor: np.ndarray  # a session the customer would call bad
+
+
+def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_id: int) -> dict:
+    n = len(frame)
+    return {
+        "id": ids(id_prefix, first_id + np.arange(n), 10),
+        "subscriber_id": ids("S", frame.sub, 8),
+        "start_time": timestamps_ms(frame.t_ms),
+        "cell_id": net.cell_ids[frame.cell],
+        "technology": take(["4G", "5G"], frame.tech),
+        "device_model": take(DEVICE_NAMES, pop.device[frame.sub]),
+        "rsrp_dbm": np.round(frame.rsrp_dbm, 1).astype(np.float32),
+        "sinr_db": np.round(frame.sinr_db, 1).astype(np.float32),
+        "cqi": frame.cqi,
+        "prb_load_pct": np.round(frame.load * 100, 1).astype(np.float32),
+    }
+
+
+def _nan_where(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.where(mask, np.nan, values).astype(np.float32)
+
+
+def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
+                rng: np.random.Generator, first_id: int) -> tuple[pa.Table, Outcome]:
+    n = len(frame)
+    sub = frame.sub
+    volte_off = plan.volte_off[sub]
+    fw_bug = plan.firmware_bug[sub]
+    bearer = np.where(volte_off, 2, frame.tech)  # 0 VoLTE, 1 VoNR, 2 CSFB
+
+    user_fail = rng.random(n) < 0.04  # busy, no answer, cancelled: not the network's fault
+    p_net = frame.radio_failure_prob() + 0.08 * fw_bug
+    net_fail = (rng.random(n) < p_net) & ~user_fail
+    blocked = frame.suspended
+    success = ~(user_fail | net_fail | blocked)
+    cause = np.full(n, 200, np.int16)
+    cause[user_fail] = rng.choice([486, 480, 487], user_fail.sum(), p=[0.6, 0.25, 0.15])
+    cause[net_fail] = rng.choice([503, 500, 408, 504], net_fail.sum(), p=[0.5, 0.2, 0.2, 0.1])
+    cause[blocked] = 403
+
+    setup_ms = (np.where(frame.tech == 1, 1100.0, 1400.0) * rng.lognormal(0, 0.25, n)
+                * (1 + 0.5 * frame.load) + 300 * (frame.sinr_db < 0) + 3500 * volte_off
+                + 2000 * frame.core)
+    duration = np.where(success, np.clip(rng.lognormal(np.log(70), 1.0, n), 2, 7200), 0.0)
+    p_drop = (frame.drop_prob() + 0.12 * fw_bug) * (np.maximum(duration, 1) / 120) ** 0.3
+    dropped = success & (rng.random(n) < p_drop)
+    # Call ends early when dropped.
+    duration = np.where(dropped, duration * rng.uniform(0.05, 0.9, n), duration)
+
+    evs = np.array([d.evs for d in DEVICES])[pop.device[sub]]
+    u = rng.random(n)
+    codec = np.where(volte_off, 0, np.where(evs & (u < 0.45), 2, np.where(u < 0.8, 1, 0)))
+    codec_rate = np.array([12.2, 12.65, 13.2], np.float32)[codec]
+    loss = (rng.exponential(0.15, n) + 6 * sigmoid((-2 - frame.sinr_db) / 2) + 3 * frame.backhaul
+            + 2 * frame.load ** 4)
+    jitter = 4 + 25 * frame.load ** 3 + 20 * frame.backhaul + rng.exponential(2, n)
+    delay = (70 + 10 * (frame.tech == 0) + 30 * frame.load ** 2 + 50 * frame.backhaul
+             + 60 * frame.core + rng.normal(0, 5, n) + 40 * volte_off)
+    failed = ~success
+    cols = _common(frame, net, pop, "V", first_id)
+    cols.update({
+        "call_id": cols.pop("id"),
+        "direction": take(["MO", "MT"], (rng.random(n) < 0.5).astype(int)),
+        "voice_bearer": take(["VoLTE", "VoNR", "CSFB"], bearer),
+        "setup_success": success,
+        "sip_cause_code": cause,
+        "setup_time_ms": np.round(setup_ms).astype(np.float32),
+        "duration_s": np.round(duration, 1).astype(np.float32),
+        "dropped": dropped,
+        "codec": take(["AMR-NB", "AMR-WB", "EVS"], codec),
+        "codec_rate_kbps": codec_rate,
+        "packet_loss_pct": _nan_where(failed, np.round(np.clip(loss, 0, 100), 2)),
+        "jitter_ms": _nan_where(failed, np.round(jitter, 1)),
+        "one_way_delay_ms": _nan_where(failed, np.round(delay, 1)),
+    })
+    table = pa.table(cols).select(XDR_VOICE.schema.names).cast(XDR_VOICE.schema)
+    poor = net_fail | blocked | dropped | (success & (loss > 3)) | (setup_ms > 5000)
+    return table, Outcome(frame, net_fail, dropped, codec_rate * duration * 125,
+                          duration * 1000, duration, poor)
+
+
+# (name, share, median bytes, demand kbps, hosts)
+APPS = (
+    ("web_browsing", 0.28, 1.5e6, 20_000, ("news.example", "shop.example", "search.example")),
+    ("social", 0.25, 4e6, 15_000, ("social.example", "photos.example")),
+    ("messaging", 0.20, 8e4, 2_000, ("chat.example",)),
+    ("music", 0.08, 5e6, 320, ("music.example",)),
+    ("maps", 0.05, 1e6, 5_000, ("maps.example",)),
+    ("gaming", 0.06, 3e5, 1_000, ("game.example",)),
+    ("software_update", 0.03, 8e7, 200_000, ("updates.example",)),
+    ("cloud_storage", 0.05, 1e7, 100_000, ("drive.example",)),
+)
+HOSTS = [h for a in APPS for h in a[4]]
+HOST_RTT_MS = np.linspace(8, 60, len(HOSTS))
+
+
+def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
+                  rng: np.random.Generator, first_id: int) -> tuple[pa.Table, Outcome]:
+    n = len(frame)
+    shares = np.array([a[1] for a in APPS])
+    app = rng.choice(len(APPS), n, p=shares / shares.sum())
+    first_host = np.cumsum([0] + [len(a[4]) for a in APPS])[:-1]
+    host = first_host[app] + (rng.random(n) * np.array([len(a[4]) for a in APPS])[app]).astype(int)
+
+    blocked = frame.suspended | plan.wrong_apn[frame.sub]
+    net_fail = (rng.random(n) < frame.radio_failure_prob()) & ~blocked
+    server_error = rng.random(n) < 0.008
+    ok = ~(blocked | net_fail)
+
+    bytes_dl = np.where(ok, rng.lognormal(np.log(np.array([a[2] for a in APPS])[app]), 1.0), 0)
+    demand = np.array([a[3] for a in APPS], float)[app]
+    thp = np.minimum(frame.capacity_kbps(), demand) * rng.lognormal(0, 0.25, n)
+    rtt_ran = frame.rtt_ran_ms(rng)
+    rtt_net = HOST_RTT_MS[host] + 60 * frame.core + rng.exponential(5, n)
+    server_ms = rng.lognormal(np.log(80), 0.5, n)
+    response = rtt_ran + rtt_net + server_ms
+    transfer_ms = bytes_dl * 8 / np.maximum(thp, 1)  # kbit / kbps = s; x1000 ms / 1000 bytes->kbit
+    web = app == 0
+    page_load = response + 4 * (rtt_ran + rtt_net) + transfer_ms
+    status = np.where(ok, np.where(server_error, rng.choice([404, 500, 502], n), 200), 0).astype(np.int16)
+    abnormal = ok & (rng.random(n) < frame.drop_prob() * 0.5)
+
+    cols = _common(frame, net, pop, "D", first_id)
+    failed = ~ok
+    cols.update({
+        "session_id": cols.pop("id"),
+        "app": take([a[0] for a in APPS], app),
+        "host": take(HOSTS, host),
+        "bytes_dl": bytes_dl.astype(np.int64),
+        "bytes_ul": (bytes_dl * 0.08 * rng.lognormal(0, 0.5, n)).astype(np.int64),
+        "duration_ms": np.where(ok, transfer_ms + rng.exponential(2000, n), response).astype(np.int32),
+        "throughput_dl_kbps": _nan_where(failed, np.round(thp, 1)),
+        "tcp_rtt_ran_ms": _nan_where(failed, np.round(rtt_ran, 1)),
+        "tcp_rtt_internet_ms": _nan_where(failed, np.round(rtt_net, 1)),
+        "http_status": status,
+        "response_time_ms": _nan_where(failed, np.round(response, 1)),
+        "page_load_ms": _nan_where(failed | ~web, np.round(page_load, 0)),
+    })
+    table = pa.table(cols).select(XDR_DATA.schema.names).cast(XDR_DATA.schema)
+    poor = failed | (web & (page_load > 6000)) | (ok & (thp < 500) & (demand > 1000))
+    return table, Outcome(frame, net_fail, abnormal, bytes_dl, transfer_ms,
+                          (transfer_ms + 2000) / 1000, poor)
+
+
+VIDEO_APPS = ("streamflix", "clipshare", "operator_tv")
+VIDEO_APP_SHARE = np.array([0.35, 0.45, 0.20])
+VIDEO_PLAY_MEDIAN_S = np.array([1500.0, 40.0, 900.0])
+LADDER_HEIGHT = np.array([240, 360, 480, 720, 1080])
+LADDER_KBPS = np.array([400.0, 800.0, 1400.0, 2800.0, 5000.0])
+
+
+def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
+                   rng: np.random.Generator, first_id: int) -> tuple[pa.Table, Outcome]:
+    n = len(frame)
+    app = rng.choice(3, n, p=VIDEO_APP_SHARE)
+    source = np.where(app == 0, 4, np.where(app == 1, 5, rng.integers(0, 4, n)))
+    province = net.site_province[frame.site]
+    # Regional CDN node first, national node as overflow for 15% of sessions.
+    regional = np.where(province == 0, rng.integers(0, 2, n), 2)
+    cdn = np.where(rng.random(n) < 0.15, 3, regional)
+    cdn_sev = plan.cdn_bad[cdn, frame.period]
+    src_sev = plan.source_bad[source, frame.period]
+
+    blocked = frame.suspended | plan.wrong_apn[frame.sub]
+    start_fail = blocked | (rng.random(n) < frame.radio_failure_prob() * 0.7 + 0.6 * src_sev ** 2
+                            + 0.1 * cdn_sev)
+    ok = ~start_fail
+    screen = np.array([d.screen_size_inch for d in DEVICES], np.float32)[pop.device[frame.sub]]
+    max_rung = np.where(screen < 3, 0, np.where(screen <= 5.5, 3, 4))
+    cap = frame.capacity_kbps() * (1 - 0.75 * cdn_sev)
+    rung = np.minimum((LADDER_KBPS[None, :] <= 0.75 * cap[:, None]).sum(axis=1) - 1, max_rung).clip(0)
+    bitrate = LADDER_KBPS[rung] * rng.uniform(0.85, 1.0, n)
+    rtt = frame.rtt_ran_ms(rng) + 25
+    init_ms = ((300 + 3 * rtt + 2000 * bitrate / np.maximum(cap, 1)) * rng.lognormal(0, 0.3, n)
+               + cdn_sev * rng.uniform(3000, 9000, n) + src_sev * rng.uniform(4000, 12000, n))
+    play_s = np.clip(rng.lognormal(np.log(VIDEO_PLAY_MEDIAN_S[app]), 0.8), 5, 4 * 3600) * ok
+    starvation = np.maximum(0, bitrate / np.maximum(cap, 1) - 0.8)
+    stalls_per_min = 0.01 + 3 * starvation ** 1.3 + 1.2 * src_sev + 0.8 * cdn_sev
+    stall_count = np.minimum(rng.poisson(stalls_per_min * play_s / 60), 500) * ok
+    stall_ms = stall_count * rng.lognormal(np.log(2500), 0.5, n)
+
+    cols = _common(frame, net, pop, "M", first_id)
+    cols.update({
+        "session_id": cols.pop("id"),
+        "app": take(list(VIDEO_APPS), app),
+        "program_source": take(list(PROGRAM_SOURCES), source),
+        "cdn_node": take(list(CDN_NODES), cdn),
+        "start_success": ok,
+        "initial_buffering_ms": _nan_where(start_fail, np.round(init_ms)),
+        "stall_count": stall_count.astype(np.int16),
+        "stall_time_ms": np.round(stall_ms).astype(np.float32),
+        "play_duration_s": np.round(play_s, 1).astype(np.float32),
+        "bitrate_kbps": _nan_where(start_fail, np.round(bitrate)),
+        "resolution_height_px": np.where(ok, LADDER_HEIGHT[rung], 0).astype(np.int16),
+        "frame_rate_fps": np.where(source == 1, 50.0, np.where(app == 1, 30.0, 25.0)).astype(np.float32),
+        "video_codec": take(["h264", "h265", "vp9"], np.where(app == 0, 1, np.where(app == 1, 2, 0))),
+        "screen_size_inch": screen,
+    })
+    table = pa.table(cols).select(XDR_VIDEO.schema.names).cast(XDR_VIDEO.schema)
+    bytes_dl = bitrate * play_s * 125  # kbit/s * s -> bytes
+    stall_ratio = stall_ms / np.maximum(play_s * 1000 + stall_ms, 1)
+    poor = start_fail | (stall_ratio > 0.05) | (init_ms > 5000)
+    net_fail = start_fail & ~blocked & (src_sev == 0) & (cdn_sev == 0)
+    return table, Outcome(frame, net_fail, np.zeros(n, bool), bytes_dl,
+                          bytes_dl * 8 / np.maximum(cap, 1), play_s, poor)

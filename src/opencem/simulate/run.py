@@ -1,0 +1,150 @@
+"""Run the digital twin: build the operator, generate each day, write what its systems export.
+
+Output layout (what ``opencem ingest`` reads)::
+
+    OUT/manifest.json                       config, row counts, files
+    OUT/tables/<table>.parquet              snapshots and whole-window tables
+    OUT/tables/<table>/<YYYY-MM-DD>.parquet per-day session tables
+    OUT/pm/alpha/*.xml                      vendor alpha: 3GPP TS 32.435 measCollecFile
+    OUT/pm/beta/*.csv                       vendor beta: CSV export with its own counter names
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from . import behaviour, fixed_iot, mobile
+from .config import SimConfig, rng_for
+from .faults import ground_truth_table, plan_faults
+from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
+from .geography import build_network, cells_table
+from .network_pm import alarms, pm_counters
+from .population import build_population, subscribers_table
+
+Progress = Callable[[str], None]
+
+VOICE_PER_DAY, DATA_PER_DAY, VIDEO_PER_DAY = 3.0, 8.0, 1.2
+
+
+@dataclass
+class SimResult:
+    out_dir: Path
+    rows: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    pm_files: int = 0
+
+
+def total_steps(cfg: SimConfig) -> int:
+    return 3 + cfg.days + 2
+
+
+def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None) -> SimResult:
+    """Simulate ``cfg`` into ``out_dir`` (replaced if it exists). Deterministic for a seed."""
+    step = progress or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "tables").mkdir(parents=True)
+    result = SimResult(out_dir)
+
+    def write(name: str, table: pa.Table, day: str | None = None) -> None:
+        path = out_dir / "tables" / (f"{name}/{day}.parquet" if day else f"{name}.parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, compression="zstd")
+        result.rows[name] = result.rows.get(name, 0) + table.num_rows
+        result.files += 1
+
+    step("building network and subscribers")
+    n_lines = int(cfg.subscribers * cfg.broadband_share)
+    net = build_network(cfg, n_lines)
+    pop = build_population(cfg, net)
+    start_ms = day_start_ms(cfg, 0)
+    plan = plan_faults(cfg, net, pop, start_ms)
+    step("planning faults")
+    write("cells", cells_table(net))
+    suspended_any = np.isfinite(plan.suspended_from_ms)
+    write("subscribers", subscribers_table(pop, net, suspended_any, plan.volte_off))
+    write("ground_truth", ground_truth_table(plan))
+    bills, latest_error = behaviour.billing(cfg, pop)
+    write("billing", bills)
+    step("billing history")
+
+    exp = behaviour.Experience.empty(pop.n, cfg.days)
+    counters = []
+    next_id = {"voice": 0, "data": 0, "video": 0, "iot": 0}
+    for day in range(cfg.days):
+        label = (cfg.start_date + timedelta(days=day)).isoformat()
+        rng = rng_for(cfg.seed, f"traffic-day-{day}")
+        outcomes = []
+        for kind, per_day, hours, factor, gen in (
+            ("voice", VOICE_PER_DAY, hourly_profile((11.0, 17.5)), SEGMENT_VOICE, mobile.voice_calls),
+            ("data", DATA_PER_DAY, hourly_profile((13.0, 21.0)), SEGMENT_DATA, mobile.data_sessions),
+            ("video", VIDEO_PER_DAY, hourly_profile((21.0,), 0.05), SEGMENT_DATA, mobile.video_sessions),
+        ):
+            frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor)
+            table, outcome = gen(frame, net, pop, plan, rng, next_id[kind])
+            next_id[kind] += len(frame)
+            write(f"xdr_{kind}", table, label)
+            outcomes.append(outcome)
+            poor = outcome.poor
+            if kind == "voice":
+                exp.add("voice_drops", frame.sub, day, table.column("dropped").to_numpy(zero_copy_only=False))
+                exp.add("voice_failures", frame.sub, day, outcome.setup_failed)
+            elif kind == "data":
+                exp.add("data_failures", frame.sub, day, outcome.setup_failed | (table.column("http_status")
+                                                                                 .to_numpy() == 0))
+                exp.add("data_poor", frame.sub, day, poor)
+            else:
+                exp.add("video_poor", frame.sub, day, poor)
+        poor_sub = np.concatenate([o.frame.sub[o.poor] for o in outcomes])
+        poor_cell = np.concatenate([o.frame.cell[o.poor] for o in outcomes])
+        exp.set_worst_cell(day, poor_sub, poor_cell, net.n_cells)
+
+        iot_table, iot_outcome = fixed_iot.iot_events(cfg, net, pop, plan, day, rng, next_id["iot"])
+        next_id["iot"] += iot_table.num_rows
+        write("iot_events", iot_table, label)
+        outcomes.append(iot_outcome)
+        bb_table, bb_sub, bb_outage = fixed_iot.broadband_sessions(cfg, net, pop, plan, day, rng)
+        write("broadband_sessions", bb_table, label)
+        exp.add("broadband_outage_s", bb_sub, day, bb_outage)
+        counters.append(pm_counters(net, plan, outcomes, day, rng))
+        step(f"traffic {label}")
+
+    rng = rng_for(cfg.seed, "alarms")
+    write("alarms", alarms(net, plan, cfg.days, rng))
+    complaints, interactions, complaints_per_sub = behaviour.complaints_and_care(cfg, net, pop, exp, latest_error)
+    write("complaints", complaints)
+    write("interactions", interactions)
+    write("surveys", behaviour.surveys(cfg, pop, exp, complaints_per_sub))
+    write("social_posts", behaviour.social_posts(cfg, net, pop, exp))
+    write("churn_events", behaviour.churn(cfg, pop, exp, complaints_per_sub, suspended_any))
+    step("customer behaviour")
+
+    from .pm_files import write_pm_files
+
+    pm_paths = write_pm_files(pa.concat_tables(counters), out_dir)
+    result.pm_files = len(pm_paths)
+    result.rows["pm_counter_values"] = sum(t.num_rows for t in counters) * (counters[0].num_columns - 7)
+    step("vendor PM files")
+
+    manifest = {
+        "generator": f"opencem {__version__} simulator",
+        "config": json.loads(cfg.model_dump_json()),
+        "rows": result.rows,
+        "pm_files": result.pm_files,
+    }
+    tmp = out_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out_dir / "manifest.json")
+    return result
