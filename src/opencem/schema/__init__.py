@@ -4,11 +4,11 @@
 by ``opencem schema --markdown``.
 """
 
-from . import customers, network, sessions, truth
+from . import customers, network, ops, sessions, truth
 from .base import TIMESTAMP, Table, description_of, unit_of
 
 TABLES: dict[str, Table] = {
-    t.name: t for mod in (network, sessions, customers, truth) for t in mod.TABLES
+    t.name: t for mod in (network, sessions, customers, truth, ops) for t in mod.TABLES
 }
 
 __all__ = ["TABLES", "TIMESTAMP", "Table", "description_of", "get", "unit_of"]

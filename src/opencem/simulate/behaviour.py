@@ -172,7 +172,7 @@ def surveys(cfg: SimConfig, pop: Population, exp: Experience, complaints_per_sub
     """Relationship NPS: the score falls with the experience the respondent has had so far."""
     rng = rng_for(cfg.seed, "surveys")
     n, days = exp.voice_drops.shape
-    sub, day = np.nonzero(rng.random((n, days)) < 0.004)
+    sub, day = np.nonzero(rng.random((n, days)) < 0.01)
     pain_so_far = np.cumsum(exp.pain, axis=1)[sub, day]
     score = (SEGMENT_NPS_BASE[pop.segment[sub]] - 1.2 * np.log1p(pain_so_far)
              - 1.5 * (complaints_per_sub[sub] > 0) + rng.normal(0, 1.6, len(sub)))

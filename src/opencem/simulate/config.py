@@ -18,7 +18,7 @@ class SimConfig(BaseModel):
     days: int = Field(2, ge=1, le=366, description="Days of traffic to simulate")
     seed: int = Field(7, description="Random seed; the same seed gives identical output")
     start_date: date = Field(date(2026, 11, 2), description="First simulated day (UTC)")
-    subscribers_per_site: int = Field(1200, ge=50, description="Network density")
+    subscribers_per_site: int = Field(600, ge=50, description="Network density")
     fault_rate: float = Field(1.0, ge=0, le=20, description="Multiplier on the number of faults")
     broadband_share: float = Field(0.2, ge=0, le=1, description="Subscribers with home broadband")
     iot_devices_per_subscriber: float = Field(0.05, ge=0, le=5, description="IoT fleet size")

@@ -14,13 +14,14 @@ import pyarrow as pa
 
 from ..schema.truth import GROUND_TRUTH
 from .config import SimConfig, rng_for
-from .geography import H3_RESOLUTION, PROVINCES, Network, h3_cells, to_latlon
+from .geography import PROVINCES, Network, h3_cells, to_latlon
 from .ids import ids
 from .population import DEVICES, Population
 
 PERIOD_MS = 15 * 60 * 1000
 PERIODS_PER_DAY = 96
 CDN_NODES = ("cdn-coastal-01", "cdn-coastal-02", "cdn-inland-01", "cdn-national-01")
+HOLE_RESOLUTION = 9
 PROGRAM_SOURCES = ("ch-news", "ch-sports", "ch-kids", "ch-movies", "streamflix-catalogue", "clipshare-ugc")
 
 
@@ -156,20 +157,21 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
         add("olt_outage", "pipe", "OLT / PON port failure", "cell", net.olt_ids[o], s, e, 1.0,
             "home_broadband", "broadband lines on the OLT lose service")
 
-    # Coverage holes: a populated H3 grid loses ~20 dB (new building, tilt change).
+    # Coverage holes: a populated block (H3 res 9, ~0.1 km2) loses ~20 dB (new building,
+    # antenna tilt change).
     plan.anchor_hole_db = np.zeros(pop.anchor_x.shape, np.float32)
     plan.iot_hole_db = np.zeros(len(pop.iot_owner), np.float32)
     for _ in range(count(0.3)):
         who = rng.integers(0, pop.n)
         lat, lon = to_latlon(pop.anchor_x[who, 0], pop.anchor_y[who, 0])
-        grid = h3_cells(np.array([lat]), np.array([lon]))[0]
-        near = np.hypot(pop.anchor_x - pop.anchor_x[who, 0], pop.anchor_y - pop.anchor_y[who, 0]) < 1.5
+        grid = h3_cells(np.array([lat]), np.array([lon]), HOLE_RESOLUTION)[0]
+        near = np.hypot(pop.anchor_x - pop.anchor_x[who, 0], pop.anchor_y - pop.anchor_y[who, 0]) < 0.6
         cand = np.flatnonzero(near.ravel())
         alat, alon = to_latlon(pop.anchor_x.ravel()[cand], pop.anchor_y.ravel()[cand])
-        inside = cand[h3_cells(alat, alon) == grid]
+        inside = cand[h3_cells(alat, alon, HOLE_RESOLUTION) == grid]
         plan.anchor_hole_db.ravel()[inside] = 20.0
         add("coverage_hole", "pipe", "coverage hole (weak signal in area)", "grid", grid, 0, n_periods,
-            0.8, "voice,mobile_data,video", f"RSRP -20 dB inside H3 res {H3_RESOLUTION} cell")
+            0.8, "voice,mobile_data,video", f"RSRP -20 dB inside H3 res {HOLE_RESOLUTION} cell")
 
     # Device: a firmware version of one popular model breaks VoLTE call handling.
     model = int(np.argmax(np.bincount(pop.device, minlength=len(DEVICES))[:5]))
@@ -196,10 +198,15 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     end_ms = start_ms + n_periods * PERIOD_MS
     caps = pop.data_cap_gb
     heavy = np.isfinite(caps) & (pop.usage_factor > np.quantile(pop.usage_factor, 0.985))
-    t = rng.integers(start_ms, end_ms, pop.n)
+    # Account changes take effect at a period boundary, as the ground truth records them.
+    def period_start(t: np.ndarray) -> np.ndarray:
+        return start_ms + (t - start_ms) // PERIOD_MS * PERIOD_MS
+
+    t = period_start(rng.integers(start_ms, end_ms, pop.n))
     plan.throttled_from_ms = np.where(heavy & (rate > 0), t, np.inf)
     suspended = per_subscriber(0.002, "suspension")
-    plan.suspended_from_ms = np.where(suspended, rng.integers(start_ms, end_ms, pop.n), np.inf)
+    plan.suspended_from_ms = np.where(suspended, period_start(rng.integers(start_ms, end_ms, pop.n)),
+                                      np.inf)
     for mask, from_ms, ftype, cause, services in (
         (heavy & (rate > 0), plan.throttled_from_ms, "data_cap_throttling", "monthly data cap reached",
          "mobile_data,video"),

@@ -10,7 +10,7 @@ from .faults import PERIOD_MS, FaultPlan
 from .frame import HOUR_MS, day_start_ms, finish_frame, hourly_profile, sigmoid
 from .geography import Network
 from .ids import ids, take, timestamps_ms
-from .mobile import Outcome
+from .mobile import Outcome, null_where
 from .population import CPE_MODELS, IOT_MODULES, IOT_SERVICES, Population
 
 # Per service: events per device per day, process steps, median latency ms.
@@ -69,7 +69,7 @@ def iot_events(cfg, net: Network, pop: Population, plan: FaultPlan, day: int,
         "technology": take(["4G", "5G"], frame.tech),
         "device_model": take(list(IOT_MODULES), pop.iot_module[dev]),
         "success": success,
-        "latency_ms": np.where(success, np.round(latency), np.nan).astype(np.float32),
+        "latency_ms": null_where(~success, np.round(latency)),
         "battery_pct": np.round(battery, 1).astype(np.float32),
         "rsrp_dbm": np.round(frame.rsrp_dbm, 1).astype(np.float32),
         "sinr_db": np.round(frame.sinr_db, 1).astype(np.float32),

@@ -17,6 +17,7 @@ from .geography import BANDWIDTH_MHZ, Network
 from .population import SEGMENTS, Population
 
 DAY_MS = 86_400_000
+THROTTLE_KBPS = 256.0  # policer rate once the data cap is reached
 HOUR_MS = 3_600_000
 
 
@@ -50,7 +51,7 @@ class Frame:
         se = np.minimum(np.log2(1 + 10 ** (self.sinr_db / 10)) * 0.75, 5.5)
         bw = np.where(self.tech == 1, BANDWIDTH_MHZ["5G"], BANDWIDTH_MHZ["4G"])
         cap = se * bw * 1000 * np.maximum(0.04, 1 - self.load) * (1 - 0.7 * self.backhaul)
-        return np.where(self.throttled, np.minimum(cap, 256.0), cap)
+        return np.where(self.throttled, np.minimum(cap, THROTTLE_KBPS), cap)
 
     def rtt_ran_ms(self, rng: np.random.Generator) -> np.ndarray:
         base = np.where(self.tech == 1, 12.0, 22.0)
@@ -60,7 +61,7 @@ class Frame:
 
     def radio_failure_prob(self) -> np.ndarray:
         """Probability a setup fails for radio/transport/core reasons."""
-        return (0.003 + 0.35 * sigmoid((-118 - self.rsrp_dbm) / 3) + 0.15 * sigmoid((-6 - self.sinr_db) / 2)
+        return (0.003 + 0.35 * sigmoid((-118 - self.rsrp_dbm) / 3) + 0.10 * sigmoid((-8 - self.sinr_db) / 2)
                 + 0.30 * self.core + 0.05 * self.backhaul)
 
     def drop_prob(self) -> np.ndarray:

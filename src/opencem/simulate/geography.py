@@ -65,7 +65,7 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int = H3_RESOLUTION) 
 def territory_scale(subscribers: int) -> float:
     """Linear size of the territory relative to the towns' nominal layout: the area grows
     with the subscriber base so site density (and so radio quality) stays realistic."""
-    return float(np.clip(np.sqrt(subscribers / 300_000), 0.25, 2.5))
+    return float(np.clip(np.sqrt(subscribers / 400_000), 0.15, 2.5))
 
 
 def sample_places(rng: np.random.Generator, n: int, scale: float, spread: float = 1.0
@@ -134,7 +134,7 @@ def build_network(cfg: SimConfig, n_broadband_lines: int) -> Network:
     scale = territory_scale(cfg.subscribers)
     n_rural = n_sites // 5
     x1, y1, t1 = sample_places(rng, n_sites - n_rural, scale, spread=1.0)
-    x2, y2, t2 = sample_places(rng, n_rural, scale, spread=2.5)
+    x2, y2, t2 = sample_places(rng, n_rural, scale, spread=2.0)
     site_x, site_y, site_town = np.concatenate([x1, x2]), np.concatenate([y1, y2]), np.concatenate([t1, t2])
     dist_centre = np.hypot(site_x - np.array([t.x_km for t in TOWNS])[site_town] * scale,
                            site_y - np.array([t.y_km for t in TOWNS])[site_town] * scale)
@@ -190,7 +190,8 @@ def cells_table(net: Network) -> pa.Table:
         "band_mhz": np.concatenate([np.where(net.cell_tech == 1, BAND_MHZ["5G"], BAND_MHZ["4G"]),
                                     np.zeros(len(net.olt_ids), int)]).astype("int32"),
         "lat": all_lat, "lon": all_lon,
-        "azimuth_deg": np.concatenate([azimuth, np.full(len(net.olt_ids), np.nan)]).astype("float32"),
+        "azimuth_deg": pa.array(np.r_[azimuth, np.zeros(len(net.olt_ids))].astype("float32"),
+                                mask=np.r_[np.zeros(len(azimuth), bool), np.ones(len(net.olt_ids), bool)]),
         "city": take(TOWN_NAMES, town),
         "province": province,
         "h3_index": h3_cells(all_lat, all_lon),
@@ -213,7 +214,7 @@ def serve(net: Network, x_km: np.ndarray, y_km: np.ndarray, five_g_capable: np.n
           indoor: np.ndarray, rng: np.random.Generator) -> RadioLink:
     """Serving and fallback cells for positions, from the two nearest sites.
 
-    RSRP = -88 dBm at 1 km with path-loss exponent 3.5, log-normal shadowing (6 dB), sector
+    RSRP = -88 dBm at 1 km with path-loss exponent 3.5, log-normal shadowing (5 dB), sector
     pattern (3GPP TR 36.814 horizontal pattern, 65 deg beamwidth, 20 dB max attenuation),
     10 dB indoor penetration, and 6 dB extra loss at 3.5 GHz for 5G.
     """
@@ -228,7 +229,7 @@ def serve(net: Network, x_km: np.ndarray, y_km: np.ndarray, five_g_capable: np.n
         off = np.abs(((rel - SECTOR_AZIMUTHS[sector]) + 180) % 360 - 180)
         pattern = -np.minimum(12 * (off / 65.0) ** 2, 20)
         d = np.maximum(dist[:, k], 0.03)
-        rsrp = -88 - 35 * np.log10(d) + pattern + rng.normal(0, 6, len(d)) - 10 * indoor
+        rsrp = -88 - 35 * np.log10(d) + pattern + rng.normal(0, 5, len(d)) - 10 * indoor
         use_5g = five_g_capable & net.site_has_5g[s] & (rsrp > -100)
         rsrp = rsrp - 6 * use_5g
         out.append((net.cell_index(s, sector, use_5g.astype(int)), np.clip(rsrp, -140, -44)))

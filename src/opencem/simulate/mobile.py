@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..schema.sessions import XDR_DATA, XDR_VIDEO, XDR_VOICE
 from .faults import CDN_NODES, PROGRAM_SOURCES, FaultPlan
-from .frame import Frame, sigmoid
+from .frame import THROTTLE_KBPS, Frame, sigmoid
 from .geography import Network
 from .ids import ids, take, timestamps_ms
 from .population import DEVICE_NAMES, DEVICES, Population
@@ -48,8 +48,9 @@ def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_i
     }
 
 
-def _nan_where(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.where(mask, np.nan, values).astype(np.float32)
+def null_where(mask: np.ndarray, values: np.ndarray) -> pa.Array:
+    """float32 values with nulls where not measured (null, not NaN: SQL aggregates skip it)."""
+    return pa.array(np.asarray(values, np.float32), mask=np.asarray(mask, bool))
 
 
 def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
@@ -101,9 +102,9 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "dropped": dropped,
         "codec": take(["AMR-NB", "AMR-WB", "EVS"], codec),
         "codec_rate_kbps": codec_rate,
-        "packet_loss_pct": _nan_where(failed, np.round(np.clip(loss, 0, 100), 2)),
-        "jitter_ms": _nan_where(failed, np.round(jitter, 1)),
-        "one_way_delay_ms": _nan_where(failed, np.round(delay, 1)),
+        "packet_loss_pct": null_where(failed, np.round(np.clip(loss, 0, 100), 2)),
+        "jitter_ms": null_where(failed, np.round(jitter, 1)),
+        "one_way_delay_ms": null_where(failed, np.round(delay, 1)),
     })
     table = pa.table(cols).select(XDR_VOICE.schema.names).cast(XDR_VOICE.schema)
     poor = net_fail | blocked | dropped | (success & (loss > 3)) | (setup_ms > 5000)
@@ -142,6 +143,7 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     bytes_dl = np.where(ok, rng.lognormal(np.log(np.array([a[2] for a in APPS])[app]), 1.0), 0)
     demand = np.array([a[3] for a in APPS], float)[app]
     thp = np.minimum(frame.capacity_kbps(), demand) * rng.lognormal(0, 0.25, n)
+    thp = np.where(frame.throttled, np.minimum(thp, THROTTLE_KBPS), thp)  # a policer is a hard cap
     rtt_ran = frame.rtt_ran_ms(rng)
     rtt_net = HOST_RTT_MS[host] + 60 * frame.core + rng.exponential(5, n)
     server_ms = rng.lognormal(np.log(80), 0.5, n)
@@ -161,12 +163,12 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "bytes_dl": bytes_dl.astype(np.int64),
         "bytes_ul": (bytes_dl * 0.08 * rng.lognormal(0, 0.5, n)).astype(np.int64),
         "duration_ms": np.where(ok, transfer_ms + rng.exponential(2000, n), response).astype(np.int32),
-        "throughput_dl_kbps": _nan_where(failed, np.round(thp, 1)),
-        "tcp_rtt_ran_ms": _nan_where(failed, np.round(rtt_ran, 1)),
-        "tcp_rtt_internet_ms": _nan_where(failed, np.round(rtt_net, 1)),
+        "throughput_dl_kbps": null_where(failed, np.round(thp, 1)),
+        "tcp_rtt_ran_ms": null_where(failed, np.round(rtt_ran, 1)),
+        "tcp_rtt_internet_ms": null_where(failed, np.round(rtt_net, 1)),
         "http_status": status,
-        "response_time_ms": _nan_where(failed, np.round(response, 1)),
-        "page_load_ms": _nan_where(failed | ~web, np.round(page_load, 0)),
+        "response_time_ms": null_where(failed, np.round(response, 1)),
+        "page_load_ms": null_where(failed | ~web, np.round(page_load, 0)),
     })
     table = pa.table(cols).select(XDR_DATA.schema.names).cast(XDR_DATA.schema)
     poor = failed | (web & (page_load > 6000)) | (ok & (thp < 500) & (demand > 1000))
@@ -218,11 +220,11 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "program_source": take(list(PROGRAM_SOURCES), source),
         "cdn_node": take(list(CDN_NODES), cdn),
         "start_success": ok,
-        "initial_buffering_ms": _nan_where(start_fail, np.round(init_ms)),
+        "initial_buffering_ms": null_where(start_fail, np.round(init_ms)),
         "stall_count": stall_count.astype(np.int16),
         "stall_time_ms": np.round(stall_ms).astype(np.float32),
         "play_duration_s": np.round(play_s, 1).astype(np.float32),
-        "bitrate_kbps": _nan_where(start_fail, np.round(bitrate)),
+        "bitrate_kbps": null_where(start_fail, np.round(bitrate)),
         "resolution_height_px": np.where(ok, LADDER_HEIGHT[rung], 0).astype(np.int16),
         "frame_rate_fps": np.where(source == 1, 50.0, np.where(app == 1, 30.0, 25.0)).astype(np.float32),
         "video_codec": take(["h264", "h265", "vp9"], np.where(app == 0, 1, np.where(app == 1, 2, 0))),

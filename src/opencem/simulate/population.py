@@ -138,7 +138,8 @@ def build_population(cfg: SimConfig, net: Network) -> Population:
     firmware = np.where(rng.random(n) < 0.5, latest, oldest)
 
     five_g = np.array([d.five_g for d in DEVICES])[device]
-    link = [serve(net, anchor_x[:, a], anchor_y[:, a], five_g, np.ones(n, bool), rng)
+    # Home and work are indoors; leisure places are a mix, counted as outdoors.
+    link = [serve(net, anchor_x[:, a], anchor_y[:, a], five_g, np.full(n, a < 2), rng)
             for a in range(len(ANCHORS))]
 
     has_bb = rng.random(n) < cfg.broadband_share
@@ -185,7 +186,7 @@ def subscribers_table(pop: Population, net: Network, suspended: np.ndarray,
         "subscriber_id": pop.subscriber_ids,
         "segment": seg_names,
         "plan": plan_names,
-        "data_cap_gb": pop.data_cap_gb.astype("float32"),
+        "data_cap_gb": pa.array(pop.data_cap_gb.astype("float32"), mask=np.isnan(pop.data_cap_gb)),
         "arpu_monthly": np.round(pop.arpu, 2).astype("float32"),
         "tenure_months": pop.tenure_months.astype("int16"),
         "age_band": take(list(AGE_BANDS), pop.age_band),

@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything they need is here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv dev bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime install; redone when the project's dependencies change.
+$(VENV)/.runtime: $(BIN)/python pyproject.toml requirements/constraints.txt
+	$(PIP) -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PIP) -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.runtime
+	$(BIN)/opencem demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/simulate_ingest.py
+
+docs: $(VENV)/.runtime
+	$(BIN)/opencem schema --markdown > docs/data-model.md
+
+clean:
+	rm -rf $(VENV) opencem-workspace .pytest_cache

@@ -1,0 +1,265 @@
+"""The ``opencem`` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from .workspace import ENV_VAR, Workspace
+
+app = typer.Typer(help="opencem: open-source Customer Experience Management for telecom operators.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+STATE: dict[str, Workspace] = {}
+
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", help=f"Workspace folder (default: ${ENV_VAR} or ./opencem-workspace).")]
+
+
+@app.callback()
+def main(workspace: WorkspaceOpt = None) -> None:
+    STATE["ws"] = Workspace.resolve(workspace)
+
+
+def user_errors(fn):
+    """Turn expected user-facing errors into one red sentence and exit code 2."""
+    from .engines.duckdb import QueryError
+    from .ingest.lake import LakeError
+    from .ingest.validate import IngestError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (IngestError, LakeError, QueryError) as err:
+            err_console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            err_console.print(f"[red]error:[/red] {where}: {first['msg']}")
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def _simulate(subscribers: int, days: int, seed: int, out: Path, start_date: date | None,
+              fault_rate: float):
+    from .simulate.config import SimConfig
+    from .simulate.run import simulate, total_steps
+
+    kwargs = {"subscribers": subscribers, "days": days, "seed": seed, "fault_rate": fault_rate}
+    if start_date:
+        kwargs["start_date"] = start_date
+    cfg = SimConfig(**kwargs)
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("simulating", total=total_steps(cfg))
+        result = simulate(cfg, out, lambda msg: bar.update(task, advance=1, description=msg))
+    elapsed = time.perf_counter() - started
+    rows = sum(v for k, v in result.rows.items() if k != "pm_counter_values")
+    table = RichTable("table", "rows", title=f"Simulated operator in {out}")
+    for name, n in sorted(result.rows.items()):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(f"{rows:,} records and {result.pm_files} vendor PM files in {elapsed:.1f} s "
+                  f"({rows / elapsed:,.0f} records/s)")
+    return result
+
+
+@app.command("simulate")
+@user_errors
+def simulate_cmd(
+    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same output.")] = 7,
+    out: Annotated[Path, typer.Option(help="Output folder (replaced).")] = Path("opencem-sim"),
+    start_date: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (UTC).")] = None,
+    fault_rate: Annotated[float, typer.Option(help="Multiplier on injected faults (0: none).")] = 1.0,
+) -> None:
+    """Simulate a digital-twin operator: network, traffic, faults (with ground truth), customers."""
+    _simulate(subscribers, days, seed, out, _parse_date(start_date, "--start-date"), fault_rate)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] {option} {value!r} is not a date like 2026-11-02")
+        raise typer.Exit(2) from None
+
+
+def _ingest(paths: list[Path], as_of: date | None):
+    from .ingest.load import discover, ingest
+
+    ws = STATE["ws"]
+    sources, _ = discover(paths)
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("ingesting", total=len(sources))
+        report = ingest(ws.lake, paths, as_of=as_of,
+                        progress=lambda name, rows: bar.update(task, advance=1, description=Path(name).name))
+    elapsed = time.perf_counter() - started
+    rows = report.rows()
+    table = RichTable("table", "rows loaded", title=f"Ingested into {ws.lake.root}")
+    for name, n in sorted(rows.items()):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    total = sum(rows.values())
+    console.print(f"{report.count('loaded')} files loaded, {report.count('duplicate')} already loaded, "
+                  f"{report.count('rejected')} rejected; {total:,} rows in {elapsed:.1f} s; "
+                  f"{report.quarantined:,} rows quarantined")
+    for f in report.files:
+        if f.status == "rejected":
+            err_console.print(f"[yellow]rejected:[/yellow] {f.message}")
+    return report
+
+
+@app.command("ingest")
+@user_errors
+def ingest_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to load.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Snapshot date for cells/subscribers.")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Show the ingest log instead.")] = False,
+) -> None:
+    """Load source files into the workspace lake (atomic; the same file twice adds nothing)."""
+    if report:
+        _show_ingest_log()
+        return
+    if not paths:
+        err_console.print("[red]error:[/red] give at least one file or folder to ingest")
+        raise typer.Exit(2)
+    _ingest(paths, _parse_date(as_of, "--as-of"))
+
+
+def _show_ingest_log() -> None:
+    from .engines.duckdb import run_user_sql
+
+    rel = run_user_sql(STATE["ws"].lake, """
+        SELECT table_name, status, count(*) AS files, sum(rows_read) AS rows_read,
+               sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined
+        FROM ingest_log GROUP BY ALL ORDER BY table_name, status""")
+    _print_relation(rel, "Ingest log")
+
+
+def _columns(cursor) -> list[str]:
+    return [d[0] for d in cursor.description]
+
+
+def _print_relation(cursor, title: str | None = None, limit: int = 50) -> None:
+    table = RichTable(*_columns(cursor), title=title)
+    rows = cursor.fetchmany(limit + 1)
+    for row in rows[:limit]:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"(first {limit} rows; use --limit or --format csv for more)")
+
+
+@app.command("sql")
+@user_errors
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="One read-only SQL query over the lake's tables.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows to show in table format.")] = 50,
+) -> None:
+    """Run ad-hoc read-only SQL (DuckDB dialect) over the lake."""
+    from .engines.duckdb import run_user_sql
+
+    rel = run_user_sql(STATE["ws"].lake, query)
+    if fmt == "table":
+        _print_relation(rel, limit=limit)
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(_columns(rel))
+        writer.writerows(rel.fetchall())
+    elif fmt == "json":
+        rows = [dict(zip(_columns(rel), r)) for r in rel.fetchall()]
+        print(json.dumps(rows, default=str, indent=1))
+    else:
+        err_console.print(f"[red]error:[/red] --format {fmt!r} is not one of table, csv, json")
+        raise typer.Exit(2)
+
+
+@app.command("tables")
+@user_errors
+def tables_cmd() -> None:
+    """List the canonical tables with their committed row counts."""
+    from .schema import TABLES
+
+    manifest = STATE["ws"].lake.manifest()
+    table = RichTable("table", "domain", "rows", "description", title=str(STATE["ws"].lake.root))
+    for name, spec in TABLES.items():
+        table.add_row(name, spec.domain, f"{manifest.rows(name):,}", spec.description)
+    console.print(table)
+
+
+@app.command("schema")
+def schema_cmd(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/data-model.md.")] = False,
+    table: Annotated[str | None, typer.Argument(help="One table to show.")] = None,
+) -> None:
+    """Show the canonical data model."""
+    from .schema.docs import render_markdown, render_table
+
+    if markdown:
+        print(render_markdown(), end="")
+        return
+    from .schema import TABLES
+
+    if table and table not in TABLES:
+        err_console.print(f"[red]error:[/red] unknown table {table!r}; known: {', '.join(TABLES)}")
+        raise typer.Exit(2)
+    for name in [table] if table else TABLES:
+        console.print(render_table(name))
+
+
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 50_000,
+    days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate an operator, ingest it into the workspace, and show what was built."""
+    ws = STATE["ws"]
+    sim_dir = ws.root / "sim"
+    console.rule("[bold]1. simulate a digital-twin operator")
+    _simulate(subscribers, days, seed, sim_dir, None, 1.0)
+    console.rule("[bold]2. ingest into the lake")
+    _ingest([sim_dir], None)
+    console.rule("[bold]3. a first look")
+    from .engines.duckdb import run_user_sql
+
+    _print_relation(run_user_sql(ws.lake, """
+        SELECT fault_type, domain, count(*) AS faults, min(location_id) AS example_location
+        FROM ground_truth GROUP BY ALL ORDER BY faults DESC"""), "Injected faults (ground truth)")
+    _print_relation(run_user_sql(ws.lake, """
+        SELECT c.city, count(*) AS calls,
+               round(100 * avg(CASE WHEN v.setup_success THEN 0 ELSE 1 END), 2) AS call_failure_pct,
+               round(100 * avg(CASE WHEN v.dropped THEN 1 ELSE 0 END), 2) AS call_drop_pct
+        FROM xdr_voice v JOIN cells c USING (cell_id) GROUP BY ALL ORDER BY calls DESC"""),
+        "Voice by city")
+    console.print(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")
+    console.print("Try: [bold].venv/bin/opencem --workspace " f"{ws.root} sql \"SELECT segment, "
+                  "count(*), avg(arpu_monthly) FROM subscribers GROUP BY 1\"[/bold]")

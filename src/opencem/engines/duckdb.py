@@ -1,0 +1,81 @@
+"""DuckDB over the lake: one view per canonical table, built from the committed manifest.
+
+Views list the manifest's files explicitly, so a batch still being written is never seen.
+``read_only_connection`` also confines DuckDB to the lake folder and accepts only queries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ..ingest.lake import Lake
+from ..schema import TABLES
+
+ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+class QueryError(Exception):
+    """A query opencem refuses or DuckDB cannot run, in one sentence."""
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
+    """Create a view per canonical table (empty tables get an empty, typed view).
+    Returns the committed row count per table."""
+    manifest = lake.manifest()
+    counts = {}
+    for name, spec in TABLES.items():
+        files = manifest.files(name)
+        if files:
+            listing = ", ".join(_quote(lake.root / f.path) for f in files)
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)')
+        else:
+            con.register(f"__empty_{name}", pa.table({f.name: pa.array([], f.type) for f in spec.schema}))
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__empty_{name}"')
+        counts[name] = sum(f.rows for f in files)
+    return counts
+
+
+def connect(lake: Lake, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake's views (full access, for opencem's own jobs)."""
+    con = duckdb.connect(config={"threads": threads} if threads else {})
+    register_lake(con, lake)
+    return con
+
+
+def read_only_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """A connection for user SQL: file access limited to the lake, settings locked."""
+    con = duckdb.connect()
+    con.execute(f"SET allowed_directories=[{_quote(lake.root.resolve())}]")
+    con.execute("SET enable_external_access=false")
+    register_lake(con, lake)
+    con.execute("SET lock_configuration=true")
+    return con
+
+
+def run_user_sql(lake: Lake, sql: str) -> duckdb.DuckDBPyConnection:
+    """Run one read-only query (SELECT, WITH ... SELECT, EXPLAIN, DESCRIBE, SHOW); returns
+    the cursor (``description``, ``fetchmany``, ``fetchall``)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as err:
+        raise QueryError(f"the query does not parse: {_first_line(err)}") from None
+    if len(statements) != 1:
+        raise QueryError(f"give exactly one statement (got {len(statements)})")
+    if statements[0].type not in ALLOWED_STATEMENTS:
+        raise QueryError(f"only read-only queries are allowed here, not {statements[0].type.name}")
+    con = read_only_connection(lake)
+    try:
+        return con.execute(sql)
+    except duckdb.Error as err:
+        raise QueryError(_first_line(err)) from None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]

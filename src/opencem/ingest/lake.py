@@ -1,0 +1,192 @@
+"""The Parquet lake: ``<table>/date=YYYY-MM-DD/part-<batch>-<n>.parquet`` plus a manifest.
+
+Readers see exactly the files listed in the committed manifest (``_manifest.json``), and a
+commit is one ``os.replace`` of that file, so a batch becomes visible all at once or not at
+all. Files of a batch are written to ``.staging/<batch>/`` first and moved into their
+partitions just before the commit; anything an interrupted batch left behind (staging
+folders, partition files the manifest does not list) is swept by the next writer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..schema import TABLES, Table
+
+MANIFEST = "_manifest.json"
+MS_PER_DAY = 86_400_000
+
+
+class LakeError(Exception):
+    """A lake operation that cannot go ahead, with a one-sentence reason."""
+
+
+@dataclass
+class LakeFile:
+    path: str  # relative to the lake root
+    rows: int
+    date: str
+    batch: str
+
+
+@dataclass
+class Manifest:
+    version: int = 0
+    tables: dict[str, list[LakeFile]] = field(default_factory=dict)
+    sources: dict[str, dict] = field(default_factory=dict)  # content fingerprint -> what it loaded
+    batches: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        path = root / MANIFEST
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        return cls(version=raw["version"],
+                   tables={t: [LakeFile(**f) for f in files] for t, files in raw["tables"].items()},
+                   sources=raw.get("sources", {}), batches=raw.get("batches", []))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "version": self.version,
+            "tables": {t: [f.__dict__ for f in files] for t, files in sorted(self.tables.items())},
+            "sources": self.sources,
+            "batches": self.batches,
+        }, indent=1)
+
+    def files(self, table: str, latest_snapshot: bool = True) -> list[LakeFile]:
+        """Committed files of a table; for snapshot tables only the newest date's files."""
+        files = self.tables.get(table, [])
+        if files and latest_snapshot and TABLES[table].is_snapshot:
+            newest = max(f.date for f in files)
+            files = [f for f in files if f.date == newest]
+        return files
+
+    def rows(self, table: str) -> int:
+        return sum(f.rows for f in self.files(table))
+
+
+def partition_days(table: pa.Table, spec: Table) -> np.ndarray:
+    """UTC day number (days since 1970-01-01) of each row's event time."""
+    ms = pc.cast(table.column(spec.time_column), pa.int64()).to_numpy(zero_copy_only=False)
+    return np.floor_divide(ms, MS_PER_DAY)
+
+
+class Lake:
+    """A lake rooted at a folder. Many readers, one writer at a time (a lock file)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def manifest(self) -> Manifest:
+        return Manifest.load(self.root)
+
+    @contextmanager
+    def transaction(self):
+        """Write files, then commit them together; an exception leaves nothing visible."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LakeError(f"another opencem process is writing to {self.root}; try again "
+                                "when it has finished") from None
+            manifest = self.manifest()
+            self._sweep(manifest)
+            txn = Transaction(self, manifest)
+            try:
+                yield txn
+                txn.commit()
+            finally:
+                shutil.rmtree(txn.staging, ignore_errors=True)
+
+    def _sweep(self, manifest: Manifest) -> None:
+        """Remove leftovers of interrupted batches: staging folders and unlisted parts."""
+        shutil.rmtree(self.root / ".staging", ignore_errors=True)
+        listed = {f.path for files in manifest.tables.values() for f in files}
+        for part in self.root.glob("*/date=*/part-*.parquet"):
+            if str(part.relative_to(self.root)) not in listed:
+                part.unlink()
+
+
+class Transaction:
+    def __init__(self, lake: Lake, manifest: Manifest):
+        self.lake = lake
+        self.manifest = manifest
+        self.batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.staging = lake.root / ".staging" / self.batch
+        self.staged: list[tuple[Path, LakeFile]] = []
+        self.replaced: set[tuple[str, str]] = set()  # (table, date) snapshot partitions replaced
+        self.sources: dict[str, dict] = {}
+
+    def seen(self, fingerprint: str) -> dict | None:
+        return self.manifest.sources.get(fingerprint) or self.sources.get(fingerprint)
+
+    def append(self, spec: Table, table: pa.Table, snapshot_date: date | None = None) -> int:
+        """Stage rows of a canonical table, split into date partitions. Snapshot tables
+        replace the partition of ``snapshot_date``. Returns rows staged."""
+        if table.num_rows == 0:
+            return 0
+        table = table.select(spec.schema.names)
+        if spec.is_snapshot:
+            if snapshot_date is None:
+                raise LakeError(f"table {spec.name} is a snapshot and needs an as-of date")
+            self.replaced.add((spec.name, snapshot_date.isoformat()))
+            self._stage(spec.name, snapshot_date.isoformat(), table)
+            return table.num_rows
+        days = partition_days(table, spec)
+        order = np.argsort(days, kind="stable")
+        days = days[order]
+        table = table.take(pa.array(order))
+        bounds = np.flatnonzero(np.diff(days)) + 1
+        starts, ends = np.r_[0, bounds], np.r_[bounds, len(days)]
+        for s, e in zip(starts, ends):
+            day = (np.datetime64(0, "D") + int(days[s])).astype(str)
+            self._stage(spec.name, day, table.slice(s, e - s))
+        return table.num_rows
+
+    def _stage(self, name: str, day: str, table: pa.Table) -> None:
+        k = len(self.staged)
+        rel = f"{name}/date={day}/part-{self.batch}-{k:05d}.parquet"
+        tmp = self.staging / rel
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
+        self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch)))
+
+    def record_source(self, fingerprint: str, info: dict) -> None:
+        self.sources[fingerprint] = {**info, "batch": self.batch}
+
+    def commit(self) -> None:
+        if not self.staged and not self.sources:
+            return
+        m = self.manifest
+        for table, day in self.replaced:
+            m.tables[table] = [f for f in m.tables.get(table, []) if f.date != day]
+        for tmp, lf in self.staged:
+            final = self.lake.root / lf.path
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            m.tables.setdefault(lf.path.split("/")[0], []).append(lf)
+        m.sources.update(self.sources)
+        m.batches.append({"batch": self.batch, "committed_at": datetime.now(UTC).isoformat(),
+                          "files": len(self.staged), "rows": sum(lf.rows for _, lf in self.staged)})
+        m.version += 1
+        tmp = self.lake.root / (MANIFEST + ".tmp")
+        tmp.write_text(m.to_json())
+        with open(tmp) as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.lake.root / MANIFEST)  # the commit point
+        # Files of replaced snapshot partitions are now unlisted; the next writer sweeps them.

@@ -1,0 +1,113 @@
+"""Conform a source table to its canonical schema and set aside the records that break it.
+
+Checks are vectorised per column: missing key values, values outside the domain range of a
+column (``Table.ranges``), values that do not convert to the column type. A failing record
+goes to quarantine with the field, value and reason; the rest load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..schema import Table
+
+
+class IngestError(Exception):
+    """A whole file cannot be loaded; the message is one sentence naming file and problem."""
+
+
+@dataclass
+class Conformed:
+    accepted: pa.Table
+    rejected_rows: np.ndarray  # 0-based row positions in the source
+    fields: list[str]
+    values: list[str]
+    reasons: list[str]
+    records_json: list[str]
+
+    @property
+    def n_quarantined(self) -> int:
+        return len(self.rejected_rows)
+
+
+def _cast_column(column: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Cast, turning values that do not convert into nulls and reporting where they were."""
+    if column.type == target:
+        return column, np.zeros(len(column), bool)
+    try:
+        return pc.cast(column, target), np.zeros(len(column), bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    # Slow path only for dirty columns: convert value by value through text.
+    text = pc.cast(column, pa.string()).to_pylist()
+    out, bad = [], np.zeros(len(text), bool)
+    for i, v in enumerate(text):
+        if v is None or v == "":
+            out.append(None)
+            continue
+        try:
+            out.append(pc.cast(pa.array([v]), target)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            out.append(None)
+            bad[i] = True
+    return pa.chunked_array([pa.array(out, target)]), bad
+
+
+def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
+    """Cast ``table`` to ``spec``'s schema; quarantine records with bad keys, types or ranges."""
+    names = set(table.column_names)
+    missing_keys = [f.name for f in spec.columns if not f.nullable and f.name not in names]
+    if missing_keys:
+        raise IngestError(f"{source}: column {missing_keys[0]!r} required by table {spec.name} "
+                          f"is missing (found: {', '.join(sorted(names)) or 'no columns'})")
+    n = table.num_rows
+    reason = np.full(n, "", dtype=object)
+    field = np.full(n, "", dtype=object)
+    columns = {}
+    for f in spec.columns:
+        if f.name not in names:
+            columns[f.name] = pa.nulls(n, f.type)
+            continue
+        cast, bad = _cast_column(table.column(f.name), f.type)
+        new = bad & (reason == "")
+        reason[new], field[new] = f"not a valid {f.type}", f.name
+        columns[f.name] = cast
+        if not f.nullable:
+            null = cast.is_null().to_numpy(zero_copy_only=False) if cast.null_count else np.zeros(n, bool)
+            if pa.types.is_string(f.type):
+                null |= pc.equal(pc.utf8_trim_whitespace(cast), "").fill_null(True).to_numpy(
+                    zero_copy_only=False)
+            new = null & (reason == "")
+            reason[new], field[new] = "required value is missing", f.name
+        if f.name in spec.ranges:
+            lo, hi = spec.ranges[f.name]
+            numeric = pc.cast(cast, pa.float64())
+            out = pc.or_(pc.less(numeric, float(lo)), pc.greater(numeric, float(hi))).fill_null(False)
+            out = out.to_numpy(zero_copy_only=False)
+            new = out & (reason == "")
+            reason[new], field[new] = f"outside the valid range [{lo}, {hi}]", f.name
+    conformed = pa.table(columns, schema=spec.schema)
+    bad_rows = np.flatnonzero(reason != "")
+    if len(bad_rows) == 0:
+        return Conformed(conformed, bad_rows, [], [], [], [])
+    original = table.take(pa.array(bad_rows)).to_pylist()
+    values = [_text(rec.get(fl)) for rec, fl in zip(original, field[bad_rows])]
+    keep = np.ones(n, bool)
+    keep[bad_rows] = False
+    return Conformed(
+        accepted=conformed.filter(pa.array(keep)),
+        rejected_rows=bad_rows,
+        fields=list(field[bad_rows]),
+        values=values,
+        reasons=list(reason[bad_rows]),
+        records_json=[json.dumps(rec, default=str) for rec in original],
+    )
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)[:200]

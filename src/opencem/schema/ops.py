@@ -1,0 +1,46 @@
+"""Operational tables opencem writes about its own work: the ingest log and quarantine."""
+
+import pyarrow as pa
+
+from .base import TIMESTAMP, Table, col, key
+
+INGEST_LOG = Table(
+    name="ingest_log",
+    domain="ops",
+    description="One row per source file and target table per ingest: rows read = accepted + quarantined.",
+    keys=("batch_id", "source_path", "table_name"),
+    time_column="ingested_at",
+    columns=(
+        col("ingested_at", TIMESTAMP, "When the batch was committed (UTC)", nullable=False),
+        key("batch_id", "Lake batch that loaded the file"),
+        key("source_path", "File as given to opencem ingest"),
+        col("fingerprint", pa.string(), "SHA-256 of the file content"),
+        key("table_name", "Canonical table loaded"),
+        col("status", pa.string(), "loaded, duplicate or rejected", nullable=False),
+        col("rows_read", pa.int64(), "Records read from the file"),
+        col("rows_accepted", pa.int64(), "Records written to the table"),
+        col("rows_quarantined", pa.int64(), "Records set aside in quarantine"),
+        col("message", pa.string(), "Why a file was rejected or skipped"),
+    ),
+)
+
+QUARANTINE = Table(
+    name="quarantine",
+    domain="ops",
+    description="Records that failed validation, with the file, row, field and reason; never dropped.",
+    keys=("batch_id", "source_path", "row_number"),
+    time_column="ingested_at",
+    columns=(
+        col("ingested_at", TIMESTAMP, "When the batch was committed (UTC)", nullable=False),
+        key("batch_id", "Lake batch"),
+        key("source_path", "File the record came from"),
+        key("table_name", "Canonical table the record was meant for"),
+        col("row_number", pa.int64(), "1-based record number in the file (data rows)", nullable=False),
+        col("field", pa.string(), "Field that failed"),
+        col("value", pa.string(), "Offending value as text"),
+        col("reason", pa.string(), "Why the record was set aside", nullable=False),
+        col("record_json", pa.string(), "The whole record as JSON, to repair and reload"),
+    ),
+)
+
+TABLES = (INGEST_LOG, QUARANTINE)

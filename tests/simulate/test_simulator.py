@@ -1,0 +1,204 @@
+"""The digital twin: every table, plausible distributions, faults visible where injected."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from opencem.schema import TABLES
+from opencem.simulate.config import SimConfig
+from opencem.simulate.run import simulate
+
+EVENT_TABLES = [n for n, t in TABLES.items() if t.domain != "ops"]
+
+
+def one(db, sql: str):
+    return db.execute(sql).fetchone()
+
+
+@pytest.mark.parametrize("table", EVENT_TABLES)
+def test_every_table_is_populated_and_typed(db, table):
+    n = one(db, f"SELECT count(*) FROM {table}")[0]
+    assert n > 0, f"{table} is empty"
+    names = [c[0] for c in db.execute(f"DESCRIBE {table}").fetchall()]
+    assert names == TABLES[table].schema.names
+
+
+def test_sizes_follow_the_configuration(db):
+    assert one(db, "SELECT count(*) FROM subscribers")[0] == 10_000
+    # ~3 calls, ~8 data sessions, ~1.2 videos per subscriber-day (lognormal usage, mean ~1)
+    per_sub_day = one(db, """SELECT (SELECT count(*) FROM xdr_voice) / 20000,
+                                    (SELECT count(*) FROM xdr_data) / 20000,
+                                    (SELECT count(*) FROM xdr_video) / 20000""")
+    assert 2.0 < per_sub_day[0] < 4.5
+    assert 5.5 < per_sub_day[1] < 11
+    assert 0.8 < per_sub_day[2] < 1.8
+    days = one(db, "SELECT count(DISTINCT start_time::DATE) FROM xdr_data")[0]
+    assert days == 2
+
+
+def test_radio_conditions_are_plausible_and_fall_with_quality(db):
+    p5, p50, p95 = one(db, "SELECT quantile_cont(rsrp_dbm, [0.05, 0.5, 0.95]) FROM xdr_data")[0]
+    assert -125 < p5 < -100 and -105 < p50 < -80 and -85 < p95 < -55
+    # Throughput rises with SINR (the radio model, not a constant).
+    low, high = one(db, """SELECT median(throughput_dl_kbps) FILTER (sinr_db < 0 AND app = 'web_browsing'),
+                                  median(throughput_dl_kbps) FILTER (sinr_db > 15 AND app = 'web_browsing')
+                           FROM xdr_data""")
+    assert high > 2 * low
+
+
+def test_traffic_has_a_diurnal_pattern(db):
+    night, busy = one(db, """SELECT count(*) FILTER (hour(start_time) BETWEEN 2 AND 4),
+                                    count(*) FILTER (hour(start_time) BETWEEN 19 AND 21)
+                             FROM xdr_data""")
+    assert busy > 4 * night
+
+
+def test_voice_kpis_are_in_operator_ranges(db):
+    success, drop, setup_ms = one(db, """
+        SELECT avg((sip_cause_code NOT IN (500, 503, 504, 408))::INT),
+               avg(dropped::INT) FILTER (setup_success),
+               median(setup_time_ms) FILTER (setup_success AND voice_bearer = 'VoLTE')
+        FROM xdr_voice""")
+    assert 0.95 < success < 0.999
+    assert 0.002 < drop < 0.03
+    assert 1000 < setup_ms < 2500
+
+
+def test_value_differs_by_segment(db):
+    arpu = dict(db.execute("SELECT segment, avg(arpu_monthly) FROM subscribers GROUP BY 1").fetchall())
+    assert arpu["premium"] > arpu["postpaid"] > arpu["prepaid"]
+    shares = dict(db.execute("SELECT segment, count(*) / 10000 FROM subscribers GROUP BY 1").fetchall())
+    assert 0.3 < shares["prepaid"] < 0.4
+
+
+def test_cell_outage_moves_traffic_off_the_cell_and_raises_an_alarm(db):
+    cell, start, end = one(db, """SELECT location_id, start_time, end_time FROM ground_truth
+                                  WHERE fault_type = 'cell_outage' LIMIT 1""")
+    during = one(db, f"""SELECT count(*) FROM xdr_data WHERE cell_id = '{cell}'
+                         AND start_time >= '{start}' AND start_time < '{end}'""")[0]
+    assert during == 0
+    unavailable = one(db, f"""SELECT sum(value) FROM pm_counters WHERE cell_id = '{cell}'
+                              AND counter_name = 'RRU.CellUnavailableTime'""")[0]
+    hours = (end - start).total_seconds()
+    assert unavailable == pytest.approx(hours, rel=0.01)
+    alarm = one(db, f"""SELECT count(*) FROM alarms WHERE cell_id = '{cell}' AND severity = 'critical'
+                        AND raised_at BETWEEN '{start}'::TIMESTAMPTZ - INTERVAL 5 MINUTE AND '{end}'""")[0]
+    assert alarm == 1
+
+
+def test_pipe_faults_degrade_their_cells_in_their_window(db):
+    # Congestion: PRB load at the ceiling inside the window, normal outside.
+    rows = db.execute("""
+        SELECT g.location_id,
+               avg(d.prb_load_pct) FILTER (d.start_time >= g.start_time AND d.start_time < g.end_time),
+               avg(d.prb_load_pct) FILTER (d.start_time < g.start_time OR d.start_time >= g.end_time)
+        FROM ground_truth g JOIN xdr_data d ON d.cell_id = g.location_id
+        WHERE g.fault_type = 'congestion' GROUP BY 1""").fetchall()
+    assert rows
+    for _, inside, outside in rows:
+        if inside is not None:
+            assert inside > 90 and outside < 70
+    # Interference: SINR clearly worse for similar RSRP.
+    rows = db.execute("""
+        SELECT avg(d.sinr_db) FILTER (d.start_time >= g.start_time AND d.start_time < g.end_time),
+               avg(d.sinr_db) FILTER (d.start_time < g.start_time OR d.start_time >= g.end_time)
+        FROM ground_truth g JOIN xdr_data d ON d.cell_id = g.location_id
+        WHERE g.fault_type = 'interference' GROUP BY g.fault_id""").fetchall()
+    for inside, outside in rows:
+        assert inside < outside - 5
+
+
+def test_cloud_faults_hurt_video_from_that_node_only_in_window(db):
+    inside, outside = one(db, """
+        SELECT avg(v.stall_time_ms / (v.play_duration_s * 1000 + v.stall_time_ms))
+                   FILTER (v.start_time >= g.start_time AND v.start_time < g.end_time),
+               avg(v.stall_time_ms / (v.play_duration_s * 1000 + v.stall_time_ms))
+                   FILTER (v.start_time < g.start_time OR v.start_time >= g.end_time)
+        FROM ground_truth g JOIN xdr_video v ON v.cdn_node = g.location_id
+        WHERE g.fault_type = 'cdn_degradation' AND v.start_success""")
+    assert inside > 3 * outside
+
+
+def test_device_and_account_causes_show_on_their_subscribers(db):
+    fw_model, = one(db, "SELECT location_id FROM ground_truth WHERE fault_type = 'firmware_bug'")
+    bad, good = one(db, f"""
+        SELECT avg(v.dropped::INT) FILTER (s.device_firmware = (SELECT max(device_firmware)
+                   FROM subscribers WHERE device_model = '{fw_model}') AND s.device_model = '{fw_model}'),
+               avg(v.dropped::INT) FILTER (s.device_model <> '{fw_model}')
+        FROM xdr_voice v JOIN subscribers s USING (subscriber_id) WHERE v.setup_success""")
+    assert bad > 3 * good
+    csfb = one(db, """SELECT avg((voice_bearer = 'CSFB')::INT) FROM xdr_voice v JOIN ground_truth g
+                      ON g.location_id = v.subscriber_id WHERE g.fault_type = 'volte_off'""")[0]
+    assert csfb == 1.0
+    apn_ok = one(db, """SELECT count(*) FILTER (http_status <> 0) FROM xdr_data d JOIN ground_truth g
+                        ON g.location_id = d.subscriber_id WHERE g.fault_type = 'wrong_apn'""")[0]
+    assert apn_ok == 0
+    throttled = one(db, """SELECT max(throughput_dl_kbps) FROM xdr_data d JOIN ground_truth g
+                           ON g.location_id = d.subscriber_id AND d.start_time >= g.start_time
+                           WHERE g.fault_type = 'data_cap_throttling'""")[0]
+    assert throttled <= 256
+    suspended = one(db, """SELECT count(*) FILTER (s.status <> 'suspended') FROM ground_truth g
+                           JOIN subscribers s ON s.subscriber_id = g.location_id
+                           WHERE g.fault_type = 'suspension'""")[0]
+    assert suspended == 0
+
+
+def test_ground_truth_covers_cloud_pipe_device_and_account(db):
+    domains = {r[0] for r in db.execute("SELECT DISTINCT domain FROM ground_truth").fetchall()}
+    assert domains == {"cloud", "pipe", "device", "account"}
+    types = {r[0] for r in db.execute("SELECT DISTINCT fault_type FROM ground_truth").fetchall()}
+    assert {"cell_outage", "coverage_hole", "interference", "congestion", "backhaul_degradation",
+            "core_degradation", "cdn_degradation", "program_source_fault", "firmware_bug",
+            "volte_off", "wrong_apn", "data_cap_throttling", "suspension"} <= types
+
+
+def test_customers_react_to_experience(db):
+    # Complaints: subscriber-days with many dropped calls complain far more often.
+    rows = dict(db.execute("""
+        WITH daily AS (SELECT subscriber_id, start_time::DATE AS day, sum(dropped::INT) AS drops
+                       FROM xdr_voice GROUP BY ALL),
+             c AS (SELECT DISTINCT subscriber_id, created_at::DATE AS day FROM complaints)
+        SELECT drops >= 2 AS many, avg((c.subscriber_id IS NOT NULL)::INT)
+        FROM daily LEFT JOIN c USING (subscriber_id, day) GROUP BY 1""").fetchall())
+    assert rows[True] > 3 * rows[False]
+    # Churners had worse experience than stayers; NPS falls with complaints.
+    churn_c, churn_n = one(db, """
+        SELECT avg((ch.subscriber_id IS NOT NULL)::INT) FILTER (c.n > 0),
+               avg((ch.subscriber_id IS NOT NULL)::INT) FILTER (c.n IS NULL)
+        FROM subscribers s LEFT JOIN (SELECT subscriber_id, count(*) n FROM complaints GROUP BY 1) c
+             USING (subscriber_id) LEFT JOIN churn_events ch USING (subscriber_id)""")
+    assert churn_c > 1.5 * churn_n
+    nps_c, nps_n = one(db, """
+        SELECT avg(nps_score) FILTER (subscriber_id IN (SELECT subscriber_id FROM complaints)),
+               avg(nps_score) FILTER (subscriber_id NOT IN (SELECT subscriber_id FROM complaints))
+        FROM surveys""")
+    assert nps_c < nps_n - 0.5
+    # Social posts about the network cluster on days and places with faults.
+    assert one(db, "SELECT count(*) FROM social_posts WHERE text ILIKE '%dropp%' OR text ILIKE '%no mobile data%'")[0] > 0
+
+
+def test_interactions_span_channels_and_lifecycle(db):
+    channels = {r[0] for r in db.execute("SELECT DISTINCT channel FROM interactions").fetchall()}
+    stages = {r[0] for r in db.execute("SELECT DISTINCT lifecycle_stage FROM interactions").fetchall()}
+    assert channels == {"app", "web", "call_centre", "retail_store", "social"}
+    assert stages == {"discover", "join", "use", "get_help", "renew_leave"}
+    cc, app = one(db, """SELECT median(wait_time_s) FILTER (channel = 'call_centre'),
+                                median(wait_time_s) FILTER (channel = 'app') FROM interactions""")
+    assert cc > 30 and app == 0
+
+
+def test_same_seed_gives_identical_output(tmp_path):
+    cfg = SimConfig(subscribers=1500, days=1, seed=5)
+    a, b = simulate(cfg, tmp_path / "a"), simulate(cfg, tmp_path / "b")
+    files_a = sorted(p.relative_to(a.out_dir) for p in a.out_dir.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b.out_dir) for p in b.out_dir.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        if rel.suffix == ".parquet":
+            assert pq.read_table(a.out_dir / rel).equals(pq.read_table(b.out_dir / rel)), rel
+        else:
+            assert (a.out_dir / rel).read_bytes() == (b.out_dir / rel).read_bytes(), rel
+    other = simulate(SimConfig(subscribers=1500, days=1, seed=6), tmp_path / "c")
+    assert not pq.read_table(other.out_dir / "tables/subscribers.parquet").equals(
+        pq.read_table(a.out_dir / "tables/subscribers.parquet"))
