@@ -148,9 +148,10 @@ class Transaction:
             self._stage(spec.name, snapshot_date.isoformat(), table)
             return table.num_rows
         days = partition_days(table, spec)
-        order = np.argsort(days, kind="stable")
-        days = days[order]
-        table = table.take(pa.array(order))
+        if np.any(days[1:] < days[:-1]):  # sources are usually time-ordered: skip the copy then
+            order = np.argsort(days, kind="stable")
+            days = days[order]
+            table = table.take(pa.array(order))
         bounds = np.flatnonzero(np.diff(days)) + 1
         starts, ends = np.r_[0, bounds], np.r_[bounds, len(days)]
         for s, e in zip(starts, ends):

@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 
 from ..schema import TABLES
 from ..schema.ops import INGEST_LOG, QUARANTINE
+from .dictionary import DictionaryError
 from .lake import Lake, Transaction
+from .pm_xml import PMFileError
 from .validate import IngestError, conform
 
 Progress = Callable[[str, int], None]  # (file description, rows) after each file
@@ -117,9 +119,12 @@ def fingerprint(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _dictionary(vendor: str):
-    from .dictionary import load_dictionary
+def _dictionary(vendor: str | None):
+    """The vendor's counter dictionary, or None where 3GPP names need no mapping."""
+    from .dictionary import DICTIONARY_DIR, load_dictionary
 
+    if vendor is None or not (DICTIONARY_DIR / f"{vendor}.yaml").exists():
+        return None
     return load_dictionary(vendor)
 
 
@@ -129,14 +134,15 @@ def _read(src: SourceFile) -> pa.Table:
     if src.kind == "pm_xml":
         from .pm_xml import read_meascollec
 
-        return read_meascollec(src.path, vendor=src.vendor)
+        return read_meascollec(src.path, vendor=_dictionary(src.vendor))
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
 
-        if src.vendor is None:
-            raise IngestError(f"{src.path}: put vendor CSV exports under pm/<vendor>/ so the "
-                              "counter dictionary can be chosen")
-        return read_vendor_csv(src.path, _dictionary(src.vendor))
+        dictionary = _dictionary(src.vendor)
+        if dictionary is None:
+            raise IngestError(f"{src.path}: no counter dictionary for vendor {src.vendor!r}; put "
+                              "the export under pm/<vendor>/ and add dictionaries/<vendor>.yaml")
+        return read_vendor_csv(src.path, dictionary)
     raise IngestError(f"{src.path}: unsupported source kind {src.kind}")
 
 
@@ -164,7 +170,7 @@ def _ingest_file(txn: Transaction, src: SourceFile, as_of: date) -> FileResult:
     try:
         raw = _read(src)
         conformed = conform(raw, spec, str(src.path))
-    except IngestError as err:
+    except (IngestError, PMFileError, DictionaryError) as err:
         return FileResult(src, "rejected", message=str(err), fingerprint=digest)
     except (pa.ArrowException, OSError, ValueError) as err:
         return FileResult(src, "rejected", message=f"{src.path}: cannot be read ({err})",

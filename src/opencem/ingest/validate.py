@@ -59,52 +59,54 @@ def _cast_column(column: pa.ChunkedArray, target: pa.DataType) -> tuple[pa.Chunk
 
 
 def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
-    """Cast ``table`` to ``spec``'s schema; quarantine records with bad keys, types or ranges."""
+    """Cast ``table`` to ``spec``'s schema; quarantine records with bad keys, types or ranges.
+    The first failed check of a record is the one reported."""
     names = set(table.column_names)
     missing_keys = [f.name for f in spec.columns if not f.nullable and f.name not in names]
     if missing_keys:
         raise IngestError(f"{source}: column {missing_keys[0]!r} required by table {spec.name} "
                           f"is missing (found: {', '.join(sorted(names)) or 'no columns'})")
     n = table.num_rows
-    reason = np.full(n, "", dtype=object)
-    field = np.full(n, "", dtype=object)
+    # Per record: 0 = fine, k = failed check k (1-based index into ``checks``).
+    failed = np.zeros(n, np.int32)
+    checks: list[tuple[str, str]] = []
+
+    def flag(mask: np.ndarray, field_name: str, reason: str) -> None:
+        new = mask & (failed == 0)
+        if new.any():
+            checks.append((field_name, reason))
+            failed[new] = len(checks)
+
     columns = {}
     for f in spec.columns:
         if f.name not in names:
             columns[f.name] = pa.nulls(n, f.type)
             continue
         cast, bad = _cast_column(table.column(f.name), f.type)
-        new = bad & (reason == "")
-        reason[new], field[new] = f"not a valid {f.type}", f.name
+        flag(bad, f.name, f"not a valid {f.type}")
         columns[f.name] = cast
         if not f.nullable:
-            null = cast.is_null().to_numpy(zero_copy_only=False) if cast.null_count else np.zeros(n, bool)
+            missing = cast.is_null()
             if pa.types.is_string(f.type):
-                null |= pc.equal(pc.utf8_trim_whitespace(cast), "").fill_null(True).to_numpy(
-                    zero_copy_only=False)
-            new = null & (reason == "")
-            reason[new], field[new] = "required value is missing", f.name
+                missing = pc.or_(missing, pc.equal(cast, "").fill_null(True))
+            flag(missing.to_numpy(zero_copy_only=False), f.name, "required value is missing")
         if f.name in spec.ranges:
             lo, hi = spec.ranges[f.name]
             numeric = pc.cast(cast, pa.float64())
             out = pc.or_(pc.less(numeric, float(lo)), pc.greater(numeric, float(hi))).fill_null(False)
-            out = out.to_numpy(zero_copy_only=False)
-            new = out & (reason == "")
-            reason[new], field[new] = f"outside the valid range [{lo}, {hi}]", f.name
+            flag(out.to_numpy(zero_copy_only=False), f.name, f"outside the valid range [{lo}, {hi}]")
     conformed = pa.table(columns, schema=spec.schema)
-    bad_rows = np.flatnonzero(reason != "")
+    bad_rows = np.flatnonzero(failed)
     if len(bad_rows) == 0:
         return Conformed(conformed, bad_rows, [], [], [], [])
     original = table.take(pa.array(bad_rows)).to_pylist()
-    values = [_text(rec.get(fl)) for rec, fl in zip(original, field[bad_rows])]
-    keep = np.ones(n, bool)
-    keep[bad_rows] = False
+    fields = [checks[k - 1][0] for k in failed[bad_rows]]
     return Conformed(
-        accepted=conformed.filter(pa.array(keep)),
+        accepted=conformed.filter(pa.array(failed == 0)),
         rejected_rows=bad_rows,
-        fields=list(field[bad_rows]),
-        values=values,
-        reasons=list(reason[bad_rows]),
+        fields=fields,
+        values=[_text(rec.get(fl)) for rec, fl in zip(original, fields)],
+        reasons=[checks[k - 1][1] for k in failed[bad_rows]],
         records_json=[json.dumps(rec, default=str) for rec in original],
     )
 

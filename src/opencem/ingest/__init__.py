@@ -1,0 +1,1 @@
+"""Getting data into the lake: readers per format, validation, the lake writer."""

@@ -1,0 +1,1 @@
+"""The digital-twin operator: network, people, traffic, faults with ground truth, customer behaviour."""

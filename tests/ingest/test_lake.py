@@ -1,0 +1,175 @@
+"""The lake: atomic batches, idempotent loads, quarantine that conserves counts, kill safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from opencem.engines.duckdb import connect
+from opencem.ingest.lake import Lake
+from opencem.ingest.load import discover, ingest
+from opencem.ingest.validate import IngestError
+from opencem.schema import TABLES
+
+
+def count(lake: Lake, table: str) -> int:
+    con = connect(lake)
+    try:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_simulator_output_loads_completely(lake, sim_dir):
+    manifest = json.loads((sim_dir / "manifest.json").read_text())
+    for table, rows in manifest["rows"].items():
+        if table in TABLES:
+            assert count(lake, table) == rows, table
+    # PM values: every counter of every cell and period, from both vendors' files.
+    pm = count(lake, "pm_counters")
+    assert pm == manifest["rows"]["pm_counter_values"]
+    log = connect(lake).execute("""SELECT sum(rows_read), sum(rows_accepted), sum(rows_quarantined),
+                                          count(*) FILTER (status = 'rejected') FROM ingest_log""").fetchone()
+    assert log[0] == log[1] + log[2] and log[3] == 0
+
+
+def test_partitions_follow_event_dates(lake):
+    files = lake.manifest().files("xdr_voice")
+    assert {f.date for f in files} == {"2026-11-02", "2026-11-03"}
+    for f in files:
+        t = pq.read_table(lake.root / f.path, columns=["start_time"])
+        days = {d.isoformat() for d in t.column(0).cast(pa.date32()).to_pylist()}
+        assert days == {f.date}
+
+
+def test_same_file_twice_adds_nothing(tmp_path, sim_dir):
+    lake = Lake(tmp_path / "lake")
+    source = sim_dir / "tables" / "xdr_voice"
+    first = ingest(lake, [source])
+    again = ingest(lake, [source])
+    assert first.count("loaded") == 2 and again.count("duplicate") == 2
+    assert count(lake, "xdr_voice") == sum(first.rows().values())
+    # A changed file under the same name is new content and loads.
+    changed = tmp_path / "xdr_voice.parquet"
+    t = pq.read_table(source / "2026-11-02.parquet").slice(0, 10)
+    pq.write_table(t, changed)
+    assert ingest(lake, [changed]).rows() == {"xdr_voice": 10}
+
+
+def test_snapshot_tables_replace_their_as_of_date(tmp_path, sim_dir):
+    lake = Lake(tmp_path / "lake")
+    cells = pq.read_table(sim_dir / "tables" / "cells.parquet")
+    path = tmp_path / "cells.parquet"
+    pq.write_table(cells, path)
+    ingest(lake, [path], as_of=date(2026, 1, 1))
+    pq.write_table(cells.slice(0, 5), path)  # a smaller inventory, same day, new content
+    ingest(lake, [path], as_of=date(2026, 1, 1))
+    assert count(lake, "cells") == 5
+    pq.write_table(cells.slice(0, 7), path)
+    ingest(lake, [path], as_of=date(2026, 2, 1))
+    assert count(lake, "cells") == 7  # queries see the newest snapshot
+
+
+def test_bad_records_are_quarantined_and_counted(tmp_path, sim_dir):
+    t = pq.read_table(sim_dir / "tables" / "xdr_data" / "2026-11-02.parquet").slice(0, 100)
+    rsrp = t.column("rsrp_dbm").to_pylist()
+    rsrp[3] = 20.0  # above the TS 36.133 range
+    ids = t.column("session_id").to_pylist()
+    ids[7] = None
+    bad = t.set_column(t.schema.get_field_index("rsrp_dbm"), "rsrp_dbm", pa.array(rsrp, pa.float32()))
+    bad = bad.set_column(bad.schema.get_field_index("session_id"),
+                         pa.field("session_id", pa.string()), pa.array(ids, pa.string()))
+    path = tmp_path / "xdr_data.parquet"
+    pq.write_table(bad, path)
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [path])
+    assert report.files[0].rows_read == 100
+    assert report.files[0].rows_accepted == 98 and report.quarantined == 2
+    q = connect(lake).execute("SELECT row_number, field, value, reason FROM quarantine ORDER BY 1").fetchall()
+    assert q[0][:3] == (4, "rsrp_dbm", "20.0") and "range" in q[0][3]
+    assert q[1][:2] == (8, "session_id") and q[1][3] == "required value is missing"
+
+
+def test_a_file_without_required_columns_is_rejected_and_the_rest_loads(tmp_path, sim_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"foo": [1, 2]}), folder / "xdr_voice.parquet")
+    good = pq.read_table(sim_dir / "tables" / "surveys.parquet")
+    pq.write_table(good, folder / "surveys.parquet")
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [folder])
+    rejected = [f for f in report.files if f.status == "rejected"]
+    assert len(rejected) == 1
+    assert rejected[0].message.endswith("column 'call_id' required by table xdr_voice is missing (found: foo)")
+    assert count(lake, "surveys") == good.num_rows
+
+
+def test_unknown_files_get_a_clear_error(tmp_path):
+    odd = tmp_path / "notes.txt"
+    odd.write_text("hello")
+    with pytest.raises(IngestError, match="notes.txt: cannot tell which table"):
+        discover([odd])
+    with pytest.raises(IngestError, match="no such file or folder"):
+        discover([tmp_path / "missing"])
+
+
+def test_a_failed_batch_leaves_nothing_visible(tmp_path, sim_dir):
+    lake = Lake(tmp_path / "lake")
+    ingest(lake, [sim_dir / "tables" / "surveys.parquet"])
+    before = lake.manifest().version
+    with pytest.raises(RuntimeError):
+        with lake.transaction() as txn:
+            txn.append(TABLES["complaints"], pq.read_table(sim_dir / "tables" / "complaints.parquet"))
+            raise RuntimeError("crash before commit")
+    assert lake.manifest().version == before
+    assert count(lake, "complaints") == 0
+    assert not list((lake.root).glob("complaints/date=*/part-*.parquet"))
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from opencem.ingest import lake as lake_mod
+from opencem.ingest.lake import Lake
+from opencem.ingest.load import ingest
+original = lake_mod.Transaction._stage
+def slow_stage(self, *a, **k):
+    original(self, *a, **k)
+    print("staged", flush=True)
+    time.sleep(0.05)
+lake_mod.Transaction._stage = slow_stage
+ingest(Lake(Path(sys.argv[1])), [Path(sys.argv[2])])
+"""
+
+
+@pytest.mark.parametrize("kill_after_files", [1, 12])
+def test_sigkill_mid_ingest_then_rerun_gives_exact_counts(tmp_path, sim_dir, kill_after_files):
+    lake_dir = tmp_path / "lake"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(lake_dir), str(sim_dir)],
+                            stdout=subprocess.PIPE, text=True)
+    staged = 0
+    deadline = time.time() + 120
+    while staged < kill_after_files and time.time() < deadline:
+        if proc.stdout.readline().startswith("staged"):
+            staged += 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lake = Lake(lake_dir)
+    assert lake.manifest().version == 0  # nothing committed, nothing visible
+    assert count(lake, "xdr_voice") == 0
+    report = ingest(lake, [sim_dir])
+    assert report.count("rejected") == 0
+    manifest = json.loads((sim_dir / "manifest.json").read_text())
+    assert count(lake, "xdr_voice") == manifest["rows"]["xdr_voice"]
+    assert count(lake, "pm_counters") == manifest["rows"]["pm_counter_values"]
+    assert not (lake_dir / ".staging").exists() or not any((lake_dir / ".staging").iterdir())

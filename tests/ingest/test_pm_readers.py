@@ -1,0 +1,338 @@
+"""PM file readers (3GPP XML, vendor CSV) and vendor counter dictionaries."""
+
+from __future__ import annotations
+
+import gzip
+import resource
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from opencem.ingest import pm_xml
+from opencem.ingest.dictionary import DictionaryError, load_dictionary
+from opencem.ingest.pm_csv import read_vendor_csv
+from opencem.ingest.pm_xml import PMFileError, cell_id_of, iter_meascollec, read_meascollec
+from opencem.schema.network import PM_COUNTERS
+
+EXTERNAL_PM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external" / "3gpp-pm"
+NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
+
+
+def external_pm(*parts: str) -> Path:
+    path = EXTERNAL_PM.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared 3GPP PM samples not available: {path}")
+    return path
+
+
+def rows(table: pa.Table) -> dict[tuple[str, str], dict]:
+    """(object_dn, counter_name) -> row, for files with one period."""
+    return {(r["object_dn"], r["counter_name"]): r for r in table.to_pylist()}
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def meas_file(body: str, doctype: str = "") -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n{doctype}<measCollecFile xmlns="{NS}">\n'
+            '<fileHeader fileFormatVersion="32.435 V10.0" vendorName="Acme">'
+            '<measCollec beginTime="2026-03-01T10:00:00+01:00"/></fileHeader>\n'
+            f'<measData><managedElement localDn="ME-1"/>{body}</measData>\n'
+            '<fileFooter><measCollec endTime="2026-03-01T10:15:00+01:00"/></fileFooter></measCollecFile>\n')
+
+
+# --- real files from ONAP and O-RAN-SC -----------------------------------------------------------
+
+@pytest.mark.external
+def test_onap_file_with_utrancells_suspect_flags_and_offsets():
+    t = read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/A20181002.0000-1000-0015-1000_5G.xml"))
+    assert t.schema == PM_COUNTERS.schema
+    assert t.num_rows == 28
+    r = rows(t)
+    first = r[("RncFunction=RF-1,UtranCell=Gbg-997", "attTCHSeizures")]
+    assert (first["value"], first["cell_id"], first["suspect"], first["vendor"]) == (234.0, "Gbg-997", False, "Company NN")
+    # endTime 14:14:30+02:00 minus PT900S
+    assert (first["period_start"], first["granularity_s"]) == (utc(2000, 3, 1, 11, 59, 30), 900)
+    assert r[("RncFunction=RF-1,UtranCell=Gbg-999", "succImmediateAssignProcs")]["value"] == 789.0
+    assert all(r[("RncFunction=RF-1,UtranCell=Gbg-999", c)]["suspect"] for c in ("attTCHSeizures", "attTCHSeizures5"))
+    assert r[("RncFunction=RF-1,UtranCell=Gbg-998", "attTCHSeizures5")]["value"] == 898.0
+    enb = r[("ManagedElement=RNC-Gbg-1,ENodeBFunction=1", "attTCHSeizures1")]
+    assert (enb["value"], enb["cell_id"]) == (4.0, None)
+    # A multi-value (array) counter is not a number.
+    assert r[("ManagedElement=RNC-Gbg-1,ENodeBFunction=1", "succTCHSeizures2")]["value"] is None
+
+
+@pytest.mark.external
+def test_oran_gnodeb_file_with_basic_format_offsets():
+    t = read_meascollec(external_pm("o-ran-sc/A20230515.0700_0100-0715_0100_GNODEB-0.xml"))
+    r = rows(t)
+    meter = r[("ManagedElement=GNODEB-0,Equipment=1,FieldReplaceableUnit=BB-1,EnergyMeter=1", "pmCounterNumber530")]
+    assert (meter["value"], meter["cell_id"], meter["vendor"]) == (83.0, None, "Ericsson AB")
+    assert meter["period_start"] == utc(2023, 5, 15, 6, 0)  # 07:15+0100 minus 15 min
+    assert r[("ManagedElement=GNODEB-0,Equipment=1,FieldReplaceableUnit=BB-1,EnergyMeter=1",
+              "pmCounterNumber530Accumulated")]["value"] == 34846.0
+    du = r[("ManagedElement=GNODEB-0,GNBDUFunction=1,NRCellDU=32", "pmCounterNumber101")]
+    assert du["cell_id"] == "32"
+    assert set(pc.unique(t["cell_id"]).to_pylist()) == {"32", "31", "2", "1", None}
+
+
+@pytest.mark.external
+def test_oran_gzipped_file_is_read_transparently():
+    t = read_meascollec(external_pm("o-ran-sc/pm.xml.gz"))
+    assert t.num_rows == 2667
+    r = rows(t)
+    cu = r[("ManagedElement=nodedntest,GNBCUCPFunction=1,NRCellCU=31", "pmCounterNumber7")]
+    assert (cu["value"], cu["cell_id"], cu["period_start"]) == (180.0, "31", utc(2022, 4, 18, 19, 0))
+    assert r[("ManagedElement=nodedntest,GNBCUCPFunction=1,NRCellCU=31", "pmCounterNumber0")]["value"] == 0.0
+
+
+@pytest.mark.external
+def test_onap_list_form_and_multiple_periods():
+    t = read_meascollec(external_pm("onap/mapper_test/mapping_data/32.435/meas_types_and_meas_results_many_meas_values/test.xml"))
+    r = rows(t)
+    assert [r[("objLdn", c)]["value"] for c in "abc"] == [76.0, 27.0, 98.0]
+    assert [r[("some other objLdn", c)]["value"] for c in "abc"] == [1.0, 2.0, 9.0]
+    assert r[("objLdn", "a")]["period_start"] == utc(2018, 10, 2, 12, 0)
+    c = read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/C20190328.0000-0015.xml")).to_pylist()
+    periods = {(x["counter_name"], x["period_start"], x["granularity_s"], x["value"]) for x in c}
+    assert ("b2", utc(2002, 10, 2, 12, 11, 40), 200, 2222.0) in periods
+    assert ("zz3", utc(2003, 10, 2, 12, 10, 0), 300, 333.0) in periods
+
+
+@pytest.mark.external
+def test_onap_28532_measdatafile_is_read_too():
+    t = read_meascollec(external_pm("onap/mapper_test/mapping_data/28.532/meas_type_and_r/test.xml"))
+    assert [(x["counter_name"], x["value"]) for x in t.to_pylist()] == [("a", 86.0), ("b", 67.0), ("c", 14.0)]
+
+
+@pytest.mark.external
+def test_onap_file_with_a_bad_duration_names_file_and_field():
+    with pytest.raises(PMFileError, match=r"A_no_managed_element.xml: .*duration 'some duration'"):
+        read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/A_no_managed_element.xml"))
+
+
+@pytest.mark.external
+def test_file_without_measdata_gives_an_empty_table():
+    t = read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/A_no_measdata.xml"))
+    assert t.num_rows == 0 and t.schema == PM_COUNTERS.schema
+
+
+# --- XML features on small inline files -----------------------------------------------------------
+
+def test_nil_empty_suspect_and_aliases(tmp_path):
+    body = ('<measInfo measInfoId="EUtranCellFDD"><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00+01:00"/>'
+            '<measType p="1">RRC.ConnEstabAtt.Sum</measType><measType p="2">HO.ExeAtt</measType>'
+            '<measType p="3">pmVendorSpecial</measType>'
+            '<measValue measObjLdn="ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C9">'
+            '<r p="3">7.5</r><r p="1">NIL</r><r p="2"></r><suspect>true</suspect></measValue>'
+            '<measValue measObjLdn="ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C8">'
+            '<r p="1"> 12 </r><r p="2">3e2</r><r p="3">-1</r></measValue></measInfo>')
+    path = tmp_path / "a.xml"
+    path.write_text(meas_file(body))
+    raw = rows(read_meascollec(path))
+    c9 = "ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C9"
+    assert raw[(c9, "RRC.ConnEstabAtt.Sum")]["value"] is None and raw[(c9, "HO.ExeAtt")]["value"] is None
+    assert raw[(c9, "pmVendorSpecial")] | {"period_start": None} == {
+        "object_dn": c9, "cell_id": "C9", "period_start": None, "granularity_s": 900,
+        "counter_name": "pmVendorSpecial", "value": 7.5, "vendor": "Acme", "suspect": True}
+    assert raw[(c9, "HO.ExeAtt")]["period_start"] == utc(2026, 3, 1, 9, 0)
+    mapped = rows(read_meascollec(path, vendor="alpha"))
+    c8 = "ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C8"
+    assert mapped[(c8, "RRC.ConnEstabAtt")]["value"] == 12.0  # alias -> canonical name
+    assert mapped[(c8, "HO.ExeAtt")]["value"] == 300.0
+    assert mapped[(c8, "pmVendorSpecial")]["value"] == -1.0   # unmapped counters are kept
+    assert {r["vendor"] for r in mapped.values()} == {"alpha"}
+    assert (c8, "RRC.ConnEstabAtt.Sum") not in mapped
+
+
+def test_dictionary_sums_and_scales_xml_counters(tmp_path):
+    (tmp_path / "gamma.yaml").write_text(
+        "vendor: gamma\nformat: xml_32435\nkeep_unmapped: false\ncounters:\n"
+        "  RRC.ConnEstabAtt: {sum: [pmRrcAttMo, pmRrcAttMt]}\n"
+        "  DRB.UEThpVolDl: {from: pmPdcpVolDlByte, scale: 0.008}\n")
+    body = ('<measInfo><granPeriod duration="PT15M" endTime="2026-03-01T10:15:00+01:00"/>'
+            '<measTypes>pmRrcAttMo pmRrcAttMt pmPdcpVolDlByte pmOther</measTypes>'
+            '<measValue measObjLdn="ManagedElement=ME-1,GNBDUFunction=1,NRCellDU=N1">'
+            '<measResults>10 5 1000 1</measResults><suspect>true</suspect></measValue>'
+            '<measValue measObjLdn="ManagedElement=ME-1,GNBDUFunction=1,NRCellDU=N2">'
+            '<measResults>NIL 4 NIL 1</measResults></measValue></measInfo>')
+    path = tmp_path / "g.xml"
+    path.write_text(meas_file(body))
+    t = read_meascollec(path, vendor=tmp_path / "gamma.yaml")
+    got = {(r["cell_id"], r["counter_name"]): (r["value"], r["suspect"]) for r in t.to_pylist()}
+    assert got == {("N1", "RRC.ConnEstabAtt"): (15.0, True), ("N1", "DRB.UEThpVolDl"): (8.0, True),
+                   ("N2", "RRC.ConnEstabAtt"): (4.0, False), ("N2", "DRB.UEThpVolDl"): (None, False)}
+    assert set(t["granularity_s"].to_pylist()) == {900}
+
+
+def test_streaming_yields_batches_and_frees_the_tree(tmp_path, monkeypatch):
+    values = "".join(f'<measValue measObjLdn="ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C{i}">'
+                     f'<r p="1">{i}</r></measValue>' for i in range(50))
+    info = ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00+01:00"/>'
+            f'<measType p="1">x</measType>{values}</measInfo>')
+    text = meas_file(info).replace("</measData>", "</measData>" + f"<measData>{info}</measData>" * 3)
+    path = tmp_path / "big.xml.gz"  # the reader looks at magic bytes, not names
+    path.write_bytes(gzip.compress(text.encode()))
+    monkeypatch.setattr(pm_xml, "BATCH_VALUES", 60)
+    batches = list(iter_meascollec(path))
+    assert [b.num_rows for b in batches] == [100, 100]
+    assert pa.concat_tables(batches)["value"].to_pylist() == [float(i) for i in range(50)] * 4
+
+
+def test_cell_id_is_the_last_cell_class_rdn():
+    assert cell_id_of("ManagedElement=ME1,ENBFunction=1,EUtranCellTDD=T1") == "T1"
+    assert cell_id_of("SubNetwork=1,MeContext=x,ManagedElement=ME,GNBCUCPFunction=1,NRCellCU=7") == "7"
+    assert cell_id_of("BscFunction=1,GsmCell=G1,Trx=3") == "G1"
+    assert cell_id_of("ManagedElement=ME1,ENBFunction=1") is None
+
+
+# --- hostile and broken files --------------------------------------------------------------------
+
+def test_billion_laughs_is_refused_without_expanding(tmp_path):
+    entities = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+    body = ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+            '<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>&lol9;</measResults>'
+            '</measValue></measInfo>')
+    path = tmp_path / "lol.xml"
+    path.write_text(meas_file(body, f"<!DOCTYPE measCollecFile [{entities}]>\n"))
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(PMFileError, match=r"lol.xml: .*(entit|amplification)"):
+        read_meascollec(path)
+    # A full expansion would be 3 GB; peak memory must not have grown by more than a little.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kb < 100_000
+
+
+def test_any_declared_entity_is_refused(tmp_path):
+    body = ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+            '<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>1&five;</measResults>'
+            '</measValue></measInfo>')
+    path = tmp_path / "ent.xml"
+    path.write_text(meas_file(body, '<!DOCTYPE measCollecFile [<!ENTITY five "5">]>\n'))
+    with pytest.raises(PMFileError, match="ent.xml: declares XML entities"):
+        read_meascollec(path)
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"<measCollecFile><measData>", "not well-formed XML"),
+    (b"\x1f\x8b\x08\x00garbage", "cannot be read"),
+    (b'<?xml version="1.0"?><html><body/></html>', "not a 3GPP measCollecFile"),
+])
+def test_unreadable_files_raise_pm_file_error_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "broken.xml"
+    path.write_bytes(content)
+    with pytest.raises(PMFileError, match=f"PM file broken.xml: .*{reason}"):
+        read_meascollec(path)
+
+
+def test_mismatched_measresults_and_unknown_p_are_reported(tmp_path):
+    path = tmp_path / "m.xml"
+    path.write_text(meas_file('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+                              '<measTypes>a b</measTypes><measValue measObjLdn="x"><measResults>1</measResults>'
+                              '</measValue></measInfo>'))
+    with pytest.raises(PMFileError, match="measValue 'x' has 1 measResults for 2 measTypes"):
+        read_meascollec(path)
+    path.write_text(meas_file('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+                              '<measType p="1">a</measType><measValue measObjLdn="x"><r p="4">1</r>'
+                              '</measValue></measInfo>'))
+    with pytest.raises(PMFileError, match="r p=4 with no measType"):
+        read_meascollec(path)
+
+
+# --- vendor CSV --------------------------------------------------------------------------------
+
+CSV_HEADER = ("Start Time,Period(min),NE Name,Cell Name,RRC_ATT_MO_DATA,RRC_ATT_MO_SIG,RRC_ATT_MT,"
+              "RRC_ATT_EMERGENCY,DL_THP_VOL_BYTES,CELL_UNAVAIL_MIN,DL_PRB_USAGE_RATIO,VENDOR_EXTRA\n")
+
+
+def test_vendor_csv_is_mapped_through_the_dictionary(tmp_path):
+    path = tmp_path / "beta_pm_20261123.csv"
+    path.write_text(CSV_HEADER
+                    + "2026-11-23 00:15:00,15,ME-1,C1,10,4,3,1,1000,0.5,0.25,7\n"
+                    + "2026-11-23 00:15:00,15,ME-1,C2,,,,,,,,\n")
+    t = read_vendor_csv(path, "beta")
+    assert t.schema == PM_COUNTERS.schema
+    got = {(r["object_dn"], r["counter_name"]): r for r in t.to_pylist()}
+    c1 = got[("NE=ME-1,Cell=C1", "RRC.ConnEstabAtt")]
+    assert c1 == {"object_dn": "NE=ME-1,Cell=C1", "cell_id": "C1", "period_start": utc(2026, 11, 23, 0, 15),
+                  "granularity_s": 900, "counter_name": "RRC.ConnEstabAtt", "value": 18.0,
+                  "vendor": "beta", "suspect": False}
+    assert got[("NE=ME-1,Cell=C1", "DRB.UEThpVolDl")]["value"] == pytest.approx(8.0, rel=1e-12)
+    assert got[("NE=ME-1,Cell=C1", "RRU.CellUnavailableTime")]["value"] == 30.0
+    assert got[("NE=ME-1,Cell=C1", "RRU.PrbTotDl")]["value"] == 25.0
+    assert got[("NE=ME-1,Cell=C1", "VENDOR_EXTRA")]["value"] == 7.0
+    assert got[("NE=ME-1,Cell=C2", "RRC.ConnEstabAtt")]["value"] is None
+    # Counters absent from this export are skipped, not invented.
+    assert ("NE=ME-1,Cell=C1", "HO.ExeAtt") not in got
+    assert t.num_rows == 2 * 5
+
+
+def test_vendor_csv_missing_key_column_names_file_and_column(tmp_path):
+    path = tmp_path / "beta_pm_20261124.csv"
+    path.write_text("Start Time,Period(min),NE,Cell Name,RRC_SUCC_TOTAL\n2026-11-24 00:00:00,15,ME-1,C1,3\n")
+    with pytest.raises(PMFileError, match="beta_pm_20261124.csv: lacks column.*'NE Name'"):
+        read_vendor_csv(path, load_dictionary("beta"))
+
+
+def test_vendor_csv_bad_time_is_reported(tmp_path):
+    path = tmp_path / "beta_pm_x.csv"
+    path.write_text("Start Time,Period(min),NE Name,Cell Name,RRC_SUCC_TOTAL\n23/11/2026 00:00,15,ME-1,C1,3\n")
+    with pytest.raises(PMFileError, match="beta_pm_x.csv: has a bad time or period value"):
+        read_vendor_csv(path, "beta")
+
+
+# --- dictionaries --------------------------------------------------------------------------------
+
+def test_bundled_dictionaries_cover_the_canonical_counters():
+    from opencem.ingest.counters import CANONICAL_COUNTERS
+
+    alpha, beta = load_dictionary("alpha"), load_dictionary("beta")
+    assert set(alpha.counters) == set(beta.counters) == set(CANONICAL_COUNTERS)
+    assert all(s.from_ == name and s.scale == 1.0 for name, s in alpha.counters.items())
+    assert beta.counters["RRC.ConnEstabAtt"].sum == ["RRC_ATT_MO_DATA", "RRC_ATT_MO_SIG", "RRC_ATT_MT",
+                                                     "RRC_ATT_EMERGENCY"]
+    assert beta.counters["DRB.UEThpVolDl"].scale == 0.008 and beta.csv.cell_column == "Cell Name"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("vendor: x\nformat: xml_32435\ncounters:\n  HO.ExeAtt: {from: a, scal: 2}\n",
+     "Counter dictionary bad.yaml, line 4, field counters[HO.ExeAtt].scal: unknown key (check the spelling)."),
+    ("vendor: x\nformat: xml_32435\ncounters:\n  HO.ExeAtt: {from: a, sum: [b]}\n",
+     "Counter dictionary bad.yaml, line 4, field counters[HO.ExeAtt]: give exactly one of 'from' or 'sum'."),
+    ("vendor: x\nformat: csv\ncounters: {}\n",
+     "Counter dictionary bad.yaml, field (top level): 'csv' layout is required for format csv and only allowed there."),
+    ("vendor: x\nformat: parquet\ncounters: {}\n",
+     "Counter dictionary bad.yaml, line 2, field format: Input should be 'xml_32435' or 'csv'."),
+    ("vendor: x\nformat: xml_32435\ncounters:\n  HO.ExeAtt: {from: a, scale: lots}\n",
+     "Counter dictionary bad.yaml, line 4, field counters[HO.ExeAtt].scale: Input should be a valid number, "
+     "unable to parse string as a number."),
+    ("vendor: x\nformat: xml_32435\ncounters:\n  HO.ExeAtt: {from: a\n",
+     "Counter dictionary bad.yaml line 5 is not valid YAML: expected ',' or '}', but got '<stream end>'."),
+])
+def test_bad_dictionary_gives_one_sentence_naming_file_and_field(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(DictionaryError) as err:
+        load_dictionary(path)
+    assert str(err.value) == message
+
+
+def test_every_dictionary_problem_is_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("vendor: x\nformat: xml_32435\nextra: 1\ncounters:\n  A: {form: a}\n")
+    with pytest.raises(DictionaryError) as err:
+        load_dictionary(path)
+    # In file order; the consistency rules run once the fields themselves are valid.
+    assert err.value.issues == [
+        "Counter dictionary bad.yaml, line 3, field extra: unknown key (check the spelling).",
+        "Counter dictionary bad.yaml, line 5, field counters.A.form: unknown key (check the spelling).",
+    ]
+
+
+def test_unknown_vendor_lists_the_bundled_ones():
+    with pytest.raises(DictionaryError, match=r"No counter dictionary for vendor 'gamma' \(bundled: alpha, beta\)"):
+        load_dictionary("gamma")

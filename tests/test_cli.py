@@ -1,0 +1,62 @@
+"""The opencem command as a user meets it: clear output, one-sentence errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from opencem.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, env: dict | None = None):
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def test_simulate_ingest_sql_round_trip(tmp_path):
+    ws, sim = tmp_path / "ws", tmp_path / "sim"
+    out = run("simulate", "--subscribers", "800", "--days", "1", "--out", str(sim))
+    assert out.exit_code == 0, out.output
+    assert "xdr_voice" in out.output and "records/s" in out.output
+    out = run("--workspace", str(ws), "ingest", str(sim))
+    assert out.exit_code == 0, out.output
+    assert "0 rejected" in out.output
+    out = run("-w", str(ws), "sql", "SELECT count(*) AS n FROM subscribers", "--format", "json")
+    assert json.loads(out.output) == [{"n": 800}]
+    # The workspace can come from the environment too.
+    out = run("sql", "SELECT count(*) AS n FROM subscribers", "--format", "csv",
+              env={"OPENCEM_WORKSPACE": str(ws)})
+    assert out.output.splitlines() == ["n", "800"]
+    out = run("-w", str(ws), "ingest", "--report")
+    assert "xdr_voice" in out.output and "loaded" in out.output
+    again = run("-w", str(ws), "ingest", str(sim))
+    assert "0 files loaded" in again.output and "0 rows" in again.output
+    out = run("-w", str(ws), "tables")
+    assert "800" in out.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sql", "DROP TABLE cells"], "only read-only queries are allowed here, not DROP"),
+    (["ingest", "/nonexistent/file.parquet"], "/nonexistent/file.parquet: no such file or folder"),
+    (["simulate", "--subscribers", "5"], "subscribers: Input should be greater than or equal to 100"),
+    (["simulate", "--start-date", "yesterday"], "--start-date 'yesterday' is not a date"),
+    (["sql", "SELECT 1", "--format", "xml"], "--format 'xml' is not one of table, csv, json"),
+    (["schema", "nope"], "unknown table 'nope'"),
+])
+def test_bad_input_gives_one_sentence_and_exit_2(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "opencem", "-w", str(tmp_path), *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    text = " ".join(proc.stderr.split())
+    assert message in text
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_schema_command_lists_columns_with_units():
+    out = run("schema", "xdr_voice")
+    assert "one_way_delay_ms" in out.output and "ms" in out.output
