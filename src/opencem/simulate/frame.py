@@ -82,14 +82,14 @@ def hourly_profile(peak_hours: tuple[float, ...], night: float = 0.08) -> np.nda
 
 def draw_frame(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, day: int,
                per_day: float, hours: np.ndarray, rng: np.random.Generator,
-               segment_factor: np.ndarray | None = None) -> Frame:
-    """Sessions of one day: counts per subscriber (Poisson on usage), times from the hourly
-    profile, place from the daily routine, radio from the serving cell after faults."""
-    rate = per_day * pop.usage_factor
-    if segment_factor is not None:
-        rate = rate * segment_factor[pop.segment]
+               segment_factor: np.ndarray, subscribers: slice) -> Frame:
+    """Sessions of one day for a range of subscribers: counts per subscriber (Poisson on
+    usage), times from the hourly profile, place from the daily routine, radio from the
+    serving cell after faults."""
+    lo, hi, _ = subscribers.indices(pop.n)
+    rate = per_day * pop.usage_factor[lo:hi] * segment_factor[pop.segment[lo:hi]]
     counts = rng.poisson(rate)
-    sub = np.repeat(np.arange(pop.n), counts)
+    sub = lo + np.repeat(np.arange(hi - lo), counts)
     n = len(sub)
     hour = rng.choice(24, size=n, p=hours)
     t_ms = day_start_ms(cfg, day) + hour * HOUR_MS + rng.integers(0, HOUR_MS, n)

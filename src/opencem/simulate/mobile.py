@@ -38,7 +38,7 @@ def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_i
         "id": ids(id_prefix, first_id + np.arange(n), 10),
         "subscriber_id": ids("S", frame.sub, 8),
         "start_time": timestamps_ms(frame.t_ms),
-        "cell_id": net.cell_ids[frame.cell],
+        "cell_id": take(net.cell_ids, frame.cell),
         "technology": take(["4G", "5G"], frame.tech),
         "device_model": take(DEVICE_NAMES, pop.device[frame.sub]),
         "rsrp_dbm": np.round(frame.rsrp_dbm, 1).astype(np.float32),

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..schema.network import ALARMS
-from .faults import PERIOD_MS, FaultPlan
+from .faults import PERIOD_MS, PERIODS_PER_DAY, FaultPlan
 from .geography import PROVINCES, VENDOR_BY_PROVINCE, Network
 from .ids import ids, timestamps_ms
 from .mobile import Outcome
@@ -18,32 +18,38 @@ from .mobile import Outcome
 GRANULARITY_S = 900
 
 
-def pm_counters(net: Network, plan: FaultPlan, outcomes: list[Outcome], day: int,
+class CellTraffic:
+    """Per (cell, 15-minute period) sums of what one day's sessions did, added service by
+    service so each service's session arrays can be freed before the next is generated."""
+
+    def __init__(self, n_cells: int, day: int):
+        self.n_cells, self.p0 = n_cells, day * PERIODS_PER_DAY
+        size = n_cells * PERIODS_PER_DAY
+        self.sessions, self.failed, self.abnormal = np.zeros(size), np.zeros(size), np.zeros(size)
+        self.kbit, self.transfer_ms, self.connected_s = np.zeros(size), np.zeros(size), np.zeros(size)
+
+    def add(self, o: Outcome) -> None:
+        key = o.frame.cell * PERIODS_PER_DAY + (o.frame.period - self.p0)
+        size = len(self.sessions)
+        for total, weights in ((self.sessions, None), (self.failed, o.setup_failed),
+                               (self.abnormal, o.abnormal_release), (self.kbit, o.bytes_dl * 0.008),
+                               (self.transfer_ms, o.transfer_ms), (self.connected_s, o.connected_s)):
+            w = None if weights is None else np.asarray(weights, float)
+            total += np.bincount(key, weights=w, minlength=size)
+
+    def grid(self, name: str) -> np.ndarray:
+        return getattr(self, name).reshape(self.n_cells, PERIODS_PER_DAY)
+
+
+def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
                 rng: np.random.Generator) -> pa.Table:
     """Wide counter table (one row per radio cell and period of ``day``) in canonical names."""
-    per_day = 96
+    per_day = PERIODS_PER_DAY
     p0 = day * per_day
     n_cells = net.n_cells
     size = n_cells * per_day
-
-    def agg(values_of, mask_of=None) -> np.ndarray:
-        total = np.zeros(size)
-        for o in outcomes:
-            f = o.frame
-            local = f.period - p0
-            key = f.cell * per_day + local
-            w = values_of(o)
-            if mask_of is not None:
-                w = w * mask_of(o)
-            total += np.bincount(key, weights=np.broadcast_to(w, key.shape).astype(float), minlength=size)
-        return total.reshape(n_cells, per_day)
-
-    sessions = agg(lambda o: 1.0)
-    failed = agg(lambda o: o.setup_failed.astype(float))
-    abnormal = agg(lambda o: o.abnormal_release.astype(float))
-    kbit = agg(lambda o: o.bytes_dl * 8 / 1000)
-    thp_ms = agg(lambda o: o.transfer_ms)
-    connected_s = agg(lambda o: o.connected_s)
+    sessions, failed, abnormal = traffic.grid("sessions"), traffic.grid("failed"), traffic.grid("abnormal")
+    kbit, thp_ms, connected_s = traffic.grid("kbit"), traffic.grid("transfer_ms"), traffic.grid("connected_s")
 
     down = plan.cell_down[:, p0:p0 + per_day]
     load = plan.cell_load[:, p0:p0 + per_day]

@@ -11,6 +11,7 @@ Output layout (what ``opencem ingest`` reads)::
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -29,12 +30,14 @@ from .config import SimConfig, rng_for
 from .faults import ground_truth_table, plan_faults
 from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
 from .geography import build_network, cells_table
-from .network_pm import alarms, pm_counters
+from .network_pm import CellTraffic, alarms, pm_counters
 from .population import build_population, subscribers_table
 
 Progress = Callable[[str], None]
 
 VOICE_PER_DAY, DATA_PER_DAY, VIDEO_PER_DAY = 3.0, 8.0, 1.2
+# Sessions are generated for this many subscribers at a time, bounding memory at any scale.
+CHUNK_SUBSCRIBERS = 250_000
 
 
 @dataclass
@@ -86,39 +89,41 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None) ->
     for day in range(cfg.days):
         label = (cfg.start_date + timedelta(days=day)).isoformat()
         rng = rng_for(cfg.seed, f"traffic-day-{day}")
-        outcomes = []
-        for kind, per_day, hours, factor, gen in (
+        traffic = CellTraffic(net.n_cells, day)
+        poor_sub, poor_cell = [], []
+        chunks = [slice(lo, lo + CHUNK_SUBSCRIBERS) for lo in range(0, pop.n, CHUNK_SUBSCRIBERS)]
+        for (kind, per_day, hours, factor, gen), (k, chunk) in itertools.product((
             ("voice", VOICE_PER_DAY, hourly_profile((11.0, 17.5)), SEGMENT_VOICE, mobile.voice_calls),
             ("data", DATA_PER_DAY, hourly_profile((13.0, 21.0)), SEGMENT_DATA, mobile.data_sessions),
             ("video", VIDEO_PER_DAY, hourly_profile((21.0,), 0.05), SEGMENT_DATA, mobile.video_sessions),
-        ):
-            frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor)
+        ), enumerate(chunks)):
+            frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor, chunk)
             table, outcome = gen(frame, net, pop, plan, rng, next_id[kind])
             next_id[kind] += len(frame)
-            write(f"xdr_{kind}", table, label)
-            outcomes.append(outcome)
-            poor = outcome.poor
+            write(f"xdr_{kind}", table, label if len(chunks) == 1 else f"{label}-part{k}")
+            traffic.add(outcome)
+            poor_sub.append(frame.sub[outcome.poor])
+            poor_cell.append(frame.cell[outcome.poor])
             if kind == "voice":
-                exp.add("voice_drops", frame.sub, day, table.column("dropped").to_numpy(zero_copy_only=False))
+                exp.add("voice_drops", frame.sub, day, outcome.abnormal_release)
                 exp.add("voice_failures", frame.sub, day, outcome.setup_failed)
             elif kind == "data":
-                exp.add("data_failures", frame.sub, day, outcome.setup_failed | (table.column("http_status")
-                                                                                 .to_numpy() == 0))
-                exp.add("data_poor", frame.sub, day, poor)
+                no_response = table.column("http_status").to_numpy() == 0
+                exp.add("data_failures", frame.sub, day, outcome.setup_failed | no_response)
+                exp.add("data_poor", frame.sub, day, outcome.poor)
             else:
-                exp.add("video_poor", frame.sub, day, poor)
-        poor_sub = np.concatenate([o.frame.sub[o.poor] for o in outcomes])
-        poor_cell = np.concatenate([o.frame.cell[o.poor] for o in outcomes])
-        exp.set_worst_cell(day, poor_sub, poor_cell, net.n_cells)
+                exp.add("video_poor", frame.sub, day, outcome.poor)
+            del frame, table, outcome  # keep one chunk of one service in memory at a time
+        exp.set_worst_cell(day, np.concatenate(poor_sub), np.concatenate(poor_cell), net.n_cells)
 
         iot_table, iot_outcome = fixed_iot.iot_events(cfg, net, pop, plan, day, rng, next_id["iot"])
         next_id["iot"] += iot_table.num_rows
         write("iot_events", iot_table, label)
-        outcomes.append(iot_outcome)
+        traffic.add(iot_outcome)
         bb_table, bb_sub, bb_outage = fixed_iot.broadband_sessions(cfg, net, pop, plan, day, rng)
         write("broadband_sessions", bb_table, label)
         exp.add("broadband_outage_s", bb_sub, day, bb_outage)
-        counters.append(pm_counters(net, plan, outcomes, day, rng))
+        counters.append(pm_counters(net, plan, traffic, day, rng))
         step(f"traffic {label}")
 
     rng = rng_for(cfg.seed, "alarms")
