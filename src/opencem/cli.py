@@ -237,7 +237,7 @@ def schema_cmd(
 @app.command("demo")
 @user_errors
 def demo_cmd(
-    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 50_000,
+    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 400_000,
     days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
