@@ -256,8 +256,10 @@ def demo_cmd(
         FROM ground_truth GROUP BY ALL ORDER BY faults DESC"""), "Injected faults (ground truth)")
     _print_relation(run_user_sql(ws.lake, """
         SELECT c.city, count(*) AS calls,
-               round(100 * avg(CASE WHEN v.setup_success THEN 0 ELSE 1 END), 2) AS call_failure_pct,
-               round(100 * avg(CASE WHEN v.dropped THEN 1 ELSE 0 END), 2) AS call_drop_pct
+               round(100 * avg((v.sip_cause_code IN (500, 503, 504, 408))::INT), 2)
+                   AS network_setup_failure_pct,
+               round(100 * avg(v.dropped::INT) FILTER (v.setup_success), 2) AS call_drop_pct,
+               round(median(v.setup_time_ms) FILTER (v.setup_success)) AS median_setup_ms
         FROM xdr_voice v JOIN cells c USING (cell_id) GROUP BY ALL ORDER BY calls DESC"""),
         "Voice by city")
     console.print(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")

@@ -161,7 +161,7 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     # antenna tilt change).
     plan.anchor_hole_db = np.zeros(pop.anchor_x.shape, np.float32)
     plan.iot_hole_db = np.zeros(len(pop.iot_owner), np.float32)
-    for _ in range(count(0.3)):
+    for _ in range(count(max(0.3, n_sites / 400))):
         who = rng.integers(0, pop.n)
         lat, lon = to_latlon(pop.anchor_x[who, 0], pop.anchor_y[who, 0])
         grid = h3_cells(np.array([lat]), np.array([lon]), HOLE_RESOLUTION)[0]
