@@ -67,4 +67,43 @@ ALARMS = Table(
     ),
 )
 
-TABLES = (CELLS, PM_COUNTERS, ALARMS)
+DRIVE_TESTS = Table(
+    name="drive_tests",
+    domain="network",
+    description="Drive-test and measurement-report samples: position, serving cell and radio "
+                "measurements, usually one row per second.",
+    keys=("test_id", "record_number"),
+    time_column="measured_at",
+    columns=(
+        key("test_id", "Test run (trace) identifier, e.g. the source file name"),
+        col("record_number", pa.int64(), "1-based sample number within the test run", nullable=False),
+        col("measured_at", TIMESTAMP, "Sample time (UTC)", nullable=False),
+        col("lat", pa.float64(), "Latitude (WGS84)", "deg"),
+        col("lon", pa.float64(), "Longitude (WGS84)", "deg"),
+        col("speed_kmh", pa.float32(), "Speed of the test device", "km/h"),
+        col("operator", pa.string(), "Network operator measured"),
+        col("cell_id", pa.string(), "Serving cell identifier as reported by the device"),
+        col("technology", pa.string(), "Radio access technology: 2G, 3G, 4G or 5G"),
+        col("rsrp_dbm", pa.float32(), "LTE/anchor RSRP", "dBm"),
+        col("rsrq_db", pa.float32(), "LTE/anchor RSRQ", "dB"),
+        col("sinr_db", pa.float32(), "SINR / SNR", "dB"),
+        col("cqi", pa.int8(), "Channel quality indicator (0-15)"),
+        col("rssi_dbm", pa.float32(), "Received signal strength", "dBm"),
+        col("nr_rsrp_dbm", pa.float32(), "5G NR SS-RSRP (non-standalone leg)", "dBm"),
+        col("nr_rsrq_db", pa.float32(), "5G NR SS-RSRQ", "dB"),
+        col("dl_throughput_kbps", pa.float32(), "Application downlink throughput in the second", "kbps"),
+        col("ul_throughput_kbps", pa.float32(), "Application uplink throughput in the second", "kbps"),
+        col("ping_avg_ms", pa.float32(), "Mean ping round trip time", "ms"),
+        col("ping_loss_pct", pa.float32(), "Ping packet loss", "%"),
+        col("state", pa.string(), "Device activity: downloading (D) or idle (I)"),
+        col("scenario", pa.string(), "static or driving"),
+        col("service", pa.string(), "What was running, e.g. download, netflix, amazon_prime"),
+        col("h3_index", pa.string(), "H3 cell (resolution 9) of the sample position"),
+    ),
+    ranges={"lat": (-90, 90), "lon": (-180, 180), "rsrp_dbm": (-156, -31), "nr_rsrp_dbm": (-156, -31),
+            "rsrq_db": (-43, 20), "nr_rsrq_db": (-43, 20), "sinr_db": (-23, 40), "cqi": (0, 15),
+            "speed_kmh": (0, 500), "dl_throughput_kbps": (0, 1e8), "ul_throughput_kbps": (0, 1e8),
+            "ping_loss_pct": (0, 100)},
+)
+
+TABLES = (CELLS, PM_COUNTERS, ALARMS, DRIVE_TESTS)
