@@ -37,6 +37,7 @@ def user_errors(fn):
     """Turn expected user-facing errors into one red sentence and exit code 2."""
     from .engines.duckdb import QueryError
     from .ingest.lake import LakeError
+    from .specfile import SpecError
     from .ingest.validate import IngestError
 
     @functools.wraps(fn)
@@ -45,6 +46,10 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except (IngestError, LakeError, QueryError) as err:
             err_console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+        except SpecError as err:
+            for issue in err.issues:
+                err_console.print(f"[red]error:[/red] {issue}")
             raise typer.Exit(2) from None
         except ValidationError as err:
             first = err.errors()[0]
@@ -107,29 +112,32 @@ def _parse_date(value: str | None, option: str) -> date | None:
         raise typer.Exit(2) from None
 
 
-def _ingest(paths: list[Path], as_of: date | None):
+def _ingest(paths: list[Path], as_of: date | None, mapping: Path | None = None):
     from .ingest.load import discover, ingest
 
     ws = STATE["ws"]
-    sources, _ = discover(paths)
+    lake = ws.lake
+    sources, _ = discover(paths, lake.tables, mapping)
     started = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("ingesting", total=len(sources))
-        report = ingest(ws.lake, paths, as_of=as_of,
+        report = ingest(lake, paths, as_of=as_of, mapping=mapping, rejected_dir=ws.rejected_dir,
                         progress=lambda name, rows: bar.update(task, advance=1, description=Path(name).name))
     elapsed = time.perf_counter() - started
     rows = report.rows()
-    table = RichTable("table", "rows loaded", title=f"Ingested into {ws.lake.root}")
+    table = RichTable("table", "rows loaded", title=f"Ingested into {lake.root}")
     for name, n in sorted(rows.items()):
         table.add_row(name, f"{n:,}")
     console.print(table)
     total = sum(rows.values())
-    console.print(f"{report.count('loaded')} files loaded, {report.count('duplicate')} already loaded, "
-                  f"{report.count('rejected')} rejected; {total:,} rows in {elapsed:.1f} s; "
-                  f"{report.quarantined:,} rows quarantined")
+    console.print(f"{report.count('loaded')} files loaded, {report.count('replaced')} replaced earlier "
+                  f"content, {report.count('duplicate')} already loaded, {report.count('rejected')} "
+                  f"rejected; {total:,} rows in {elapsed:.1f} s; {report.quarantined:,} rows quarantined")
     for f in report.files:
         if f.status == "rejected":
-            err_console.print(f"[yellow]rejected:[/yellow] {f.message}")
+            err_console.print(f"[yellow]rejected:[/yellow] {f.message} (copy kept in {ws.rejected_dir})")
+        elif f.message and f.status != "duplicate":
+            console.print(f"[dim]{f.source.path.name}: {f.message}[/dim]")
     return report
 
 
@@ -137,17 +145,44 @@ def _ingest(paths: list[Path], as_of: date | None):
 @user_errors
 def ingest_cmd(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to load.")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Snapshot date for cells/subscribers.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Snapshot date for cells/subscribers, and the "
+                                                   "date mapping files can use (YYYY-MM-DD).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file for sources whose "
+                                                      "columns differ from the canonical ones.")] = None,
+    watch: Annotated[Path | None, typer.Option(help="Watch this landing folder and load files as "
+                                                    "they arrive (Ctrl-C to stop).")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between scans with --watch.")] = 5.0,
     report: Annotated[bool, typer.Option("--report", help="Show the ingest log instead.")] = False,
 ) -> None:
-    """Load source files into the workspace lake (atomic; the same file twice adds nothing)."""
+    """Load source files into the workspace lake: validated, atomic, nothing loaded twice."""
     if report:
         _show_ingest_log()
-        return
-    if not paths:
-        err_console.print("[red]error:[/red] give at least one file or folder to ingest")
+    elif watch is not None:
+        _watch(watch, interval, mapping)
+    elif not paths:
+        err_console.print("[red]error:[/red] give at least one file or folder to ingest, or --watch DIR")
         raise typer.Exit(2)
-    _ingest(paths, _parse_date(as_of, "--as-of"))
+    else:
+        _ingest(paths, _parse_date(as_of, "--as-of"), mapping)
+
+
+def _watch(folder: Path, interval: float, mapping: Path | None) -> None:
+    from .ingest.watch import watch
+
+    console.print(f"watching {folder} every {interval:g} s (Ctrl-C to stop); loaded files move to "
+                  f"{folder / '.done'}, unreadable ones to {folder / '.rejected'}")
+
+    def on_file(path: Path, rep) -> None:
+        f = rep.files[0]
+        rows = sum(rep.rows().values())
+        console.print(f"{time.strftime('%H:%M:%S')} {path.name}: {f.status}, {rows:,} rows, "
+                      f"{rep.quarantined:,} quarantined" + (f" ({f.message})" if f.message else ""))
+
+    try:
+        stats = watch(STATE["ws"].lake, folder, interval, mapping, on_file=on_file)
+    except KeyboardInterrupt:
+        return
+    console.print(f"{stats.loaded} files loaded, {stats.duplicates} duplicates, {stats.rejected} rejected")
 
 
 def _show_ingest_log() -> None:
@@ -204,14 +239,54 @@ def sql_cmd(
 @app.command("tables")
 @user_errors
 def tables_cmd() -> None:
-    """List the canonical tables with their committed row counts."""
-    from .schema import TABLES
-
-    manifest = STATE["ws"].lake.manifest()
-    table = RichTable("table", "domain", "rows", "description", title=str(STATE["ws"].lake.root))
-    for name, spec in TABLES.items():
-        table.add_row(name, spec.domain, f"{manifest.rows(name):,}", spec.description)
+    """List the tables (canonical and the workspace's own) with their committed row counts."""
+    lake = STATE["ws"].lake
+    manifest = lake.manifest()
+    table = RichTable("table", "domain", "rows", "description", title=str(lake.root))
+    for name, spec in lake.tables.items():
+        table.add_row(name, spec.domain, f"{lake.rows(name, manifest):,}", spec.description)
     console.print(table)
+
+
+sources_app = typer.Typer(help="The workspace's own tables: new feeds defined by a schema file.",
+                          no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
+
+
+@sources_app.command("add")
+@user_errors
+def sources_add(schema: Annotated[Path, typer.Argument(help="A <name>.schema.yaml file.")]) -> None:
+    """Check a table schema file and add it to the workspace (replacing one of the same name)."""
+    import shutil
+
+    from .schema import TABLES
+    from .schema.user import SCHEMA_SUFFIX, load_table_spec
+
+    ws = STATE["ws"]
+    if not schema.is_file():
+        err_console.print(f"[red]error:[/red] {schema}: no such file")
+        raise typer.Exit(2)
+    table = load_table_spec(schema, TABLES)
+    ws.sources_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(schema, ws.sources_dir / f"{table.name}{SCHEMA_SUFFIX}")
+    console.print(f"table [bold]{table.name}[/bold] ({len(table.columns)} columns) added; load it with "
+                  f"opencem ingest FILE --mapping MAPPING.yaml, or name files {table.name}.csv")
+
+
+@sources_app.command("list")
+@user_errors
+def sources_list() -> None:
+    """List the workspace's own tables."""
+    from .schema import TABLES
+    from .schema.docs import render_spec
+
+    ws = STATE["ws"]
+    extra = {n: t for n, t in ws.tables().items() if n not in TABLES}
+    if not extra:
+        console.print(f"no tables of its own in {ws.sources_dir} yet (add one with opencem sources add)")
+        return
+    for name in extra:
+        console.print(render_spec(extra[name]))
 
 
 @app.command("schema")

@@ -1,5 +1,10 @@
 """Where opencem keeps its lake and settings: ``--workspace``, else ``$OPENCEM_WORKSPACE``,
-else ``./opencem-workspace``."""
+else ``./opencem-workspace``.
+
+    lake/       the Parquet lake and its manifest
+    sources/    schema files of the workspace's own tables (``*.schema.yaml``)
+    rejected/   copies of files that could not be read, each with a ``.reason.txt``
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .ingest.lake import Lake
+from .schema import TABLES, Table
+from .schema.user import load_user_tables
 
 DEFAULT_WORKSPACE = "opencem-workspace"
 ENV_VAR = "OPENCEM_WORKSPACE"
@@ -23,8 +30,17 @@ class Workspace:
         return cls(Path(chosen).expanduser().resolve())
 
     @property
-    def lake(self) -> Lake:
-        return Lake(self.root / "lake")
+    def sources_dir(self) -> Path:
+        return self.root / "sources"
 
-    def exists(self) -> bool:
-        return (self.root / "lake" / "_manifest.json").exists()
+    @property
+    def rejected_dir(self) -> Path:
+        return self.root / "rejected"
+
+    def tables(self) -> dict[str, Table]:
+        """Canonical tables plus the ones the workspace defines in ``sources/``."""
+        return {**TABLES, **load_user_tables(self.sources_dir, TABLES)}
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.root / "lake", self.tables())

@@ -17,7 +17,7 @@ import pytest
 
 from opencem.engines.duckdb import connect
 from opencem.ingest.lake import Lake
-from opencem.ingest.load import discover, ingest
+from opencem.ingest.load import discover, ingest, table_of
 from opencem.ingest.validate import IngestError
 from opencem.schema import TABLES
 
@@ -44,7 +44,7 @@ def test_simulator_output_loads_completely(lake, sim_dir):
 
 
 def test_partitions_follow_event_dates(lake):
-    files = lake.manifest().files("xdr_voice")
+    files = lake.files("xdr_voice")
     assert {f.date for f in files} == {"2026-11-02", "2026-11-03"}
     for f in files:
         t = pq.read_table(lake.root / f.path, columns=["start_time"])
@@ -114,13 +114,22 @@ def test_a_file_without_required_columns_is_rejected_and_the_rest_loads(tmp_path
     assert count(lake, "surveys") == good.num_rows
 
 
-def test_unknown_files_get_a_clear_error(tmp_path):
+def test_unknown_files_are_rejected_with_a_clear_reason(tmp_path):
     odd = tmp_path / "notes.txt"
     odd.write_text("hello")
-    with pytest.raises(IngestError, match="notes.txt: cannot tell which table"):
-        discover([odd])
+    report = ingest(Lake(tmp_path / "lake"), [odd])
+    assert report.files[0].status == "rejected"
+    assert report.files[0].message == (f"{odd}: cannot tell which table this file belongs to; name it "
+                                       "after a table (e.g. xdr_voice.csv), give a --mapping file, or "
+                                       "put PM files under pm/<vendor>/")
     with pytest.raises(IngestError, match="no such file or folder"):
-        discover([tmp_path / "missing"])
+        discover([tmp_path / "missing"], TABLES)
+
+
+def test_file_names_with_delivery_stamps_find_their_table():
+    assert table_of("xdr_voice_20261123T0015.csv.gz", TABLES) == "xdr_voice"
+    assert table_of("xdr_video-000017.parquet", TABLES) == "xdr_video"
+    assert table_of("xdr_voicemail.csv", TABLES) is None
 
 
 def test_a_failed_batch_leaves_nothing_visible(tmp_path, sim_dir):
@@ -173,3 +182,30 @@ def test_sigkill_mid_ingest_then_rerun_gives_exact_counts(tmp_path, sim_dir, kil
     assert count(lake, "xdr_voice") == manifest["rows"]["xdr_voice"]
     assert count(lake, "pm_counters") == manifest["rows"]["pm_counter_values"]
     assert not (lake_dir / ".staging").exists() or not any((lake_dir / ".staging").iterdir())
+
+
+def test_new_content_at_a_known_path_replaces_what_the_old_content_loaded(tmp_path, sim_dir):
+    lake = Lake(tmp_path / "lake")
+    path = tmp_path / "complaints.parquet"
+    full = pq.read_table(sim_dir / "tables" / "complaints.parquet")
+    pq.write_table(full.slice(0, 40), path)
+    assert ingest(lake, [path]).rows() == {"complaints": 40}
+    pq.write_table(full.slice(10, 25), path)  # the OSS re-delivers a corrected file
+    report = ingest(lake, [path])
+    assert report.count("replaced") == 1 and report.files[0].message.startswith("replaces the content")
+    ids = connect(lake).execute("SELECT complaint_id FROM complaints ORDER BY 1").fetchall()
+    assert [i[0] for i in ids] == full.slice(10, 25).column("complaint_id").to_pylist()
+
+
+def test_unreadable_files_are_set_aside_with_the_reason(tmp_path, sim_dir):
+    broken = tmp_path / "in" / "xdr_data.parquet"
+    broken.parent.mkdir()
+    broken.write_bytes(b"PAR1 this is not really parquet")
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [broken.parent], rejected_dir=tmp_path / "rejected")
+    assert report.count("rejected") == 1
+    copies = list((tmp_path / "rejected").rglob("xdr_data.parquet*"))
+    assert sorted(p.name for p in copies) == ["xdr_data.parquet", "xdr_data.parquet.reason.txt"]
+    reason = next(p for p in copies if p.suffix == ".txt").read_text()
+    assert reason.startswith(f"{broken}: cannot be read")
+    assert broken.exists()  # the user's file stays where it was

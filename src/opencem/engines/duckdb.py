@@ -12,7 +12,6 @@ import duckdb
 import pyarrow as pa
 
 from ..ingest.lake import Lake
-from ..schema import TABLES
 
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
@@ -30,8 +29,8 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     Returns the committed row count per table."""
     manifest = lake.manifest()
     counts = {}
-    for name, spec in TABLES.items():
-        files = manifest.files(name)
+    for name, spec in lake.tables.items():
+        files = lake.files(name, manifest)
         if files:
             listing = ", ".join(_quote(lake.root / f.path) for f in files)
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)')

@@ -40,6 +40,7 @@ class LakeFile:
     rows: int
     date: str
     batch: str
+    source: str | None = None  # fingerprint of the source file the rows came from
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Manifest:
     version: int = 0
     tables: dict[str, list[LakeFile]] = field(default_factory=dict)
     sources: dict[str, dict] = field(default_factory=dict)  # content fingerprint -> what it loaded
+    paths: dict[str, str] = field(default_factory=dict)  # source path -> fingerprint last loaded
     batches: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -57,26 +59,25 @@ class Manifest:
         raw = json.loads(path.read_text())
         return cls(version=raw["version"],
                    tables={t: [LakeFile(**f) for f in files] for t, files in raw["tables"].items()},
-                   sources=raw.get("sources", {}), batches=raw.get("batches", []))
+                   sources=raw.get("sources", {}), paths=raw.get("paths", {}),
+                   batches=raw.get("batches", []))
 
     def to_json(self) -> str:
         return json.dumps({
             "version": self.version,
             "tables": {t: [f.__dict__ for f in files] for t, files in sorted(self.tables.items())},
             "sources": self.sources,
+            "paths": self.paths,
             "batches": self.batches,
         }, indent=1)
 
-    def files(self, table: str, latest_snapshot: bool = True) -> list[LakeFile]:
-        """Committed files of a table; for snapshot tables only the newest date's files."""
+    def files(self, table: str, snapshot: bool = False) -> list[LakeFile]:
+        """Committed files of a table; of a snapshot table, only the newest date's files."""
         files = self.tables.get(table, [])
-        if files and latest_snapshot and TABLES[table].is_snapshot:
+        if files and snapshot:
             newest = max(f.date for f in files)
             files = [f for f in files if f.date == newest]
         return files
-
-    def rows(self, table: str) -> int:
-        return sum(f.rows for f in self.files(table))
 
 
 def partition_days(table: pa.Table, spec: Table) -> np.ndarray:
@@ -88,11 +89,20 @@ def partition_days(table: pa.Table, spec: Table) -> np.ndarray:
 class Lake:
     """A lake rooted at a folder. Many readers, one writer at a time (a lock file)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, tables: dict[str, Table] | None = None):
         self.root = Path(root)
+        self.tables = dict(TABLES if tables is None else tables)
 
     def manifest(self) -> Manifest:
         return Manifest.load(self.root)
+
+    def files(self, table: str, manifest: Manifest | None = None) -> list[LakeFile]:
+        """Files queries should read: all of an event table, the newest snapshot of a snapshot table."""
+        manifest = manifest or self.manifest()
+        return manifest.files(table, snapshot=self.tables[table].is_snapshot)
+
+    def rows(self, table: str, manifest: Manifest | None = None) -> int:
+        return sum(f.rows for f in self.files(table, manifest))
 
     @contextmanager
     def transaction(self):
@@ -131,13 +141,17 @@ class Transaction:
         self.staged: list[tuple[Path, LakeFile]] = []
         self.replaced: set[tuple[str, str]] = set()  # (table, date) snapshot partitions replaced
         self.sources: dict[str, dict] = {}
+        self.superseded: set[str] = set()  # fingerprints whose rows a changed file replaces
+        self.paths: dict[str, str] = {}
 
     def seen(self, fingerprint: str) -> dict | None:
         return self.manifest.sources.get(fingerprint) or self.sources.get(fingerprint)
 
-    def append(self, spec: Table, table: pa.Table, snapshot_date: date | None = None) -> int:
+    def append(self, spec: Table, table: pa.Table, snapshot_date: date | None = None,
+               source: str | None = None) -> int:
         """Stage rows of a canonical table, split into date partitions. Snapshot tables
-        replace the partition of ``snapshot_date``. Returns rows staged."""
+        replace the partition of ``snapshot_date``. ``source`` is the fingerprint of the file
+        the rows come from (its lineage). Returns rows staged."""
         if table.num_rows == 0:
             return 0
         table = table.select(spec.schema.names)
@@ -145,7 +159,7 @@ class Transaction:
             if snapshot_date is None:
                 raise LakeError(f"table {spec.name} is a snapshot and needs an as-of date")
             self.replaced.add((spec.name, snapshot_date.isoformat()))
-            self._stage(spec.name, snapshot_date.isoformat(), table)
+            self._stage(spec.name, snapshot_date.isoformat(), table, source)
             return table.num_rows
         days = partition_days(table, spec)
         if np.any(days[1:] < days[:-1]):  # sources are usually time-ordered: skip the copy then
@@ -156,19 +170,28 @@ class Transaction:
         starts, ends = np.r_[0, bounds], np.r_[bounds, len(days)]
         for s, e in zip(starts, ends):
             day = (np.datetime64(0, "D") + int(days[s])).astype(str)
-            self._stage(spec.name, day, table.slice(s, e - s))
+            self._stage(spec.name, day, table.slice(s, e - s), source)
         return table.num_rows
 
-    def _stage(self, name: str, day: str, table: pa.Table) -> None:
+    def _stage(self, name: str, day: str, table: pa.Table, source: str | None) -> None:
         k = len(self.staged)
         rel = f"{name}/date={day}/part-{self.batch}-{k:05d}.parquet"
         tmp = self.staging / rel
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
-        self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch)))
+        self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch, source)))
 
-    def record_source(self, fingerprint: str, info: dict) -> None:
-        self.sources[fingerprint] = {**info, "batch": self.batch}
+    def record_source(self, fingerprint: str, path: str, info: dict) -> None:
+        """Remember a loaded file by content and by path; a new content at a known path
+        supersedes the rows the old content loaded."""
+        previous = self.paths.get(path) or self.manifest.paths.get(path)
+        if previous and previous != fingerprint:
+            self.superseded.add(previous)
+        self.sources[fingerprint] = {**info, "path": path, "batch": self.batch}
+        self.paths[path] = fingerprint
+
+    def previous_fingerprint(self, path: str) -> str | None:
+        return self.paths.get(path) or self.manifest.paths.get(path)
 
     def commit(self) -> None:
         if not self.staged and not self.sources:
@@ -176,12 +199,16 @@ class Transaction:
         m = self.manifest
         for table, day in self.replaced:
             m.tables[table] = [f for f in m.tables.get(table, []) if f.date != day]
+        if self.superseded:
+            m.tables = {t: [f for f in files if f.source not in self.superseded]
+                        for t, files in m.tables.items()}
         for tmp, lf in self.staged:
             final = self.lake.root / lf.path
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             m.tables.setdefault(lf.path.split("/")[0], []).append(lf)
         m.sources.update(self.sources)
+        m.paths.update(self.paths)
         m.batches.append({"batch": self.batch, "committed_at": datetime.now(UTC).isoformat(),
                           "files": len(self.staged), "rows": sum(lf.rows for _, lf in self.staged)})
         m.version += 1

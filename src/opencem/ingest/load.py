@@ -1,8 +1,9 @@
-"""``opencem ingest``: find source files, conform them, and commit them to the lake at once.
+"""``opencem ingest``: find source files, read them into parts, conform, commit at once.
 
-Understands the simulator's output folder (canonical Parquet tables plus vendor PM files)
-and single canonical files named after their table (``xdr_voice.parquet``). Each file is
-fingerprinted by content, so loading the same file twice adds nothing.
+Every file is fingerprinted by content: the same content twice adds nothing; new content at
+a path loaded before replaces the rows the old content loaded (operators re-deliver
+corrected PM and xDR files under the same name). A file that cannot be read at all is
+copied to the workspace's rejected area with a note of why; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -17,30 +19,35 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..schema import TABLES
+from ..schema import Table
 from ..schema.ops import INGEST_LOG, QUARANTINE
+from ..specfile import SpecError
 from .dictionary import DictionaryError
 from .lake import Lake, Transaction
+from .parts import Part
 from .pm_xml import PMFileError
 from .validate import IngestError, conform
 
-Progress = Callable[[str, int], None]  # (file description, rows) after each file
+Progress = Callable[[str, int], None]  # (file, rows read) after each file
+TABULAR = (".csv", ".csv.gz", ".jsonl", ".ndjson", ".json", ".parquet")
 
 
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
-    table: str
-    kind: str  # parquet, pm_xml, pm_csv
+    table: str | None  # target table when the file's name or place says; None for mapped files
+    kind: str  # parquet, tabular, pm_xml, pm_csv, mapped, drive_test_zip
     vendor: str | None = None
 
 
 @dataclass
 class FileResult:
     source: SourceFile
-    status: str  # loaded, duplicate, rejected
+    table: str | None
+    status: str  # loaded, replaced, duplicate, rejected
     rows_read: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
@@ -52,11 +59,11 @@ class FileResult:
 class IngestReport:
     files: list[FileResult] = field(default_factory=list)
 
-    def rows(self, status: str = "loaded") -> dict[str, int]:
+    def rows(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for f in self.files:
-            if f.status == status:
-                out[f.source.table] = out.get(f.source.table, 0) + f.rows_accepted
+            if f.status in ("loaded", "replaced") and f.table:
+                out[f.table] = out.get(f.table, 0) + f.rows_accepted
         return out
 
     @property
@@ -64,10 +71,12 @@ class IngestReport:
         return sum(f.rows_quarantined for f in self.files)
 
     def count(self, status: str) -> int:
-        return sum(1 for f in self.files if f.status == status)
+        """Source files with this status (a file feeding several tables counts once)."""
+        return len({f.source.path for f in self.files if f.status == status})
 
 
-def discover(paths: list[Path]) -> tuple[list[SourceFile], date | None]:
+def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None = None
+             ) -> tuple[list[SourceFile], date | None]:
     """Source files under ``paths`` and the as-of date a simulator run declares, if any."""
     found: list[SourceFile] = []
     as_of = None
@@ -75,7 +84,7 @@ def discover(paths: list[Path]) -> tuple[list[SourceFile], date | None]:
         if not root.exists():
             raise IngestError(f"{root}: no such file or folder")
         if root.is_file():
-            found.append(_classify(root))
+            found.append(_classify(root, tables, mapping))
             continue
         manifest = root / "manifest.json"
         if manifest.exists():
@@ -83,28 +92,43 @@ def discover(paths: list[Path]) -> tuple[list[SourceFile], date | None]:
             if "start_date" in config:
                 as_of = date.fromisoformat(config["start_date"])
         for path in sorted(root.rglob("*")):
-            if path.is_file() and path.name != "manifest.json" and not path.name.startswith("."):
-                found.append(_classify(path))
+            if path.is_file() and path.name != "manifest.json" and not _hidden(path, root):
+                found.append(_classify(path, tables, mapping))
     return found, as_of
 
 
-def _classify(path: Path) -> SourceFile:
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _classify(path: Path, tables: dict[str, Table], mapping: Path | None) -> SourceFile:
     name = path.name.lower()
-    if name.endswith((".xml", ".xml.gz")):
-        return SourceFile(path, "pm_counters", "pm_xml", _vendor_from_path(path))
-    if name.endswith(".csv") and "pm" in {p.lower() for p in path.parts}:
-        return SourceFile(path, "pm_counters", "pm_csv", _vendor_from_path(path))
-    if name.endswith(".parquet"):
-        # tables/<table>.parquet or tables/<table>/<date>.parquet
-        table = path.stem if path.stem in TABLES else path.parent.name
-        if table in TABLES:
-            return SourceFile(path, table, "parquet")
-    raise IngestError(f"{path}: cannot tell which table this file belongs to; name it after a "
-                      f"canonical table (e.g. xdr_voice.parquet) or put PM files under pm/<vendor>/")
-
-
-def _vendor_from_path(path: Path) -> str | None:
     parts = [p.lower() for p in path.parts]
+    if mapping is not None:
+        return SourceFile(path, None, "mapped")
+    if name.endswith((".xml", ".xml.gz")):
+        return SourceFile(path, "pm_counters", "pm_xml", _vendor_from_path(parts))
+    if name.endswith(".csv") and "pm" in parts[:-1]:
+        return SourceFile(path, "pm_counters", "pm_csv", _vendor_from_path(parts))
+    if name.endswith(".zip"):
+        return SourceFile(path, "drive_tests", "drive_test_zip")
+    if name.endswith(TABULAR):
+        table = table_of(name, tables) or (path.parent.name if path.parent.name in tables else None)
+        if table:
+            return SourceFile(path, table, "parquet" if name.endswith(".parquet") else "tabular")
+    return SourceFile(path, None, "unknown")
+
+
+def table_of(file_name: str, tables: dict[str, Table]) -> str | None:
+    """The table a file's name starts with: xdr_voice.csv, xdr_voice_20261123T0015.csv.gz."""
+    stem = file_name.split(".")[0]
+    for name in sorted(tables, key=len, reverse=True):
+        if stem == name or (stem.startswith(name) and stem[len(name)] in "_-"):
+            return name
+    return None
+
+
+def _vendor_from_path(parts: list[str]) -> str | None:
     if "pm" in parts and parts.index("pm") + 1 < len(parts) - 1:
         return parts[parts.index("pm") + 1]
     return None
@@ -128,13 +152,18 @@ def _dictionary(vendor: str | None):
     return load_dictionary(vendor)
 
 
-def _read(src: SourceFile) -> pa.Table:
+def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | None = None) -> list[Part]:
+    """Read one source file with the reader its kind calls for."""
     if src.kind == "parquet":
-        return pq.read_table(src.path)
+        return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
-        from .pm_xml import read_meascollec
+        try:  # TODO(issue 3): lenient reader lands with the PM XML rework
+            from .pm_xml import read_pm_xml_parts
+        except ImportError:
+            from .pm_xml import read_meascollec
 
-        return read_meascollec(src.path, vendor=_dictionary(src.vendor))
+            return [Part("pm_counters", read_meascollec(src.path, vendor=_dictionary(src.vendor)))]
+        return read_pm_xml_parts(src.path, vendor=_dictionary(src.vendor))
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
 
@@ -142,45 +171,110 @@ def _read(src: SourceFile) -> pa.Table:
         if dictionary is None:
             raise IngestError(f"{src.path}: no counter dictionary for vendor {src.vendor!r}; put "
                               "the export under pm/<vendor>/ and add dictionaries/<vendor>.yaml")
-        return read_vendor_csv(src.path, dictionary)
+        return [Part("pm_counters", read_vendor_csv(src.path, dictionary))]
+    if src.kind == "tabular":
+        from .tabular import read_tabular
+
+        return read_tabular(src.path, src.table)
+    if src.kind == "mapped":
+        from .mapping import load_mapping
+        from .tabular import read_mapped
+
+        return read_mapped(src.path, load_mapping(mapping), options or {})
+    if src.kind == "drive_test_zip":
+        from .drive_test import read_drive_test_zip
+
+        return read_drive_test_zip(src.path)
     raise IngestError(f"{src.path}: unsupported source kind {src.kind}")
 
 
-def ingest(lake: Lake, paths: list[Path], as_of: date | None = None,
-           progress: Progress | None = None) -> IngestReport:
+def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: Progress | None = None,
+           mapping: Path | None = None, rejected_dir: Path | None = None) -> IngestReport:
     """Load every file under ``paths`` into ``lake`` in one atomic batch."""
-    sources, declared = discover(paths)
+    sources, declared = discover(paths, lake.tables, mapping)
     as_of = as_of or declared or datetime.now(UTC).date()
+    options = {"as_of": as_of}
     report = IngestReport()
     with lake.transaction() as txn:
+        inventory = _cell_inventory(lake, txn)
         for src in sources:
-            result = _ingest_file(txn, src, as_of)
-            report.files.append(result)
+            results = _ingest_file(txn, lake, src, as_of, mapping, options, inventory)
+            report.files += results
+            if rejected_dir is not None and results[0].status == "rejected":
+                _set_aside(src.path, results[0].message, rejected_dir / txn.batch)
             if progress:
-                progress(str(src.path), result.rows_read)
-        _write_log(txn, report)
+                progress(str(src.path), sum(r.rows_read for r in results))
+        _write_log(txn, lake, report)
     return report
 
 
-def _ingest_file(txn: Transaction, src: SourceFile, as_of: date) -> FileResult:
+def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, mapping: Path | None,
+                 options: dict, inventory: set[str]) -> list[FileResult]:
     digest = fingerprint(src.path)
+    key = str(src.path.resolve())
+    if src.kind == "unknown":
+        return [FileResult(src, None, "rejected", fingerprint=digest, message=(
+            f"{src.path}: cannot tell which table this file belongs to; name it after a table "
+            "(e.g. xdr_voice.csv), give a --mapping file, or put PM files under pm/<vendor>/"))]
     if txn.seen(digest):
-        return FileResult(src, "duplicate", message="same content already loaded", fingerprint=digest)
-    spec = TABLES[src.table]
+        return [FileResult(src, src.table, "duplicate", message="same content already loaded",
+                           fingerprint=digest)]
     try:
-        raw = _read(src)
-        conformed = conform(raw, spec, str(src.path))
-    except (IngestError, PMFileError, DictionaryError) as err:
-        return FileResult(src, "rejected", message=str(err), fingerprint=digest)
-    except (pa.ArrowException, OSError, ValueError) as err:
-        return FileResult(src, "rejected", message=f"{src.path}: cannot be read ({err})",
-                          fingerprint=digest)
-    txn.append(spec, conformed.accepted, snapshot_date=as_of)
-    if conformed.n_quarantined:
-        _quarantine(txn, src, conformed)
-    txn.record_source(digest, {"path": str(src.path), "table": src.table, "rows": raw.num_rows})
-    return FileResult(src, "loaded", raw.num_rows, conformed.accepted.num_rows, conformed.n_quarantined,
-                      fingerprint=digest)
+        parts = read_parts(src, mapping, options)
+        unknown = [p.table for p in parts if p.table not in lake.tables]
+        if unknown:
+            raise IngestError(f"{src.path}: table {unknown[0]!r} is not a canonical table nor one "
+                              "defined in the workspace's sources/")
+        conformed = [(p, conform(p.data, lake.tables[p.table], str(src.path))) for p in parts]
+    except (IngestError, PMFileError, DictionaryError, SpecError) as err:
+        return [FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest)]
+    except (pa.ArrowException, OSError, ValueError, UnicodeError) as err:
+        return [FileResult(src, src.table, "rejected", fingerprint=digest,
+                           message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
+    previous = txn.previous_fingerprint(key)
+    status = "replaced" if previous and previous != digest else "loaded"
+    results = []
+    for part, c in conformed:
+        spec = lake.tables[part.table]
+        txn.append(spec, c.accepted, snapshot_date=as_of, source=digest)
+        if part.table == "cells":
+            inventory.update(c.accepted.column("cell_id").to_pylist())
+        _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
+        message = f"replaces the content loaded in batch {txn.seen(previous)['batch']}" \
+            if status == "replaced" and txn.seen(previous) else ""
+        if part.table == "pm_counters":
+            message = "; ".join(filter(None, [message, _unknown_cells(c.accepted, inventory)]))
+        results.append(FileResult(src, part.table, status, part.rows_read, c.accepted.num_rows,
+                                  c.n_quarantined + len(part.rejects), message, digest))
+    txn.record_source(digest, key, {"tables": [p.table for p in parts],
+                                    "rows": sum(p.rows_read for p in parts)})
+    if not parts:
+        results.append(FileResult(src, src.table, status, message="no records", fingerprint=digest))
+    return results
+
+
+def _cell_inventory(lake: Lake, txn: Transaction) -> set[str]:
+    """Cell ids of the committed cells snapshot (to join PM object DNs to cells)."""
+    ids: set[str] = set()
+    for f in lake.files("cells", txn.manifest):
+        ids.update(pq.read_table(lake.root / f.path, columns=["cell_id"]).column(0).to_pylist())
+    return ids
+
+
+def _unknown_cells(pm: pa.Table, inventory: set[str]) -> str:
+    cells = pc.unique(pm.column("cell_id").drop_null()).to_pylist()
+    unknown = [c for c in cells if c not in inventory]
+    if not cells or not unknown or not inventory:
+        return ""
+    return (f"{len(unknown)} of {len(cells)} cells are not in the cells inventory "
+            f"(e.g. {unknown[0]}); their counters are kept")
+
+
+def _set_aside(path: Path, reason: str, folder: Path) -> None:
+    """Keep a copy of a rejected file with the reason next to it (the original stays put)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, folder / path.name)
+    (folder / (path.name + ".reason.txt")).write_text(reason + "\n")
 
 
 def _now_ms(n: int) -> pa.Array:
@@ -188,22 +282,26 @@ def _now_ms(n: int) -> pa.Array:
     return pa.array(np.full(n, now, np.int64)).cast(pa.timestamp("ms", tz="UTC"))
 
 
-def _quarantine(txn: Transaction, src: SourceFile, c) -> None:
-    n = c.n_quarantined
+def _quarantine(txn: Transaction, src: SourceFile, part: Part, rows: np.ndarray, c) -> None:
+    """Validation failures and the reader's unparseable records, one row each."""
+    n_bad, rejects = c.n_quarantined, part.rejects
+    n = n_bad + len(rejects)
+    if n == 0:
+        return
     txn.append(QUARANTINE, pa.table({
         "ingested_at": _now_ms(n),
         "batch_id": [txn.batch] * n,
         "source_path": [str(src.path)] * n,
-        "table_name": [src.table] * n,
-        "row_number": c.rejected_rows + 1,
-        "field": c.fields,
-        "value": c.values,
-        "reason": c.reasons,
-        "record_json": c.records_json,
+        "table_name": [part.table] * n,
+        "row_number": np.r_[np.asarray(rows, np.int64), [r.row_number for r in rejects]].astype(np.int64),
+        "field": c.fields + [r.field for r in rejects],
+        "value": c.values + [r.value for r in rejects],
+        "reason": c.reasons + [r.reason for r in rejects],
+        "record_json": c.records_json + [r.record_text for r in rejects],
     }, schema=QUARANTINE.schema))
 
 
-def _write_log(txn: Transaction, report: IngestReport) -> None:
+def _write_log(txn: Transaction, lake: Lake, report: IngestReport) -> None:
     files = report.files
     if not files:
         return
@@ -212,11 +310,10 @@ def _write_log(txn: Transaction, report: IngestReport) -> None:
         "batch_id": [txn.batch] * len(files),
         "source_path": [str(f.source.path) for f in files],
         "fingerprint": [f.fingerprint for f in files],
-        "table_name": [f.source.table for f in files],
+        "table_name": [f.table or "?" for f in files],
         "status": [f.status for f in files],
         "rows_read": [f.rows_read for f in files],
         "rows_accepted": [f.rows_accepted for f in files],
         "rows_quarantined": [f.rows_quarantined for f in files],
         "message": [f.message or None for f in files],
     }, schema=INGEST_LOG.schema))
-

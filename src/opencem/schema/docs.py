@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table as RichTable
 
-from . import TABLES, description_of, unit_of
+from . import TABLES, Table, description_of, unit_of
 
 DOMAIN_TITLES = {
     "network": "Network: inventory, performance counters, alarms",
@@ -44,8 +44,11 @@ def render_markdown() -> str:
 
 
 def render_table(name: str) -> RichTable:
-    spec = TABLES[name]
-    table = RichTable("column", "type", "unit", "description", title=f"{name}: {spec.description}")
+    return render_spec(TABLES[name])
+
+
+def render_spec(spec: Table) -> RichTable:
+    table = RichTable("column", "type", "unit", "description", title=f"{spec.name}: {spec.description}")
     for f in spec.columns:
         table.add_row(f.name + ("" if f.nullable else " *"), str(f.type), unit_of(f), description_of(f))
     return table
