@@ -122,6 +122,7 @@ def _ingest(paths: list[Path], as_of: date | None, mapping: Path | None = None):
     with _progress() as bar:
         task = bar.add_task("ingesting", total=len(sources))
         report = ingest(lake, paths, as_of=as_of, mapping=mapping, rejected_dir=ws.rejected_dir,
+                        dictionaries=ws.dictionaries_dir,
                         progress=lambda name, rows: bar.update(task, advance=1, description=Path(name).name))
     elapsed = time.perf_counter() - started
     rows = report.rows()
@@ -179,7 +180,8 @@ def _watch(folder: Path, interval: float, mapping: Path | None) -> None:
                       f"{rep.quarantined:,} quarantined" + (f" ({f.message})" if f.message else ""))
 
     try:
-        stats = watch(STATE["ws"].lake, folder, interval, mapping, on_file=on_file)
+        ws = STATE["ws"]
+        stats = watch(ws.lake, folder, interval, mapping, on_file=on_file, dictionaries=ws.dictionaries_dir)
     except KeyboardInterrupt:
         return
     console.print(f"{stats.loaded} files loaded, {stats.duplicates} duplicates, {stats.rejected} rejected")

@@ -4,6 +4,7 @@ else ``./opencem-workspace``.
     lake/       the Parquet lake and its manifest
     sources/    schema files of the workspace's own tables (``*.schema.yaml``)
     rejected/   copies of files that could not be read, each with a ``.reason.txt``
+    dictionaries/  the workspace's own vendor counter dictionaries (``<vendor>.yaml``)
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Workspace:
     @property
     def rejected_dir(self) -> Path:
         return self.root / "rejected"
+
+    @property
+    def dictionaries_dir(self) -> Path:
+        return self.root / "dictionaries"
 
     def tables(self) -> dict[str, Table]:
         """Canonical tables plus the ones the workspace defines in ``sources/``."""

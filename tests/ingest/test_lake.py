@@ -209,3 +209,24 @@ def test_unreadable_files_are_set_aside_with_the_reason(tmp_path, sim_dir):
     reason = next(p for p in copies if p.suffix == ".txt").read_text()
     assert reason.startswith(f"{broken}: cannot be read")
     assert broken.exists()  # the user's file stays where it was
+
+
+def test_a_new_vendor_needs_only_a_dictionary_file(tmp_path, sim_dir):
+    from opencem.ingest.dictionary import DICTIONARY_DIR
+
+    export = next((sim_dir / "pm" / "beta").glob("*.csv"))
+    landing = tmp_path / "pm" / "gamma"
+    landing.mkdir(parents=True)
+    (landing / export.name).write_bytes(export.read_bytes())
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [landing])
+    assert report.count("rejected") == 1 and "no counter dictionary for vendor 'gamma'" in report.files[0].message
+    own = tmp_path / "dictionaries"
+    own.mkdir()
+    (own / "gamma.yaml").write_text((DICTIONARY_DIR / "beta.yaml").read_text().replace("vendor: beta", "vendor: gamma"))
+    (landing / export.name).write_bytes(export.read_bytes() + b"\n")  # same data, new delivery
+    report = ingest(lake, [landing], dictionaries=own)
+    assert report.count("replaced") + report.count("loaded") == 1
+    vendors = connect(lake).execute("SELECT DISTINCT vendor FROM pm_counters").fetchall()
+    assert vendors == [("gamma",)]
+    assert connect(lake).execute("SELECT count(DISTINCT counter_name) FROM pm_counters").fetchone()[0] == 13

@@ -142,18 +142,37 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=32)
-def _dictionary(vendor: str | None):
-    """The vendor's counter dictionary, or None where 3GPP names need no mapping."""
-    from .dictionary import DICTIONARY_DIR, load_dictionary
+def dictionary_path(vendor: str | None, folder: Path | None = None) -> Path | None:
+    """The vendor's counter dictionary file: the workspace's own first, then the bundled one."""
+    from .dictionary import DICTIONARY_DIR
 
-    if vendor is None or not (DICTIONARY_DIR / f"{vendor}.yaml").exists():
+    if vendor is None:
         return None
-    return load_dictionary(vendor)
+    for base in filter(None, (folder, DICTIONARY_DIR)):
+        path = Path(base) / f"{vendor}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _load_dictionary(path: Path, mtime_ns: int):
+    from .dictionary import load_dictionary
+
+    return load_dictionary(path)
+
+
+def _dictionary(vendor: str | None, folder: Path | None = None):
+    """The vendor's counter dictionary, or None where 3GPP names need no mapping."""
+    path = dictionary_path(vendor, folder)
+    return None if path is None else _load_dictionary(path, path.stat().st_mtime_ns)
 
 
 def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | None = None) -> list[Part]:
-    """Read one source file with the reader its kind calls for."""
+    """Read one source file with the reader its kind calls for. ``options`` may carry
+    ``dictionaries`` (the workspace's counter dictionary folder) and ``as_of``."""
+    options = options or {}
+    folder = options.get("dictionaries")
     if src.kind == "parquet":
         return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
@@ -162,15 +181,15 @@ def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | Non
         except ImportError:
             from .pm_xml import read_meascollec
 
-            return [Part("pm_counters", read_meascollec(src.path, vendor=_dictionary(src.vendor)))]
-        return read_pm_xml_parts(src.path, vendor=_dictionary(src.vendor))
+            return [Part("pm_counters", read_meascollec(src.path, vendor=_dictionary(src.vendor, folder)))]
+        return read_pm_xml_parts(src.path, vendor=_dictionary(src.vendor, folder))
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
 
-        dictionary = _dictionary(src.vendor)
+        dictionary = _dictionary(src.vendor, folder)
         if dictionary is None:
             raise IngestError(f"{src.path}: no counter dictionary for vendor {src.vendor!r}; put "
-                              "the export under pm/<vendor>/ and add dictionaries/<vendor>.yaml")
+                              "the export under pm/<vendor>/ and add <workspace>/dictionaries/<vendor>.yaml")
         return [Part("pm_counters", read_vendor_csv(src.path, dictionary))]
     if src.kind == "tabular":
         from .tabular import read_tabular
@@ -180,7 +199,7 @@ def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | Non
         from .mapping import load_mapping
         from .tabular import read_mapped
 
-        return read_mapped(src.path, load_mapping(mapping), options or {})
+        return read_mapped(src.path, load_mapping(mapping), options)
     if src.kind == "drive_test_zip":
         from .drive_test import read_drive_test_zip
 
@@ -189,11 +208,14 @@ def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | Non
 
 
 def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: Progress | None = None,
-           mapping: Path | None = None, rejected_dir: Path | None = None) -> IngestReport:
-    """Load every file under ``paths`` into ``lake`` in one atomic batch."""
+           mapping: Path | None = None, rejected_dir: Path | None = None,
+           dictionaries: Path | None = None) -> IngestReport:
+    """Load every file under ``paths`` into ``lake`` in one atomic batch. ``rejected_dir``
+    keeps copies of unreadable files; ``dictionaries`` holds the workspace's own vendor
+    counter dictionaries (they win over the bundled ones)."""
     sources, declared = discover(paths, lake.tables, mapping)
     as_of = as_of or declared or datetime.now(UTC).date()
-    options = {"as_of": as_of}
+    options = {"as_of": as_of, "dictionaries": dictionaries}
     report = IngestReport()
     with lake.transaction() as txn:
         inventory = _cell_inventory(lake, txn)

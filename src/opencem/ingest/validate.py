@@ -90,6 +90,9 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
             if pa.types.is_string(f.type):
                 missing = pc.or_(missing, pc.equal(cast, "").fill_null(True))
             flag(missing.to_numpy(zero_copy_only=False), f.name, "required value is missing")
+        if pa.types.is_floating(f.type) and cast.null_count < len(cast):
+            flag(pc.is_nan(cast).fill_null(False).to_numpy(zero_copy_only=False), f.name,
+                 "not a number (NaN)")
         if f.name in spec.ranges:
             lo, hi = spec.ranges[f.name]
             numeric = pc.cast(cast, pa.float64())

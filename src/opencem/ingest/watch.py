@@ -49,7 +49,7 @@ def _move(path: Path, folder: Path) -> Path:
 
 def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | None = None,
           stop: Callable[[], bool] = lambda: False, on_file: Callable[[Path, IngestReport], None] | None = None,
-          max_scans: int | None = None) -> WatchStats:
+          max_scans: int | None = None, dictionaries: Path | None = None) -> WatchStats:
     """Scan ``folder`` every ``interval_s`` and load what settled, until ``stop()`` is true
     (or after ``max_scans`` scans)."""
     folder = Path(folder)
@@ -68,7 +68,7 @@ def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | Non
         for path, signature in current.items():
             if seen.get(path) != signature:
                 continue  # still being written, or new: look again next scan
-            report = ingest(lake, [path], mapping=mapping)
+            report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries)
             stats.reports.append(report)
             status = report.files[0].status
             if status == "rejected":
