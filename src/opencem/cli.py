@@ -190,11 +190,18 @@ def _watch(folder: Path, interval: float, mapping: Path | None) -> None:
 def _show_ingest_log() -> None:
     from .engines.duckdb import run_user_sql
 
-    rel = run_user_sql(STATE["ws"].lake, """
+    lake = STATE["ws"].lake
+    _print_relation(run_user_sql(lake, """
         SELECT table_name, status, count(*) AS files, sum(rows_read) AS rows_read,
                sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined
-        FROM ingest_log GROUP BY ALL ORDER BY table_name, status""")
-    _print_relation(rel, "Ingest log")
+        FROM ingest_log GROUP BY ALL ORDER BY table_name, status"""), "Ingest log (all batches)")
+    _print_relation(run_user_sql(lake, """
+        SELECT table_name, field, reason, count(*) AS records, min(source_path) AS example_file,
+               min(row_number) AS example_row
+        FROM quarantine GROUP BY ALL ORDER BY records DESC"""), "Quarantine by reason", limit=20)
+    _print_relation(run_user_sql(lake, """
+        SELECT ingested_at, source_path, message FROM ingest_log
+        WHERE status = 'rejected' ORDER BY ingested_at DESC"""), "Rejected files (newest first)", limit=20)
 
 
 def _columns(cursor) -> list[str]:

@@ -111,12 +111,12 @@ def read_drive_test_zip(path: str | Path, *, local_tz: str = LOCAL_TZ) -> list[P
         runs = _runs([m.filename for m in members])
         parts, offset = [], 0
         for info, run in zip(members, runs):
-            where = f"{path}: member {info.filename}"
+            where = f"{path}, member {info.filename}"
             try:
                 data = archive.read(info)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
                     NotImplementedError) as exc:
-                raise IngestError(f"{where} cannot be read ({exc}).") from None
+                raise IngestError(f"{path}: member {info.filename} cannot be read ({exc}).") from None
             member = _read_member(data, where, info.filename, run, offset, local_tz)
             offset += member.lines
             parts.append(member)
@@ -222,7 +222,7 @@ def _read_member(data: bytes, where: str, label: str, run: _Run, offset: int, lo
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
             parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=lambda row: "skip"),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in wanted}, include_columns=wanted,
@@ -237,8 +237,7 @@ def _read_member(data: bytes, where: str, label: str, run: _Run, offset: int, lo
 
     checks = _Checks(raw, record, offset, lambda i: lines.record(label, i))
     naive = pc.strptime(raw["Timestamp"], format=TIME_FORMAT, unit="s", error_is_null=True)
-    checks.reject(naive.is_null(), "Timestamp", lambda v: f"has Timestamp {v!r}, expected "
-                  "YYYY.MM.DD_HH.MM.SS" if v is not None else "has no Timestamp")
+    checks.reject(naive.is_null().to_numpy(zero_copy_only=False), "Timestamp", _bad_time)
     values = {}
     for source, name in NUMBERS.items():
         if source in raw:
@@ -275,7 +274,7 @@ class _Lines:
         self.ends = np.concatenate((newlines, [len(buf)]))
         if len(buf) == 0 or buf[-1] == ord("\n"):  # nothing after the final newline
             self.starts, self.ends = self.starts[:-1], self.ends[:-1]
-        self._commas = np.concatenate(([0], np.cumsum(buf == ord(","))))
+        self._commas = np.flatnonzero(buf == ord(","))
 
     @property
     def count(self) -> int:
@@ -285,7 +284,8 @@ class _Lines:
         return self.ends - self.starts
 
     def fields(self) -> np.ndarray:
-        return self._commas[self.ends] - self._commas[self.starts] + 1
+        commas = np.searchsorted(self._commas, self.ends) - np.searchsorted(self._commas, self.starts)
+        return commas + 1
 
     def text(self, i: int, strict: bool = False) -> str:
         return self.data[self.starts[i]:self.ends[i]].decode("utf-8", "strict" if strict else "replace")
@@ -303,8 +303,8 @@ class _Checks:
         self.failed = np.zeros(len(record), bool)
         self.rejects: list[Reject] = []
 
-    def reject(self, mask: pa.ChunkedArray, source: str, reason) -> None:
-        new = mask.to_numpy(zero_copy_only=False) & ~self.failed
+    def reject(self, mask: np.ndarray, source: str, reason) -> None:
+        new = mask & ~self.failed
         if not new.any():
             return
         rows = np.flatnonzero(new)
@@ -315,17 +315,20 @@ class _Checks:
         self.failed |= new
 
 
-def _numbers(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+def _bad_time(value: str | None) -> str:
+    return "has no Timestamp" if value is None else f"has Timestamp {value!r}, expected YYYY.MM.DD_HH.MM.SS"
+
+
+def _numbers(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
     """float64 values, and where a value was given but is not a number."""
     try:
-        return pc.cast(column, pa.float64()), pa.chunked_array([pa.nulls(len(column), pa.bool_())
-                                                                .fill_null(False)])
+        return pc.cast(column, pa.float64()), np.zeros(len(column), bool)
     except pa.ArrowInvalid:
         pass
     # Dirty column only: keep what parses, flag the rest.
     ok = pc.match_substring_regex(column, _NUMBER_RE)
     values = pc.cast(pc.if_else(ok, column, pa.scalar(None, pa.string())), pa.float64())
-    return values, pc.invert(ok).fill_null(False)
+    return values, pc.invert(ok).fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _technology(mode: pa.ChunkedArray) -> pa.ChunkedArray:
