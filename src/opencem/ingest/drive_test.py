@@ -36,12 +36,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import h3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ..geo import h3_cells
 from ..schema.base import TIMESTAMP
 from ..schema.network import DRIVE_TESTS
 from .parts import Part, Reject
@@ -165,14 +165,14 @@ def _is_csv(name: str) -> bool:
 
 
 def _run(parts: Sequence[str], fallback: str) -> _Run:
-    """test_id from the service folder down (``Download/Static/B_2019.12.16_13.40.04``) when a
-    Static/Driving folder names the scenario, else ``fallback``."""
+    """test_id from the service folder down (``Download/Static/B_2019.12.16_13.40.04``) when one
+    of the three folders above the file is Static or Driving, else ``fallback``."""
     folders = list(parts[:-1])
-    at = next((i for i, f in enumerate(folders) if f.lower() in SCENARIOS), None)
+    at = next((i for i in range(len(folders) - 1, max(len(folders) - 4, -1), -1)
+               if folders[i].lower() in SCENARIOS), None)
     if at is None:
         return _Run(fallback)
-    start = max(at - 1, 0)
-    name = "/".join([*folders[start:], parts[-1]])
+    name = "/".join([*folders[max(at - 1, 0):], parts[-1]])
     service = _slug(folders[at - 1]) if at > 0 else None
     return _Run(name[:-4] if name.lower().endswith(".csv") else name, service, folders[at].lower())
 
@@ -200,40 +200,8 @@ def _read_member(data: bytes, where: str, label: str, run: _Run, offset: int, lo
     lines = _Lines(data)
     if lines.count == 0:
         return _Member(_columns({}, 0, np.empty(0, np.int64), run), np.empty(0, np.int64), [], 0)
-    try:
-        names = [h.strip() for h in lines.text(0, strict=True).split(",")]
-    except UnicodeDecodeError:
-        raise IngestError(f"{where}: the header is not UTF-8 text.") from None
-    missing = [c for c in REQUIRED if c not in names]
-    if missing:
-        found = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        raise IngestError(f"{where}: lacks column(s) {', '.join(map(repr, missing))} of the "
-                          f"G-NetTrack drive-test layout (found: {found}).")
-
-    fields = lines.fields()
-    blank = lines.lengths() == 0
-    malformed = ~blank & (fields != len(names))
-    good = ~blank & ~malformed
-    malformed[0] = good[0] = False  # the header
-    rejects = [Reject(offset + int(i), f"has {fields[i]} fields, expected {len(names)}",
-                      lines.record(label, i)) for i in np.flatnonzero(malformed)]
-
-    wanted = [c for c in SOURCE_COLUMNS if c in names]
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
-            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=lambda row: "skip"),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in wanted}, include_columns=wanted,
-                null_values=["-", ""], strings_can_be_null=True))
-    except pa.ArrowInvalid as exc:
-        raise IngestError(f"{where}: cannot be parsed as CSV ({str(exc).splitlines()[0]}).") from None
-    record = np.flatnonzero(good)  # record_number of each parsed row
-    if table.num_rows != len(record):
-        raise IngestError(f"{where}: has {table.num_rows} parsed rows for {len(record)} well-formed "
-                          "lines; check for stray quotes or line breaks.")
-    raw = {c: pc.utf8_trim_whitespace(table[c]) for c in wanted}
+    table, record, rejects = _parse(lines, where, label, offset)
+    raw = {c: pc.utf8_trim_whitespace(table[c]) for c in table.column_names}
 
     checks = _Checks(raw, record, offset, lambda i: lines.record(label, i))
     naive = pc.strptime(raw["Timestamp"], format=TIME_FORMAT, unit="s", error_is_null=True)
@@ -261,6 +229,45 @@ def _read_member(data: bytes, where: str, label: str, run: _Run, offset: int, lo
     if not keep.all():
         table, record = table.filter(pa.array(keep)), record[keep]
     return _Member(table, offset + record, rejects + checks.rejects, lines.count - 1)
+
+
+def _parse(lines: _Lines, where: str, label: str, offset: int) -> tuple[pa.Table, np.ndarray, list[Reject]]:
+    """The source columns we use as text (``-`` and empty as null), the record_number of each row,
+    and Rejects for lines with the wrong number of fields."""
+    try:
+        names = [h.strip() for h in lines.text(0, strict=True).split(",")]
+    except UnicodeDecodeError:
+        raise IngestError(f"{where}: the header is not UTF-8 text.") from None
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        found = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise IngestError(f"{where}: lacks column(s) {', '.join(map(repr, missing))} of the "
+                          f"G-NetTrack drive-test layout (found: {found}).")
+    fields = lines.fields()
+    blank = lines.lengths() == 0
+    malformed = ~blank & (fields != len(names))
+    good = ~blank & ~malformed
+    malformed[0] = good[0] = False  # the header
+    rejects = [Reject(offset + int(i), f"has {fields[i]} fields, expected {len(names)}",
+                      lines.record(label, i)) for i in np.flatnonzero(malformed)]
+    wanted = [c for c in SOURCE_COLUMNS if c in names]
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(lines.data),
+            # One thread: members are small, and threads only add start-up time and memory.
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            # No quoting, so that a record is exactly a line, as counted above.
+            parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=lambda row: "skip"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in wanted}, include_columns=wanted,
+                null_values=["-", ""], strings_can_be_null=True))
+    except pa.ArrowInvalid as exc:
+        raise IngestError(f"{where}: cannot be parsed as CSV ({str(exc).splitlines()[0]}).") from None
+    record = np.flatnonzero(good)
+    if table.num_rows != len(record):
+        raise IngestError(f"{where}: has {table.num_rows} parsed rows for {len(record)} well-formed "
+                          "lines, so records cannot be matched to lines.")
+    return table, record, rejects
 
 
 class _Lines:
@@ -353,18 +360,6 @@ def _columns(values: dict, n: int, record: np.ndarray, run: _Run) -> pa.Table:
 
 
 def _h3_index(lat: pa.ChunkedArray, lon: pa.ChunkedArray) -> pa.Array:
-    """H3 cell of each exact position; null where it is missing or out of range.
-
-    Only distinct positions are indexed (h3 has no vectorised API; drive tests repeat positions).
-    simulate.geography.h3_cells rounds to ~10 m first, which would put 1.4% of the UCC samples
-    in a neighbouring cell of the one their own lat/lon lie in.
-    """
-    y = lat.to_numpy().astype(float)
-    x = lon.to_numpy().astype(float)
-    valid = np.isfinite(y) & np.isfinite(x) & (np.abs(y) <= 90) & (np.abs(x) <= 180)
-    unique, inverse = np.unique(y[valid] + 1j * x[valid], return_inverse=True)
-    cells = pa.array([h3.latlng_to_cell(float(p.real), float(p.imag), H3_RESOLUTION) for p in unique],
-                     pa.string())
-    index = np.zeros(len(y), np.int64)
-    index[valid] = inverse
-    return cells.take(pa.array(index, mask=~valid))
+    """H3 cell of each exact position (no rounding: samples near hexagon edges must land in
+    the cell their own lat/lon lie in); null where the position is missing or out of range."""
+    return h3_cells(lat.to_numpy(), lon.to_numpy(), H3_RESOLUTION)

@@ -95,7 +95,7 @@ DRIVE_TESTS = Table(
         col("ul_throughput_kbps", pa.float32(), "Application uplink throughput in the second", "kbps"),
         col("ping_avg_ms", pa.float32(), "Mean ping round trip time", "ms"),
         col("ping_loss_pct", pa.float32(), "Ping packet loss", "%"),
-        col("state", pa.string(), "Device activity: downloading (D) or idle (I)"),
+        col("state", pa.string(), "Device activity as logged: D (downloading), I (idle), V (voice), VD"),
         col("scenario", pa.string(), "static or driving"),
         col("service", pa.string(), "What was running, e.g. download, netflix, amazon_prime"),
         col("h3_index", pa.string(), "H3 cell (resolution 9) of the sample position"),

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import h3
 import numpy as np
 import pyarrow as pa
 from scipy.spatial import cKDTree
 
+from .. import geo
 from ..schema.network import CELLS
 from .config import SimConfig, rng_for
 from .ids import ids, take
@@ -54,12 +54,8 @@ def to_latlon(x_km: np.ndarray, y_km: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int = H3_RESOLUTION) -> np.ndarray:
-    """H3 index strings for points. h3 has no vectorised API, so index the unique ~10 m
-    rounded points only; positions of people and sites repeat heavily."""
-    key = np.round(lat, 4) + 1j * np.round(lon, 4)
-    uniq, inverse = np.unique(key, return_inverse=True)
-    cells = np.array([h3.latlng_to_cell(float(p.real), float(p.imag), resolution) for p in uniq])
-    return cells[inverse]
+    """H3 index strings of simulated points (rounded to ~10 m: places repeat, edges don't matter)."""
+    return geo.h3_cells(lat, lon, resolution, decimals=4).to_numpy(zero_copy_only=False)
 
 
 def territory_scale(subscribers: int) -> float:
