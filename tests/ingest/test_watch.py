@@ -140,3 +140,15 @@ def test_sigkill_and_restart_while_files_keep_arriving(tmp_path, surveys):
     loaded = count(lake, "SELECT count(*) FROM ingest_log WHERE status = 'loaded'")
     assert loaded == n_files
     assert stats.rejected == 0
+
+
+def test_a_busy_lake_is_retried_not_fatal(tmp_path, surveys):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    drop(landing, "surveys.parquet", surveys.slice(0, 7))
+    lake = Lake(tmp_path / "lake")
+    with lake.transaction():  # another writer holds the lake
+        stats = watch(lake, landing, interval_s=0.01, max_scans=2)
+    assert stats.loaded == 0 and (landing / "surveys.parquet").exists()
+    stats = watch(lake, landing, interval_s=0.01, max_scans=2)
+    assert stats.loaded == 1 and count(lake, "SELECT count(*) FROM surveys") == 7

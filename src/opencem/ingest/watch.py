@@ -68,7 +68,10 @@ def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | Non
         for path, signature in current.items():
             if seen.get(path) != signature:
                 continue  # still being written, or new: look again next scan
-            report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries)
+            try:
+                report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries)
+            except LakeError:
+                break  # another process is writing to the lake: try again next scan
             stats.reports.append(report)
             status = report.files[0].status
             if status == "rejected":
