@@ -60,3 +60,17 @@ def test_bad_input_gives_one_sentence_and_exit_2(tmp_path, args, message):
 def test_schema_command_lists_columns_with_units():
     out = run("schema", "xdr_voice")
     assert "one_way_delay_ms" in out.output and "ms" in out.output
+
+
+def test_ibm_telco_churn_imports_through_the_shipped_mapping(tmp_path):
+    from tests.conftest import PROJECT, external
+
+    csv = external("ibm-telco-churn", "Telco-Customer-Churn.csv")
+    out = run("-w", str(tmp_path), "ingest", str(csv), "--mapping",
+              str(PROJECT / "examples" / "ibm-telco" / "mapping.yaml"), "--as-of", "2024-01-31")
+    assert out.exit_code == 0, out.output
+    assert "0 rejected" in out.output and "0 rows quarantined" in out.output
+    counts = run("-w", str(tmp_path), "sql", "SELECT (SELECT count(*) FROM subscribers) AS s, "
+                 "(SELECT count(*) FROM churn_events) AS c, (SELECT min(churned_at)::DATE::VARCHAR "
+                 "FROM churn_events) AS d", "--format", "json")
+    assert json.loads(counts.output) == [{"s": 7043, "c": 1869, "d": "2024-01-31"}]

@@ -14,7 +14,8 @@ import pytest
 from opencem.ingest import pm_xml
 from opencem.ingest.dictionary import DictionaryError, load_dictionary
 from opencem.ingest.pm_csv import read_vendor_csv
-from opencem.ingest.pm_xml import PMFileError, cell_id_of, iter_meascollec, read_meascollec
+from opencem.ingest.parts import Reject
+from opencem.ingest.pm_xml import PMFileError, cell_id_of, iter_meascollec, read_meascollec, read_pm_xml_parts
 from opencem.schema.network import PM_COUNTERS
 
 EXTERNAL_PM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external" / "3gpp-pm"
@@ -109,16 +110,41 @@ def test_onap_28532_measdatafile_is_read_too():
     assert [(x["counter_name"], x["value"]) for x in t.to_pylist()] == [("a", 86.0), ("b", 67.0), ("c", 14.0)]
 
 
-@pytest.mark.external
-def test_onap_file_with_a_bad_duration_names_file_and_field():
-    with pytest.raises(PMFileError, match=r"A_no_managed_element.xml: .*duration 'some duration'"):
-        read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/A_no_managed_element.xml"))
+BAD_DURATION = [Reject(1, "measInfo 'some measInfoId' has granPeriod duration 'some duration', not an ISO 8601 "
+                          "duration", "some measObjLdn")] * 3
+ABC = [("some measObjLdn", "a", 86.0), ("some measObjLdn", "b", 67.0), ("some measObjLdn", "c", 14.0)]
 
 
 @pytest.mark.external
-def test_file_without_measdata_gives_an_empty_table():
-    t = read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/A_no_measdata.xml"))
-    assert t.num_rows == 0 and t.schema == PM_COUNTERS.schema
+@pytest.mark.parametrize(("name", "values", "rejects"), [
+    # No managedElement (the DN stays the measObjLdn), but a granPeriod duration that is not one.
+    ("csit/tests/pmmapper/assets/A_no_managed_element.xml", [], BAD_DURATION),
+    ("xml_validator_test/test_data/lte/no_managed_element/test.xml", [], BAD_DURATION),
+    ("xml_validator_test/test_data/nr/no_measured_entity/test.xml", [], BAD_DURATION),
+    ("csit/tests/pmmapper/assets/A_no_measdata.xml", [], []),
+    ("xml_validator_test/test_data/lte/no_measdata/test.xml", [], []),
+    ("xml_validator_test/test_data/nr/no_measdata/test.xml", [], []),
+    # No fileHeader (no vendorName, no beginTime): granPeriod endTime is enough.
+    ("xml_validator_test/test_data/lte/no_file_header/test.xml", ABC, []),
+    ("xml_validator_test/test_data/nr/no_file_header/test.xml", ABC, []),
+    ("xml_validator_test/test_data/not_supported_type/no_file_header/test.xml", ABC, []),
+    ("mapper_test/mapping_data/32.435/no_sw_version/test.xml", None, []),
+    ("mapper_test/mapping_data/28.532/no_sw_version/test.xml", None, []),
+])
+def test_malformed_onap_files_are_read_leniently_and_report_the_rest(name, values, rejects):
+    [part] = read_pm_xml_parts(external_pm("onap", *name.split("/")))
+    assert part.table == "pm_counters" and part.data.schema == PM_COUNTERS.schema
+    got = [(r["object_dn"], r["counter_name"], r["value"]) for r in part.data.to_pylist()]
+    if values is not None:
+        assert got == values
+    else:
+        assert len(got) == 3
+    assert part.rejects == rejects
+    assert part.rows_read == len(got) + len(rejects)
+    if values:
+        assert part.row_numbers.tolist() == [1, 1, 1]
+        assert set(part.data["period_start"].to_pylist()) == {utc(2018, 10, 2, 12, 0)}
+        assert part.data["vendor"].null_count == 3  # no fileHeader, no vendorName
 
 
 # --- XML features on small inline files -----------------------------------------------------------
@@ -229,18 +255,102 @@ def test_unreadable_files_raise_pm_file_error_naming_the_file(tmp_path, content,
         read_meascollec(path)
 
 
-def test_mismatched_measresults_and_unknown_p_are_reported(tmp_path):
+GRAN = '<granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+
+
+@pytest.mark.parametrize(("body", "values", "rejects"), [
+    # measResults shorter than measTypes: the values that pair up are kept, each gap reported.
+    (f'<measInfo>{GRAN}<measTypes>a b c</measTypes><measValue measObjLdn="x"><measResults>1</measResults>'
+     "</measValue></measInfo>",
+     [(1, "a", 1.0)], [Reject(1, "measValue has 1 measResults for 3 measTypes", "x", "b"),
+                       Reject(1, "measValue has 1 measResults for 3 measTypes", "x", "c")]),
+    # ... and longer: the extra values are reported with their text.
+    (f'<measInfo>{GRAN}<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>1 2</measResults>'
+     '</measValue><measValue measObjLdn="y"><measResults>3</measResults></measValue></measInfo>',
+     [(1, "a", 1.0), (2, "a", 3.0)], [Reject(1, "measValue has 2 measResults for 1 measTypes", "x", "measResults", "2")]),
+    # r whose p no measType declares, r without p, p that is not a number.
+    (f'<measInfo measInfoId="M">{GRAN}<measType p="1">a</measType><measValue measObjLdn="x"><r p="4">1</r>'
+     '<r>2</r><r p="one">3</r><r p="1">5</r></measValue></measInfo>',
+     [(1, "a", 5.0)], [Reject(1, "r p=4 matches no measType of measInfo 'M'", "x", "p", "4"),
+                       Reject(1, "r has no p attribute", "x", "p"),
+                       Reject(1, "r p='one' is not a whole number", "x", "p", "one")]),
+    # measValue without measObjLdn; no measInfoId nor job; an empty measInfo and measData.
+    (f'<measInfo>{GRAN}<measType p="1">a</measType><measValue><r p="1">1</r></measValue>'
+     '<measValue measObjLdn="y"><r p="1">2</r></measValue></measInfo><measInfo/></measData><measData>',
+     [(2, "a", 2.0)], [Reject(1, "measValue in measInfo (no measInfoId) has no measObjLdn",
+                              "measInfo (no measInfoId)", "measObjLdn")]),
+    # No granPeriod endTime: the file's beginTime is the period start; no granPeriod at all: reported.
+    ('<measInfo><granPeriod duration="PT900S"/><measTypes>a</measTypes><measValue measObjLdn="x">'
+     '<measResults>7</measResults></measValue></measInfo><measInfo measInfoId="N"><measTypes>a</measTypes>'
+     '<measValue measObjLdn="z"><measResults>8</measResults></measValue></measInfo>',
+     [(1, "a", 7.0)], [Reject(2, "measInfo 'N' has no granPeriod", "z")]),
+])
+def test_values_that_cannot_be_used_are_reported_one_by_one(tmp_path, body, values, rejects):
     path = tmp_path / "m.xml"
-    path.write_text(meas_file('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
-                              '<measTypes>a b</measTypes><measValue measObjLdn="x"><measResults>1</measResults>'
-                              '</measValue></measInfo>'))
-    with pytest.raises(PMFileError, match="measValue 'x' has 1 measResults for 2 measTypes"):
-        read_meascollec(path)
-    path.write_text(meas_file('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
-                              '<measType p="1">a</measType><measValue measObjLdn="x"><r p="4">1</r>'
-                              '</measValue></measInfo>'))
-    with pytest.raises(PMFileError, match="r p=4 with no measType"):
-        read_meascollec(path)
+    path.write_text(meas_file(body))
+    for fast in (True, False):  # the byte-level reader and the lxml one agree
+        pm_xml.FAST_PATH = fast
+        try:
+            [part] = read_pm_xml_parts(path)
+        finally:
+            pm_xml.FAST_PATH = True
+        got = [(int(n), r["counter_name"], r["value"]) for n, r in zip(part.row_numbers, part.data.to_pylist())]
+        assert (got, part.rejects) == (values, rejects)
+        assert part.rows_read == len(values) + len(rejects)
+        assert set(part.data["period_start"].to_pylist()) <= {utc(2026, 3, 1, 10, 0), utc(2026, 3, 1, 9, 0)}
+    assert read_meascollec(path).num_rows == len(values)
+
+
+@pytest.mark.parametrize("prefix", [b"\n  ", b"\xef\xbb\xbf", b'<?xml-stylesheet href="x.xsl"?>\n',
+                                    b"\n\xef\xbb\xbf<!-- exported by OSS -->\n", b""])
+@pytest.mark.parametrize("declaration", [True, False])
+def test_junk_before_the_xml_declaration_is_skipped(tmp_path, prefix, declaration):
+    text = meas_file(f'<measInfo>{GRAN}<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>4'
+                     "</measResults></measValue></measInfo>").encode()
+    if not declaration:
+        text = text.split(b"?>", 1)[1]
+    path = tmp_path / "j.xml"
+    path.write_bytes(prefix + text)
+    assert read_meascollec(path)["value"].to_pylist() == [4.0]
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16", "ISO-8859-1", "UTF-8"])
+def test_other_declared_encodings_are_read(tmp_path, encoding):
+    body = (f'<measInfo>{GRAN}<measType p="1">a</measType><measValue measObjLdn="Cell=Malmö">'
+            '<r p="1">5</r></measValue></measInfo>')
+    path = tmp_path / "e.xml"
+    path.write_bytes(meas_file(body).replace("UTF-8", encoding).encode(encoding.lower()))
+    assert [(r["object_dn"], r["value"]) for r in read_meascollec(path).to_pylist()] == [("Cell=Malmö", 5.0)]
+
+
+def test_latin1_bytes_in_a_utf8_file_are_refused(tmp_path):
+    path = tmp_path / "l.xml"
+    path.write_bytes(meas_file(f'<measInfo>{GRAN}<measTypes>a</measTypes><measValue measObjLdn="Malmö">'
+                               "<measResults>1</measResults></measValue></measInfo>").encode("latin-1"))
+    with pytest.raises(PMFileError, match=r"PM file l.xml: is not well-formed XML \(Invalid bytes in character"):
+        read_pm_xml_parts(path)
+
+
+def test_row_numbers_follow_the_dictionary(tmp_path):
+    """Renamed counters keep their measValue; a sum cites the first measValue of its parts."""
+    (tmp_path / "delta.yaml").write_text(
+        "vendor: delta\nformat: xml_32435\ncounters:\n  RRC.ConnEstabAtt: {sum: [pmMo, pmMt]}\n"
+        "  HO.ExeAtt: {from: pmHo}\n")
+    body = (f'<measInfo measInfoId="A">{GRAN}<measTypes>pmHo pmMo</measTypes>'
+            '<measValue measObjLdn="c1"><measResults>1 2</measResults></measValue>'
+            '<measValue measObjLdn="c2"><measResults>3 4</measResults></measValue></measInfo>'
+            f'<measInfo measInfoId="B">{GRAN}<measTypes>pmMt pmX</measTypes>'
+            '<measValue measObjLdn="c2"><measResults>5 6</measResults></measValue></measInfo>')
+    path = tmp_path / "d.xml"
+    path.write_text(meas_file(body))
+    [part] = read_pm_xml_parts(path, tmp_path / "delta.yaml")
+    got = {(r["object_dn"], r["counter_name"]): (int(n), r["value"])
+           for n, r in zip(part.row_numbers, part.data.to_pylist())}
+    assert got == {("c1", "HO.ExeAtt"): (1, 1.0), ("c2", "HO.ExeAtt"): (2, 3.0), ("c1", "RRC.ConnEstabAtt"): (1, 2.0),
+                   ("c2", "RRC.ConnEstabAtt"): (2, 9.0), ("c2", "pmX"): (3, 6.0)}
+    renames_only = load_dictionary("alpha")
+    [alpha] = read_pm_xml_parts(path, renames_only)
+    assert alpha.row_numbers.tolist() == [1, 1, 2, 2, 3, 3]
 
 
 # --- vendor CSV --------------------------------------------------------------------------------
@@ -336,3 +446,25 @@ def test_every_dictionary_problem_is_reported_at_once(tmp_path):
 def test_unknown_vendor_lists_the_bundled_ones():
     with pytest.raises(DictionaryError, match=r"No counter dictionary for vendor 'gamma' \(bundled: alpha, beta\)"):
         load_dictionary("gamma")
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda text: text[:-40], "not well-formed XML"),                                     # truncated
+    (lambda text: text.replace(b'"C47">', b'"C47\xff">'), "Invalid bytes in character encoding"),
+    (lambda text: text.replace(b"<r p=\"1\">48</r>", b"<r p=\"1\">48</x>"), "Opening and ending tag mismatch"),
+], ids=["truncated", "latin-1 byte", "tag mismatch"])
+def test_damage_late_in_a_large_file_is_still_an_error(tmp_path, monkeypatch, damage, reason):
+    """Blocks are read while libxml2 checks the file beside them: what it finds still fails the file."""
+    values = "".join(f'<measData><measInfo>{GRAN}<measType p="1">x</measType><measValue measObjLdn="C{i}">'
+                     f'<r p="1">{i}</r></measValue></measInfo></measData>' for i in range(50))
+    path = tmp_path / "late.xml"
+    path.write_bytes(damage(meas_file("").replace("<measData><managedElement localDn=\"ME-1\"/></measData>",
+                                                  values).encode()))
+    monkeypatch.setattr(pm_xml, "READ_BYTES", 256)
+    monkeypatch.setattr(pm_xml, "BATCH_VALUES", 10)
+    with pytest.raises(PMFileError, match=f"PM file late.xml: .*{reason}"):
+        read_pm_xml_parts(path)
+    batches = iter_meascollec(path)
+    assert next(batches).num_rows == 10  # streaming hands out what it has read before the damage
+    with pytest.raises(PMFileError, match=reason):
+        list(batches)

@@ -52,3 +52,34 @@ def test_a_new_feed_needs_only_a_schema_file(tmp_path):
     assert {f.date for f in lake.files("xdr_vowifi")} == {"2023-11-14", "2023-11-15"}
     listed = CliRunner().invoke(app, ["-w", str(ws.root), "sources", "list"])
     assert "wifi_rssi_dbm" in listed.output
+
+
+def test_schema_file_plus_mapping_file_load_a_feed_with_its_own_column_names(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.sources_dir.mkdir(parents=True)
+    (ws.sources_dir / "xdr_vowifi.schema.yaml").write_text((FIXTURES / "vowifi.schema.yaml").read_text())
+    sample = tmp_path / "epdg_export_0001.csv"
+    sample.write_text("CALLREF;IMSI;START;RSSI;MOS\n"
+                      "a1;001010000000001;2026.11.02_10.00.05;-61,5;4,2\n"
+                      "a2;001010000000002;2026.11.02_10.01.00;-70;0,4\n"
+                      "a3;001010000000003;2026.11.02_10.02.00\n")
+    mapping = tmp_path / "vowifi.mapping.yaml"
+    mapping.write_text("""
+source: {format: csv, delimiter: ";", decimal: ","}
+targets:
+  - table: xdr_vowifi
+    columns:
+      call_id: CALLREF
+      subscriber_id: IMSI
+      start_time: {from: START, format: "%Y.%m.%d_%H.%M.%S", timezone: Europe/Dublin}
+      wifi_rssi_dbm: RSSI
+      mos: MOS
+""")
+    report = ingest(ws.lake, [sample], mapping=mapping)
+    f = report.files[0]
+    # a1 loads; a2's MOS 0.4 is outside [1, 5]; a3 is a broken line: both quarantined, none lost.
+    assert (f.rows_read, f.rows_accepted, f.rows_quarantined) == (3, 1, 2)
+    row = run_user_sql(ws.lake, "SELECT call_id, wifi_rssi_dbm, mos, start_time::VARCHAR FROM xdr_vowifi").fetchall()
+    assert [(r[0], r[1], round(r[2], 1), r[3]) for r in row] == [("a1", -61.5, 4.2, "2026-11-02 10:00:05+00")]
+    reasons = run_user_sql(ws.lake, "SELECT row_number, field FROM quarantine ORDER BY 1").fetchall()
+    assert reasons == [(3, "mos"), (4, None)]

@@ -168,9 +168,11 @@ def _dictionary(vendor: str | None, folder: Path | None = None):
     return None if path is None else _load_dictionary(path, path.stat().st_mtime_ns)
 
 
-def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | None = None) -> list[Part]:
-    """Read one source file with the reader its kind calls for. ``options`` may carry
-    ``dictionaries`` (the workspace's counter dictionary folder) and ``as_of``."""
+def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
+               tables: dict[str, Table] | None = None) -> list[Part]:
+    """Read one source file with the reader its kind calls for. ``mapping`` is a loaded
+    Mapping for mapped sources; ``options`` may carry ``dictionaries`` (the workspace's
+    counter dictionary folder) and ``as_of``; ``tables`` is the lake's table registry."""
     options = options or {}
     folder = options.get("dictionaries")
     if src.kind == "parquet":
@@ -194,12 +196,11 @@ def read_parts(src: SourceFile, mapping: Path | None = None, options: dict | Non
     if src.kind == "tabular":
         from .tabular import read_tabular
 
-        return read_tabular(src.path, src.table)
+        return read_tabular(src.path, src.table, tables)
     if src.kind == "mapped":
-        from .mapping import load_mapping
         from .tabular import read_mapped
 
-        return read_mapped(src.path, load_mapping(mapping), options)
+        return read_mapped(src.path, mapping, options, tables)
     if src.kind == "drive_test_zip":
         from .drive_test import read_drive_test_zip
 
@@ -214,6 +215,10 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     keeps copies of unreadable files; ``dictionaries`` holds the workspace's own vendor
     counter dictionaries (they win over the bundled ones)."""
     sources, declared = discover(paths, lake.tables, mapping)
+    if mapping is not None:  # a bad mapping fails the whole call, before anything is read
+        from .mapping import load_mapping
+
+        mapping = load_mapping(mapping, lake.tables)
     as_of = as_of or declared or datetime.now(UTC).date()
     options = {"as_of": as_of, "dictionaries": dictionaries}
     report = IngestReport()
@@ -242,7 +247,7 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, map
         return [FileResult(src, src.table, "duplicate", message="same content already loaded",
                            fingerprint=digest)]
     try:
-        parts = read_parts(src, mapping, options)
+        parts = read_parts(src, mapping, options, lake.tables)
         unknown = [p.table for p in parts if p.table not in lake.tables]
         if unknown:
             raise IngestError(f"{src.path}: table {unknown[0]!r} is not a canonical table nor one "

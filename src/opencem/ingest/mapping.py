@@ -14,13 +14,21 @@ canonical table, an optional row filter, and a source per canonical column::
           stated_reason: {from: Reason, map: {Price: price, Network: network_quality}}
           ported_to: {template: "{Operator}-{Country}"}
 
-Per column: exactly one of ``from`` (a source column), ``value`` (a constant), ``option`` (a
-value passed at ingest, e.g. ``as_of``) or ``template`` (source columns joined into text).
+``source``: ``format`` is csv, jsonl or parquet. CSV options: ``delimiter`` (default ``,``),
+``quote`` (``"``; null for none), ``encoding`` (utf-8; any Python codec name), ``null_values``
+(texts that mean no value; default ``[""]``), ``header`` (true), ``columns`` (names for a file
+without a header line, or to rename every column), ``skip_rows`` (lines before the header),
+``decimal`` (``.`` or ``,``) and ``multiline_values`` (false: every line is one record).
+
+``where``: one test or a list (all must hold) of ``{column, equals | not_equals | in |
+not_in}``, comparing the source text. Per column: exactly one of ``from`` (a source column),
+``value`` (a constant), ``option`` (a value passed at ingest: ``{option: as_of}`` takes the
+``--as-of`` date) or ``template`` (source columns joined into text, ``"{a}-{b}"``).
 ``from`` takes ``map`` (source text -> canonical value; unlisted values pass through unless
 ``default`` is given; a ``null`` key maps empty values) or ``scale`` (canonical = source * scale,
 for units). Time columns take ``format`` (strptime, e.g. ``"%Y.%m.%d_%H.%M.%S"``, a trailing
-``%f`` for fractions, or ``epoch_s`` / ``epoch_ms``) and ``timezone`` (IANA name for times
-without an offset; default UTC).
+``%f`` for fractions, or ``epoch_s`` / ``epoch_ms``; default ISO 8601) and ``timezone`` (IANA
+name for times without an offset; default UTC). Other values are cast by validation.
 
 Validated in layers like the counter dictionaries: YAML syntax, the typed model (unknown keys
 are errors), then rules that need the canonical schema. Every problem is reported at once,
@@ -34,28 +42,28 @@ import codecs
 import difflib
 import re
 import string
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from ..schema import TABLES
+from ..schema import TABLES, TIMESTAMP, Table
+from ..specfile import SpecError, line_of
+from .validate import IngestError
 
 Scalar = bool | int | float | str | None
 EPOCH_FORMATS = {"epoch_s": 1000, "epoch_ms": 1}  # -> multiplier to milliseconds
 
 
-class MappingError(ValueError):
+class MappingError(SpecError):
     """A mapping file that cannot be used; ``issues`` holds one sentence per problem."""
-
-    def __init__(self, issues: list[str]):
-        self.issues = issues
-        super().__init__("\n".join(issues))
 
 
 class _Loader(yaml.SafeLoader):
@@ -191,12 +199,14 @@ class Source(BaseModel):
     header: bool = True
     columns: list[str] | None = None  # column names when the file has no header line
     skip_rows: int = Field(default=0, ge=0)  # lines before the header (titles, export banners)
+    decimal: Literal[".", ","] = "."  # decimal separator of numbers
     # Quoted values may span lines. Off by default: every line is one record, so a stray quote
     # costs one rejected line instead of swallowing the lines after it.
     multiline_values: bool = False
 
 
-CSV_ONLY = ("delimiter", "quote", "encoding", "header", "columns", "skip_rows", "multiline_values")
+CSV_ONLY = ("delimiter", "quote", "encoding", "header", "columns", "skip_rows", "decimal",
+            "multiline_values")
 
 
 class Mapping(BaseModel):
@@ -220,8 +230,9 @@ class Mapping(BaseModel):
         return list(names)
 
 
-def load_mapping(path: str | Path) -> Mapping:
-    """Load and check a mapping file against the canonical schema.
+def load_mapping(path: str | Path, tables: dict[str, Table] | None = None) -> Mapping:
+    """Load and check a mapping file against the canonical tables (or ``tables``, e.g. a
+    workspace's, which may add its own).
 
     Raises :class:`MappingError` with one sentence per problem, naming file, line and field.
     """
@@ -240,14 +251,13 @@ def load_mapping(path: str | Path) -> Mapping:
         raise MappingError([f"Mapping {path.name}{where} is not valid YAML: {reason}."]) from None
     if not isinstance(data, dict):
         raise MappingError([f"Mapping {path.name} must be a YAML mapping with source and targets."])
+    issues = semantic_issues(data, tables)
     try:
         mapping = Mapping.model_validate(data)
     except ValidationError as exc:
-        issues = [(_loc(e), _message(e)) for e in exc.errors()]
-    else:
-        issues = check_mapping(mapping)
+        issues += [(_loc(e), _message(e)) for e in exc.errors()]
     if issues:
-        found = sorted((line_of(root, loc) or 0, _sentence(path, root, loc, msg)) for loc, msg in issues)
+        found = sorted({(line_of(root, loc) or 0, _sentence(path, root, loc, msg)) for loc, msg in issues})
         raise MappingError([sentence for _, sentence in found])
     return mapping
 
@@ -257,24 +267,55 @@ def load_mapping(path: str | Path) -> Mapping:
 Issue = tuple[list[str], str]
 
 
-def check_mapping(m: Mapping) -> list[Issue]:
-    """Rules that need the canonical schema, all applied, every issue returned."""
-    issues = _source_options(m)
-    for i, target in enumerate(m.targets):
-        at = ["targets", str(i)]
-        if target.table not in TABLES or TABLES[target.table].domain == "ops":
-            issues.append((at + ["table"], f"unknown table {target.table!r}{_did_you_mean(target.table, _targets())}"))
+def check_mapping(m: Mapping, tables: dict[str, Table] | None = None) -> None:
+    """The schema rules for a mapping built in code; raises :class:`MappingError`."""
+    issues = semantic_issues(m.model_dump(by_alias=True, exclude_unset=True), tables)
+    if issues:
+        raise MappingError([f"Mapping, field {'.'.join(loc)}: {msg}." for loc, msg in issues])
+
+
+def semantic_issues(data: dict, tables: dict[str, Table] | None = None) -> list[Issue]:
+    """Apply every rule to each part of ``data`` that is well-formed on its own, so one run
+    reports schema problems alongside the shape problems pydantic finds elsewhere."""
+    tables = TABLES if tables is None else tables
+    issues: list[Issue] = []
+    try:
+        issues += _source_options(Source.model_validate(data.get("source")))
+    except ValidationError:
+        pass
+    targets = data.get("targets")
+    for i, target in enumerate(targets if isinstance(targets, list) else []):
+        if not isinstance(target, dict) or not isinstance(target.get("table"), str):
             continue
-        issues += _known_columns(at, target)
-        issues += _required_columns(at, target)
-        for name, cs in target.columns.items():
-            if name in {f.name for f in TABLES[target.table].columns}:
-                issues += _fits_column(at + ["columns", name], TABLES[target.table].column(name), cs)
+        columns = target.get("columns") if isinstance(target.get("columns"), dict) else {}
+        issues += _target_issues(["targets", str(i)], target["table"], tables,
+                                 {str(name): _column_or_none(v) for name, v in columns.items()})
     return issues
 
 
-def _targets() -> list[str]:
-    return [name for name, t in TABLES.items() if t.domain != "ops"]
+def _column_or_none(value: Any) -> ColumnSource | None:
+    try:
+        return ColumnSource.model_validate(_shorthand(value))
+    except ValidationError:
+        return None
+
+
+def _target_issues(at: list[str], table: str, tables: dict[str, Table],
+                   columns: dict[str, ColumnSource | None]) -> list[Issue]:
+    targets = [name for name, t in tables.items() if t.domain != "ops"]  # opencem writes ops tables
+    if table not in targets:
+        return [(at + ["table"], f"unknown table {table!r}{_did_you_mean(table, targets)}")]
+    spec = tables[table]
+    names = [f.name for f in spec.columns]
+    issues = [(at + ["columns", c], f"table {table} has no column {c!r}{_did_you_mean(c, names)}")
+              for c in columns if c not in names]
+    if columns:
+        issues += [(at + ["columns"], f"required column {f.name!r} of table {table} has no source")
+                   for f in spec.columns if not f.nullable and f.name not in columns]
+    for name, cs in columns.items():
+        if cs is not None and name in names:
+            issues += _fits_column(at + ["columns", name], spec.column(name), cs)
+    return issues
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -282,8 +323,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _source_options(m: Mapping) -> list[Issue]:
-    s, issues = m.source, []
+def _source_options(s: Source) -> list[Issue]:
+    issues: list[Issue] = []
     if s.format != "csv":
         issues += [(["source", k], f"only applies to format csv, not {s.format}")
                    for k in CSV_ONLY if k in s.model_fields_set]
@@ -294,22 +335,13 @@ def _source_options(m: Mapping) -> list[Issue]:
         issues.append((["source", "encoding"], f"unknown encoding {s.encoding!r}"))
     if s.quote is not None and s.quote == s.delimiter:
         issues.append((["source", "quote"], "the quote character must differ from the delimiter"))
+    if s.decimal == s.delimiter:
+        issues.append((["source", "decimal"], "the decimal separator must differ from the delimiter"))
     if s.delimiter in "\r\n" or (s.quote is not None and s.quote in "\r\n"):
         issues.append((["source", "delimiter"], "a line break cannot be a delimiter or quote"))
     if not s.header and not s.columns:
         issues.append((["source", "columns"], "name the columns when the file has no header line"))
     return issues
-
-
-def _known_columns(at: list[str], target: Target) -> list[Issue]:
-    names = [f.name for f in TABLES[target.table].columns]
-    return [(at + ["columns", c], f"table {target.table} has no column {c!r}{_did_you_mean(c, names)}")
-            for c in target.columns if c not in names]
-
-
-def _required_columns(at: list[str], target: Target) -> list[Issue]:
-    return [(at + ["columns"], f"required column {f.name!r} of table {target.table} has no source")
-            for f in TABLES[target.table].columns if not f.nullable and f.name not in target.columns]
 
 
 def _fits_column(at: list[str], field: pa.Field, cs: ColumnSource) -> list[Issue]:
@@ -327,12 +359,15 @@ def _fits_column(at: list[str], field: pa.Field, cs: ColumnSource) -> list[Issue
         try:
             ZoneInfo(cs.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            issues.append((at + ["timezone"], f"unknown time zone {cs.timezone!r} (use an IANA name such as Europe/Paris)"))
+            issues.append((at + ["timezone"], f"unknown time zone {cs.timezone!r} "
+                                              "(use an IANA name such as Europe/Paris)"))
     if cs.format is not None and is_time and cs.format not in EPOCH_FORMATS:
         if "%" not in cs.format:
-            issues.append((at + ["format"], "a time format needs strptime directives such as %Y, or epoch_s / epoch_ms"))
+            issues.append((at + ["format"], "a time format needs strptime directives such as %Y, "
+                                            "or epoch_s / epoch_ms"))
         elif "%f" in cs.format and not cs.format.endswith("%f"):
-            issues.append((at + ["format"], "%f (fractions of a second) is only supported at the end of the format"))
+            issues.append((at + ["format"], "%f (fractions of a second) is only supported at the end "
+                                            "of the format"))
     if cs.template is not None:
         try:
             cs.template_fields()
@@ -340,14 +375,14 @@ def _fits_column(at: list[str], field: pa.Field, cs: ColumnSource) -> list[Issue
             issues.append((at + ["template"], f"bad template ({exc})"))
         if any(spec or conv for _, _, spec, conv in _safe_parse(cs.template)):
             issues.append((at + ["template"], "template fields take no format spec or conversion"))
-    constants = [("value", cs.value)] if cs.kind == "value" else []
-    constants += [("map", v) for _, v in (cs.map or {}).items()]
+    constants = [(["value"], cs.value)] if cs.kind == "value" else []
+    constants += [(["map", str(k)], v) for k, v in (cs.map or {}).items()]
     if "default" in cs.model_fields_set:
-        constants.append(("default", cs.default))
-    for key, value in constants:
+        constants.append((["default"], cs.default))
+    for where, value in constants:
         problem = _convert_problem(value, field, cs)
         if problem:
-            issues.append((at + [key], problem))
+            issues.append((at + where, problem))
     return issues
 
 
@@ -373,7 +408,7 @@ def _convert_problem(value: Scalar, field: pa.Field, cs: ColumnSource) -> str | 
                 datetime.fromisoformat(text)
             return None
         except ValueError:
-            return f"{text!r} is not a time{' in format ' + repr(cs.format) if cs.format else ' (ISO 8601)'}"
+            return f"{text!r} is not a time " + (f"in format {cs.format!r}" if cs.format else "(ISO 8601)")
     try:
         pc.cast(pa.array([text]), field.type)
         return None
@@ -402,18 +437,254 @@ def _sentence(path: Path, root: yaml.Node | None, loc: list[str], msg: str) -> s
     return f"Mapping {path.name},{where} field {field}: {msg.rstrip('.')}."
 
 
-def line_of(node: yaml.Node | None, loc: list[str]) -> int | None:
-    """1-based line of the deepest YAML node on ``loc`` (pydantic aliases match YAML keys)."""
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if str(k.value) in (part, part.rstrip("_"))), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+# --- applying a target to source columns --------------------------------------------------------
+
+_ISO = (r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+        r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$")
+_ZONED = r"[T ]\d{2}:\d{2}.*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+_NUMBER = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf|infinity|nan)$"
+
+
+@dataclass
+class BadValues:
+    """Values of one canonical column that do not convert, at ``rows`` of the selected rows."""
+
+    column: str
+    rows: np.ndarray
+    values: list[str | None]
+    reasons: list[str]
+
+
+@dataclass
+class Applied:
+    keep: np.ndarray | None  # source rows the target's ``where`` selects (None: all)
+    data: pa.Table  # the target's columns for the selected rows, named as the table's
+    bad: list[BadValues]  # the first bad value of each failing row
+    failed: np.ndarray  # per selected row: has a bad value
+
+
+def apply_target(target: Target, spec: Table, table: pa.Table, options: dict, source: str,
+                 decimal: str = ".") -> Applied:
+    """Select the rows ``target.where`` keeps and build the columns of ``spec`` (the target's
+    table) from ``table`` (source columns by source name). Times are converted to UTC here; other columns are left
+    for validation to cast. Raises :class:`IngestError` naming ``source`` when an option is
+    missing or no value of a column converts (the mapping, not the records, is wrong)."""
+    keep = _where(target, table)
+    if keep is not None:
+        table = table.filter(pa.array(keep))
+    columns, bad, failed = {}, [], np.zeros(table.num_rows, bool)
+    for name, cs in target.columns.items():
+        values, wrong, reason, shown = _column_values(source, target, name, cs, spec.column(name),
+                                                      table, options, decimal)
+        columns[name] = values
+        if wrong is not None and (wrong & ~failed).any():
+            rows = np.flatnonzero(wrong & ~failed)
+            texts = pc.cast(shown.take(pa.array(rows)), pa.string()).to_pylist()
+            bad.append(BadValues(name, rows, texts, [reason.format(value=v) for v in texts]))
+            failed |= wrong
+    data = pa.table({f.name: columns[f.name] for f in spec.columns if f.name in columns})
+    return Applied(keep, data, bad, failed)
+
+
+def _where(target: Target, table: pa.Table) -> np.ndarray | None:
+    keep = None
+    for cond in target.where:
+        text = _as_text(table[cond.column])
+        values, keep_on_match = cond.values_text()
+        match = pc.is_in(text, value_set=pa.array([v for v in values if v is not None], pa.string()))
+        if None in values:
+            match = pc.or_(match, pc.is_null(text))
+        match = match.fill_null(False).to_numpy(zero_copy_only=False)
+        test = match if keep_on_match else ~match
+        keep = test if keep is None else keep & test
+    return keep
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+def _column_values(source: str, target: Target, name: str, cs: ColumnSource, field: pa.Field,
+                   table: pa.Table, options: dict, decimal: str):
+    """(values, rows with bad values or None, reason with {value}, values to show for them)."""
+    n = table.num_rows
+    is_time = pa.types.is_timestamp(field.type)
+    if cs.kind in ("value", "option"):
+        value = cs.value if cs.kind == "value" else _option(source, target, name, cs, options)
+        if value is None:
+            return pa.nulls(n, field.type), None, "", None
+        if not is_time:
+            text = value if isinstance(value, str) else text_of(value) \
+                if isinstance(value, bool | int | float) else str(value)
+            return pa.repeat(pa.scalar(text, pa.string()), n), None, "", None
+        stamp = times(pa.array([value if isinstance(value, datetime | date) else str(value)]),
+                      cs.format, cs.timezone)[0][0]
+        if not stamp.is_valid:
+            raise IngestError(f"{source}: {target.table}.{name} gets {value!r}, which is not a time")
+        return pa.repeat(stamp, n), None, "", None
+    if cs.kind == "template":
+        parts: list = []
+        for literal, fname, _, _ in string.Formatter().parse(cs.template or ""):
+            if literal:
+                parts.append(literal)
+            if fname is not None:
+                parts.append(_as_text(table[fname]))
+        values = (pc.binary_join_element_wise(*parts, "") if any(not isinstance(p, str) for p in parts)
+                  else pa.repeat(pa.scalar("".join(parts)), n))
+    else:
+        values = table[cs.from_]
+    numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+    if decimal != "." and (numeric or cs.scale is not None) and pa.types.is_string(values.type):
+        values = pc.replace_substring(values, decimal, ".")
+    if cs.map is not None:
+        return _map(values, cs), None, "", None
+    if cs.scale is not None:
+        numbers, wrong = _numbers(values)
+        scaled = pc.multiply(numbers, cs.scale)
+        _all_bad(source, cs, wrong, values, "a number")
+        return (pc.round(scaled) if pa.types.is_integer(field.type) else scaled), wrong, \
+            "{value!r} is not a number", values
+    if is_time:
+        stamps, wrong = times(values, cs.format, cs.timezone)
+        expected = f"a time in format {cs.format!r}" if cs.format else "an ISO 8601 time"
+        _all_bad(source, cs, wrong, values, expected)
+        return stamps, wrong, "{value!r} is not " + expected, values
+    return values, None, "", None
+
+
+def _option(source: str, target: Target, name: str, cs: ColumnSource, options: dict):
+    if options.get(cs.option) is None:
+        raise IngestError(f"{source}: the mapping fills {target.table}.{name} from option "
+                          f"{cs.option!r}, which was not given")
+    return options[cs.option]
+
+
+def _all_bad(source: str, cs: ColumnSource, wrong: np.ndarray, values, expected: str) -> None:
+    """No value of a column converting means the mapping is wrong, not the records."""
+    if not wrong.any():
+        return
+    text = _as_text(values)
+    filled = pc.and_(pc.is_valid(text), pc.not_equal(text, "")).fill_null(False)
+    if int(wrong.sum()) == int(pc.sum(filled).as_py() or 0):
+        first = text.filter(pa.array(wrong))[0].as_py()
+        what = f"column {cs.from_!r}" if cs.from_ else f"template {cs.template!r}"
+        raise IngestError(f"{source}: no value of {what} is {expected} (first: {first!r})")
+
+
+def _map(values, cs: ColumnSource) -> pa.Array:
+    """Source text -> canonical text; unlisted values pass through (validation judges them)
+    unless a ``default`` is given."""
+    text = _as_text(values)
+    keys, mapped = cs.map_text()
+    pairs = [(k, v) for k, v in zip(keys, mapped) if k is not None]
+    index = pc.index_in(text, value_set=pa.array([k for k, _ in pairs], pa.string()))
+    found = pa.array([v for _, v in pairs], pa.string()).take(index)
+    other = pa.scalar(text_of(cs.default), pa.string()) if "default" in cs.model_fields_set else text
+    out = pc.if_else(pc.is_valid(index), found, other)
+    if None in keys:
+        out = pc.if_else(pc.is_null(text), pa.scalar(mapped[keys.index(None)], pa.string()), out)
+    return out
+
+
+def _numeric(*types: pa.DataType) -> bool:
+    return all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
+
+
+def _numbers(values) -> tuple[pa.Array, np.ndarray]:
+    """Values as float64, and which non-empty values are not numbers."""
+    if _numeric(values.type) or pa.types.is_boolean(values.type):
+        return pc.cast(values, pa.float64()), np.zeros(len(values), bool)
+    text = pc.utf8_trim_whitespace(_as_text(values))
+    ok = pc.match_substring_regex(text, _NUMBER).fill_null(False)
+    wrong = pc.and_(pc.invert(ok), pc.not_equal(text, "")).fill_null(False).to_numpy(zero_copy_only=False)
+    return pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64()), wrong
+
+
+def times(values, fmt: str | None = None, tz: str | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Values as UTC times (timestamp ms), and which non-empty values are not times.
+
+    Text is ISO 8601 unless ``fmt`` (strptime, trailing ``%f`` allowed, or ``epoch_s`` /
+    ``epoch_ms``) says otherwise; times without an offset are in ``tz`` (UTC when None).
+    """
+    zone = tz or "UTC"
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    kind, n = values.type, len(values)
+    if pa.types.is_timestamp(kind):
+        return _localise(values, zone).cast(TIMESTAMP, safe=False), np.zeros(n, bool)
+    if pa.types.is_date(kind):
+        return _localise(values.cast(pa.timestamp("ms")), zone).cast(TIMESTAMP), np.zeros(n, bool)
+    if fmt is None and _numeric(kind):  # a number with no format says nothing about its unit
+        return pa.nulls(n, TIMESTAMP), pc.is_valid(values).to_numpy(zero_copy_only=False)
+    if fmt in EPOCH_FORMATS:
+        numbers, wrong = _numbers(values)
+        ms = pc.round(pc.multiply(numbers, float(EPOCH_FORMATS[fmt])))
+        fits = pc.less(pc.abs(ms), 1e16).fill_null(False)  # finite and within Arrow's range
+        wrong |= pc.and_(pc.invert(fits), pc.is_valid(ms)).fill_null(False).to_numpy(zero_copy_only=False)
+        ms = pc.if_else(fits, ms, pa.scalar(None, pa.float64()))
+        return pc.cast(ms, pa.int64()).cast(TIMESTAMP), wrong
+    text = pc.utf8_trim_whitespace(_as_text(values))
+    empty = pc.or_(pc.is_null(text), pc.equal(text, "")).fill_null(True)
+    if fmt:
+        stamps = _strptime(text, fmt)
+        stamps = _localise(stamps, zone).cast(TIMESTAMP)
+    else:
+        stamps = _iso_times(text, zone)
+    return stamps, pc.and_(pc.is_null(stamps), pc.invert(empty)).to_numpy(zero_copy_only=False)
+
+
+def _localise(stamps: pa.Array, zone: str) -> pa.Array:
+    if stamps.type.tz is not None:
+        return stamps
+    if zone == "UTC":
+        return stamps.cast(pa.timestamp(stamps.type.unit, tz="UTC"))
+    # Times in a DST gap move past it; times in the repeated hour take the first one.
+    return pc.assume_timezone(stamps, zone, ambiguous="earliest", nonexistent="latest")
+
+
+def _strptime(text: pa.Array, fmt: str) -> pa.Array:
+    """strptime to ms; a trailing ``%f`` takes 1-9 digits and may be left out with its separator."""
+    if not fmt.endswith("%f"):
+        return pc.strptime(text, format=fmt, unit="ms", error_is_null=True)
+    parts = pc.extract_regex(text, r"^(?P<base>.*?)(?P<frac>\d{1,9})$")
+    base = pc.strptime(pc.struct_field(parts, [0]), format=fmt[:-2], unit="ms", error_is_null=True)
+    ms = pc.utf8_slice_codeunits(pc.utf8_rpad(pc.struct_field(parts, [1]), 3, "0"), 0, 3)
+    with_fraction = pc.add(base, pc.cast(pc.cast(ms, pa.int64()), pa.duration("ms")))
+    whole = pc.strptime(text, format=fmt[:-2].rstrip(".,"), unit="ms", error_is_null=True)
+    return pc.coalesce(with_fraction, whole)
+
+
+def _iso_times(text: pa.Array, zone: str) -> pa.Array:
+    """ISO 8601 text as UTC times; values that do not parse become null."""
+    text = pc.replace_substring_regex(text, r"(\.\d{3})\d+", r"\1")  # ms precision
+    shaped = pc.match_substring_regex(text, _ISO).fill_null(False)
+    zoned = pc.and_(shaped, pc.match_substring_regex(text, _ZONED).fill_null(False))
+    null_text = pa.scalar(None, pa.string())
+    out = pa.nulls(len(text), TIMESTAMP)
+    for mask, kind in ((zoned, TIMESTAMP), (pc.and_(shaped, pc.invert(zoned)), pa.timestamp("ms"))):
+        if not pc.any(mask).as_py():
+            continue
+        subset = pc.if_else(mask, text, null_text)
+        wrong = values_failing(subset, lambda a, k=kind: pc.cast(a, k))
+        if wrong.any():  # shaped like ISO 8601 but not a date, e.g. month 13
+            subset = pc.if_else(pa.array(wrong), null_text, subset)
+        out = pc.if_else(mask, _localise(pc.cast(subset, kind), zone).cast(TIMESTAMP), out)
+    return out
+
+
+def values_failing(values: pa.Array, convert) -> np.ndarray:
+    """Per value: ``convert`` raises on it. Converts whole slices, halving only those that fail."""
+    bad = np.zeros(len(values), bool)
+    todo = [(0, len(values))]
+    while todo:
+        lo, hi = todo.pop()
+        if hi <= lo:
+            continue
+        try:
+            convert(values.slice(lo, hi - lo))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if hi - lo == 1:
+                bad[lo] = True
+            else:
+                mid = (lo + hi) // 2
+                todo += [(lo, mid), (mid, hi)]
+    return bad

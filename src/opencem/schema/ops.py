@@ -35,7 +35,9 @@ QUARANTINE = Table(
         key("batch_id", "Lake batch"),
         key("source_path", "File the record came from"),
         key("table_name", "Canonical table the record was meant for"),
-        col("row_number", pa.int64(), "1-based record number in the file (data rows)", nullable=False),
+        col("row_number", pa.int64(), "1-based record number in the file: the line for CSV and "
+            "JSON Lines (header = line 1), the measValue for PM XML, the row for Parquet",
+            nullable=False),
         col("field", pa.string(), "Field that failed"),
         col("value", pa.string(), "Offending value as text"),
         col("reason", pa.string(), "Why the record was set aside", nullable=False),
