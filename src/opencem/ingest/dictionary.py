@@ -14,18 +14,15 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..specfile import SpecError, load_spec
 
 DICTIONARY_DIR = Path(__file__).parent / "dictionaries"
 
 
-class DictionaryError(ValueError):
+class DictionaryError(SpecError):
     """A counter dictionary file that cannot be used; ``issues`` holds one sentence per problem."""
-
-    def __init__(self, issues: list[str]):
-        self.issues = issues
-        super().__init__("\n".join(issues))
 
 
 class CounterSource(BaseModel):
@@ -103,24 +100,10 @@ def load_dictionary(vendor_or_path: str | Path) -> CounterDictionary:
     Raises :class:`DictionaryError` with one sentence per problem, naming file, line and field.
     """
     path = _resolve(vendor_or_path)
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        issue = f"Counter dictionary {path.name}{where} is not valid YAML: {reason}."
-        raise DictionaryError([issue]) from None
-    if not isinstance(data, dict):
-        raise DictionaryError([f"Counter dictionary {path.name} must be a mapping with vendor, format "
-                               "and counters."])
-    try:
-        return CounterDictionary.model_validate(data)
-    except ValidationError as exc:
-        issues = sorted((_line_of(root, _loc(e)) or 0, _sentence(path, root, e)) for e in exc.errors())
-        raise DictionaryError([sentence for _, sentence in issues]) from None
+        return load_spec(path, CounterDictionary, "Counter dictionary")
+    except SpecError as err:
+        raise DictionaryError(err.issues) from None
 
 
 def apply_dictionary_long(table: pa.Table, dictionary: CounterDictionary) -> pa.Table:
@@ -174,35 +157,3 @@ def _resolve(vendor_or_path: str | Path) -> Path:
         known = ", ".join(sorted(p.stem for p in DICTIONARY_DIR.glob("*.yaml")))
         raise DictionaryError([f"No counter dictionary for vendor {text!r} (bundled: {known})."])
     return path
-
-
-def _loc(error: dict) -> list[str]:
-    return [str(p) for p in error["loc"] if not str(p).startswith("function-after")]
-
-
-def _sentence(path: Path, root: yaml.Node | None, error: dict) -> str:
-    loc = _loc(error)
-    field = ".".join(f"[{p}]" if "." in p else p for p in loc).replace(".[", "[") or "(top level)"
-    line = _line_of(root, loc)
-    where = f" line {line}," if line else ""
-    msg = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling)"
-    return f"Counter dictionary {path.name},{where} field {field}: {msg}."
-
-
-def _line_of(node: yaml.Node | None, loc: list[str]) -> int | None:
-    """1-based line of the deepest YAML node on ``loc`` (pydantic aliases match YAML keys)."""
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if str(k.value) in (part, part.rstrip("_"))), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
