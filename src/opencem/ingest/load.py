@@ -178,12 +178,8 @@ def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
     if src.kind == "parquet":
         return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
-        try:  # TODO(issue 3): lenient reader lands with the PM XML rework
-            from .pm_xml import read_pm_xml_parts
-        except ImportError:
-            from .pm_xml import read_meascollec
+        from .pm_xml import read_pm_xml_parts
 
-            return [Part("pm_counters", read_meascollec(src.path, vendor=_dictionary(src.vendor, folder)))]
         return read_pm_xml_parts(src.path, vendor=_dictionary(src.vendor, folder))
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
