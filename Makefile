@@ -28,8 +28,11 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Figures, not pass/fail: each script prints throughput and peak RSS against a baseline run alongside.
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/simulate_ingest.py
+	$(BIN)/python benchmarks/pm_xml.py
+	$(BIN)/python benchmarks/ingest_csv.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md
