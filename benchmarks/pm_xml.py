@@ -67,7 +67,8 @@ seconds = time.perf_counter() - start
 """ + PEAK + """print(json.dumps({"values": values, "seconds": seconds, "peak_rss_mib": peak}))
 """
 
-FLOOR = "import json, opencem.ingest.pm_xml\n" + PEAK + "print(json.dumps({'values': 0, 'seconds': 0, 'peak_rss_mib': peak}))"
+FLOOR = ("import json, opencem.ingest.pm_xml\n" + PEAK
+         + "print(json.dumps({'values': 0, 'seconds': 0, 'peak_rss_mib': peak}))")
 
 
 def run(code: str, args: list[str], one_core: bool = False) -> dict:

@@ -28,7 +28,7 @@ NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 DURATIONS = {"PT900S": 900, "PT15M": 900, "PT1H": 3600, "P1D": 86400, "PT60S": 60, "PT0.5S": 0.5}
 ENDS = ["2026-03-01T10:15:00+01:00", "2026-03-01T10:15:00Z", "2000-03-01T14:14:30+02:00"]
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 

@@ -267,7 +267,8 @@ GRAN = '<granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
     # ... and longer: the extra values are reported with their text.
     (f'<measInfo>{GRAN}<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>1 2</measResults>'
      '</measValue><measValue measObjLdn="y"><measResults>3</measResults></measValue></measInfo>',
-     [(1, "a", 1.0), (2, "a", 3.0)], [Reject(1, "measValue has 2 measResults for 1 measTypes", "x", "measResults", "2")]),
+     [(1, "a", 1.0), (2, "a", 3.0)],
+     [Reject(1, "measValue has 2 measResults for 1 measTypes", "x", "measResults", "2")]),
     # r whose p no measType declares, r without p, p that is not a number.
     (f'<measInfo measInfoId="M">{GRAN}<measType p="1">a</measType><measValue measObjLdn="x"><r p="4">1</r>'
      '<r>2</r><r p="one">3</r><r p="1">5</r></measValue></measInfo>',
