@@ -230,3 +230,23 @@ def test_a_new_vendor_needs_only_a_dictionary_file(tmp_path, sim_dir):
     vendors = connect(lake).execute("SELECT DISTINCT vendor FROM pm_counters").fetchall()
     assert vendors == [("gamma",)]
     assert connect(lake).execute("SELECT count(DISTINCT counter_name) FROM pm_counters").fetchone()[0] == 13
+
+
+def test_a_pm_file_broken_part_way_loads_nothing(tmp_path, sim_dir, monkeypatch):
+    from opencem.ingest import pm_xml
+
+    monkeypatch.setattr(pm_xml, "BATCH_VALUES", 200)  # many parts before the damage
+    good = next((sim_dir / "pm" / "alpha").glob("*.xml"))
+    text = good.read_bytes()
+    landing = tmp_path / "pm" / "alpha"
+    landing.mkdir(parents=True)
+    broken = landing / good.name
+    broken.write_bytes(text[: int(len(text) * 0.9)])  # the OSS transfer was cut
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [broken])
+    assert report.count("rejected") == 1 and "PM file" in report.files[0].message
+    assert count(lake, "pm_counters") == 0
+    assert not list(lake.root.glob("pm_counters/date=*/*.parquet"))
+    broken.write_bytes(text)  # re-delivered whole
+    assert ingest(lake, [broken]).count("loaded") == 1
+    assert count(lake, "pm_counters") == pm_xml.read_pm_xml_parts(broken, "alpha")[0].data.num_rows

@@ -139,7 +139,7 @@ class Transaction:
         self.batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.staging = lake.root / ".staging" / self.batch
         self.staged: list[tuple[Path, LakeFile]] = []
-        self.replaced: set[tuple[str, str]] = set()  # (table, date) snapshot partitions replaced
+        self.replaced: list[tuple[str, str]] = []  # (table, date) snapshot partitions replaced
         self.sources: dict[str, dict] = {}
         self.superseded: set[str] = set()  # fingerprints whose rows a changed file replaces
         self.paths: dict[str, str] = {}
@@ -158,7 +158,7 @@ class Transaction:
         if spec.is_snapshot:
             if snapshot_date is None:
                 raise LakeError(f"table {spec.name} is a snapshot and needs an as-of date")
-            self.replaced.add((spec.name, snapshot_date.isoformat()))
+            self.replaced.append((spec.name, snapshot_date.isoformat()))
             self._stage(spec.name, snapshot_date.isoformat(), table, source)
             return table.num_rows
         days = partition_days(table, spec)
@@ -181,6 +181,17 @@ class Transaction:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
         self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch, source)))
 
+    def savepoint(self) -> tuple[int, int]:
+        return len(self.staged), len(self.replaced)
+
+    def rollback_to(self, mark: tuple[int, int]) -> None:
+        """Forget what was staged since ``savepoint()`` (a file found broken part-way)."""
+        staged, replaced = mark
+        for tmp, _lf in self.staged[staged:]:
+            tmp.unlink(missing_ok=True)
+        del self.staged[staged:]
+        del self.replaced[replaced:]
+
     def record_source(self, fingerprint: str, path: str, info: dict) -> None:
         """Remember a loaded file by content and by path; a new content at a known path
         supersedes the rows the old content loaded."""
@@ -197,7 +208,7 @@ class Transaction:
         if not self.staged and not self.sources:
             return
         m = self.manifest
-        for table, day in self.replaced:
+        for table, day in set(self.replaced):
             m.tables[table] = [f for f in m.tables.get(table, []) if f.date != day]
         if self.superseded:
             m.tables = {t: [f for f in files if f.source not in self.superseded]

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -169,7 +169,7 @@ def _dictionary(vendor: str | None, folder: Path | None = None):
 
 
 def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
-               tables: dict[str, Table] | None = None) -> list[Part]:
+               tables: dict[str, Table] | None = None) -> Iterable[Part]:
     """Read one source file with the reader its kind calls for. ``mapping`` is a loaded
     Mapping for mapped sources; ``options`` may carry ``dictionaries`` (the workspace's
     counter dictionary folder) and ``as_of``; ``tables`` is the lake's table registry."""
@@ -178,9 +178,9 @@ def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
     if src.kind == "parquet":
         return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
-        from .pm_xml import read_pm_xml_parts
+        from .pm_xml import iter_pm_xml_parts
 
-        return read_pm_xml_parts(src.path, vendor=_dictionary(src.vendor, folder))
+        return iter_pm_xml_parts(src.path, vendor=_dictionary(src.vendor, folder))
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
 
@@ -231,8 +231,9 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     return report
 
 
-def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, mapping: Path | None,
+def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, mapping,
                  options: dict, inventory: set[str]) -> list[FileResult]:
+    """Read, conform and stage one file, part by part; all of it or (rejected) none of it."""
     digest = fingerprint(src.path)
     key = str(src.path.resolve())
     if src.kind == "unknown":
@@ -242,38 +243,44 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, map
     if txn.seen(digest):
         return [FileResult(src, src.table, "duplicate", message="same content already loaded",
                            fingerprint=digest)]
-    try:
-        parts = read_parts(src, mapping, options, lake.tables)
-        unknown = [p.table for p in parts if p.table not in lake.tables]
-        if unknown:
-            raise IngestError(f"{src.path}: table {unknown[0]!r} is not a canonical table nor one "
-                              "defined in the workspace's sources/")
-        conformed = [(p, conform(p.data, lake.tables[p.table], str(src.path))) for p in parts]
-    except (IngestError, PMFileError, DictionaryError, SpecError) as err:
-        return [FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest)]
-    except (pa.ArrowException, OSError, ValueError, UnicodeError) as err:
-        return [FileResult(src, src.table, "rejected", fingerprint=digest,
-                           message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
     previous = txn.previous_fingerprint(key)
     status = "replaced" if previous and previous != digest else "loaded"
-    results = []
-    for part, c in conformed:
-        spec = lake.tables[part.table]
-        txn.append(spec, c.accepted, snapshot_date=as_of, source=digest)
-        if part.table == "cells":
-            inventory.update(c.accepted.column("cell_id").to_pylist())
-        _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
-        message = f"replaces the content loaded in batch {txn.seen(previous)['batch']}" \
-            if status == "replaced" and txn.seen(previous) else ""
-        if part.table == "pm_counters":
-            message = "; ".join(filter(None, [message, _unknown_cells(c.accepted, inventory)]))
-        results.append(FileResult(src, part.table, status, part.rows_read, c.accepted.num_rows,
-                                  c.n_quarantined + len(part.rejects), message, digest))
-    txn.record_source(digest, key, {"tables": [p.table for p in parts],
-                                    "rows": sum(p.rows_read for p in parts)})
-    if not parts:
-        results.append(FileResult(src, src.table, status, message="no records", fingerprint=digest))
-    return results
+    note = f"replaces the content loaded in batch {txn.seen(previous)['batch']}" \
+        if status == "replaced" and txn.seen(previous) else ""
+    results: dict[str, FileResult] = {}
+    pm_cells: set[str] = set()
+    mark = txn.savepoint()
+    try:
+        for part in read_parts(src, mapping, options, lake.tables):
+            if part.table not in lake.tables:
+                raise IngestError(f"{src.path}: table {part.table!r} is not a canonical table nor one "
+                                  "defined in the workspace's sources/")
+            c = conform(part.data, lake.tables[part.table], str(src.path))
+            txn.append(lake.tables[part.table], c.accepted, snapshot_date=as_of, source=digest)
+            _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
+            if part.table == "cells":
+                inventory.update(c.accepted.column("cell_id").to_pylist())
+            if part.table == "pm_counters":
+                pm_cells.update(pc.unique(c.accepted.column("cell_id").drop_null()).to_pylist())
+            r = results.setdefault(part.table, FileResult(src, part.table, status, message=note,
+                                                          fingerprint=digest))
+            r.rows_read += part.rows_read
+            r.rows_accepted += c.accepted.num_rows
+            r.rows_quarantined += c.n_quarantined + len(part.rejects)
+    except (IngestError, PMFileError, DictionaryError, SpecError) as err:
+        txn.rollback_to(mark)
+        return [FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest)]
+    except (pa.ArrowException, OSError, ValueError, UnicodeError) as err:
+        txn.rollback_to(mark)
+        return [FileResult(src, src.table, "rejected", fingerprint=digest,
+                           message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
+    if "pm_counters" in results:
+        unknown = _unknown_cells(pm_cells, inventory)
+        results["pm_counters"].message = "; ".join(filter(None, [note, unknown]))
+    txn.record_source(digest, key, {"tables": sorted(results),
+                                    "rows": sum(r.rows_read for r in results.values())})
+    return list(results.values()) or [FileResult(src, src.table, status, message="no records",
+                                                 fingerprint=digest)]
 
 
 def _cell_inventory(lake: Lake, txn: Transaction) -> set[str]:
@@ -284,9 +291,8 @@ def _cell_inventory(lake: Lake, txn: Transaction) -> set[str]:
     return ids
 
 
-def _unknown_cells(pm: pa.Table, inventory: set[str]) -> str:
-    cells = pc.unique(pm.column("cell_id").drop_null()).to_pylist()
-    unknown = [c for c in cells if c not in inventory]
+def _unknown_cells(cells: set[str], inventory: set[str]) -> str:
+    unknown = sorted(cells - inventory)
     if not cells or not unknown or not inventory:
         return ""
     return (f"{len(unknown)} of {len(cells)} cells are not in the cells inventory "

@@ -57,22 +57,29 @@ _JUNK = re.compile(rb"(?:[ \t\r\n]|\xef\xbb\xbf|<\?(?!xml[ \t\r\n?])[^?]*(?:\?(?
                    rb"|<!--(?:[^-]|-(?!->))*-->)*")
 
 
-def read_pm_xml_parts(path: str | Path, vendor: str | Path | CounterDictionary | None = None) -> list[Part]:
-    """Read one 3GPP PM XML file (plain or gzipped) for ingest: one ``pm_counters`` Part.
+def iter_pm_xml_parts(path: str | Path, vendor: str | Path | CounterDictionary | None = None
+                      ) -> Iterator[Part]:
+    """Stream one 3GPP PM XML file (plain or gzipped) for ingest: ``pm_counters`` Parts of about
+    ``BATCH_VALUES`` values each, so memory stays bounded whatever the file size.
 
     ``row_numbers`` and each reject's ``row_number`` are the 1-based ordinal of the measValue the
     value came from (a dictionary sum cites the first of its parts). Rows read = values kept +
     rejects; for measResults lists each measType without a value counts as one reject.
-    ``vendor`` is as for :func:`read_meascollec`.
+    ``vendor`` is as for :func:`read_meascollec`. A file found broken part-way raises
+    :class:`PMFileError` after the earlier parts were yielded: callers that need all or
+    nothing must undo what they did with them.
     """
-    tables, rows, rejects = [], [], []
     for batch in _iter_batches(Path(path), vendor):
-        tables.append(batch.table)
-        rows.append(batch.row_numbers)
-        rejects += batch.rejects
-    data = pa.concat_tables(tables) if tables else PM_COUNTERS.schema.empty_table()
-    row_numbers = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return [Part("pm_counters", data, row_numbers, rejects)]
+        yield Part("pm_counters", batch.table, batch.row_numbers, batch.rejects)
+
+
+def read_pm_xml_parts(path: str | Path, vendor: str | Path | CounterDictionary | None = None) -> list[Part]:
+    """The whole file as one ``pm_counters`` Part (see :func:`iter_pm_xml_parts`)."""
+    parts = list(iter_pm_xml_parts(path, vendor))
+    if not parts:
+        return [Part("pm_counters", PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [])]
+    return [Part("pm_counters", pa.concat_tables([p.data for p in parts]),
+                 np.concatenate([p.row_numbers for p in parts]), [r for p in parts for r in p.rejects])]
 
 
 def read_meascollec(path: str | Path, vendor: str | Path | CounterDictionary | None = None) -> pa.Table:
