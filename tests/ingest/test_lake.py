@@ -38,6 +38,11 @@ def test_simulator_output_loads_completely(lake, sim_dir):
     # PM values: every counter of every cell and period, from both vendors' files.
     pm = count(lake, "pm_counters")
     assert pm == manifest["rows"]["pm_counter_values"]
+    # Object DNs of both vendors resolve to the inventory's cells and managed elements.
+    unjoined = connect(lake).execute("""SELECT count(*) FILTER (c.cell_id IS NULL),
+                                               count(*) FILTER (p.managed_element <> c.managed_element)
+                                        FROM pm_counters p LEFT JOIN cells c USING (cell_id)""").fetchone()
+    assert unjoined == (0, 0)
     log = connect(lake).execute("""SELECT sum(rows_read), sum(rows_accepted), sum(rows_quarantined),
                                           count(*) FILTER (status = 'rejected') FROM ingest_log""").fetchone()
     assert log[0] == log[1] + log[2] and log[3] == 0

@@ -163,7 +163,7 @@ def test_nil_empty_suspect_and_aliases(tmp_path):
     c9 = "ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C9"
     assert raw[(c9, "RRC.ConnEstabAtt.Sum")]["value"] is None and raw[(c9, "HO.ExeAtt")]["value"] is None
     assert raw[(c9, "pmVendorSpecial")] | {"period_start": None} == {
-        "object_dn": c9, "cell_id": "C9", "period_start": None, "granularity_s": 900,
+        "object_dn": c9, "managed_element": "ME-1", "cell_id": "C9", "period_start": None, "granularity_s": 900,
         "counter_name": "pmVendorSpecial", "value": 7.5, "vendor": "Acme", "suspect": True}
     assert raw[(c9, "HO.ExeAtt")]["period_start"] == utc(2026, 3, 1, 9, 0)
     mapped = rows(read_meascollec(path, vendor="alpha"))
@@ -369,7 +369,8 @@ def test_vendor_csv_is_mapped_through_the_dictionary(tmp_path):
     assert t.schema == PM_COUNTERS.schema
     got = {(r["object_dn"], r["counter_name"]): r for r in t.to_pylist()}
     c1 = got[("NE=ME-1,Cell=C1", "RRC.ConnEstabAtt")]
-    assert c1 == {"object_dn": "NE=ME-1,Cell=C1", "cell_id": "C1", "period_start": utc(2026, 11, 23, 0, 15),
+    assert c1 == {"object_dn": "NE=ME-1,Cell=C1", "managed_element": "ME-1", "cell_id": "C1",
+                  "period_start": utc(2026, 11, 23, 0, 15),
                   "granularity_s": 900, "counter_name": "RRC.ConnEstabAtt", "value": 18.0,
                   "vendor": "beta", "suspect": False}
     assert got[("NE=ME-1,Cell=C1", "DRB.UEThpVolDl")]["value"] == pytest.approx(8.0, rel=1e-12)
@@ -469,3 +470,14 @@ def test_damage_late_in_a_large_file_is_still_an_error(tmp_path, monkeypatch, da
     assert next(batches).num_rows == 10  # streaming hands out what it has read before the damage
     with pytest.raises(PMFileError, match=reason):
         list(batches)
+
+
+def test_managed_element_is_parsed_from_the_dn():
+    import pyarrow as pa
+
+    from opencem.ingest.pm_xml_rows import managed_elements
+
+    dns = pa.array(["SubNetwork=G3,MeContext=ctx1,ManagedElement=me1,GNBDUFunction=1,NRCellDU=7",
+                    "SubNetwork=CountryNN,MeContext=MEC-Gbg-1", "NE=ME-3,Cell=C1",
+                    "RncFunction=RF-1,UtranCell=Gbg-997", None])
+    assert managed_elements(dns).to_pylist() == ["me1", "MEC-Gbg-1", "ME-3", None, None]

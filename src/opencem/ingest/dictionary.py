@@ -113,7 +113,7 @@ def apply_dictionary_long(table: pa.Table, dictionary: CounterDictionary) -> pa.
     missing or null is skipped, the sum is null only when every part is, and suspect if any part is.
     """
     names = table["counter_name"]
-    keys = ["object_dn", "cell_id", "period_start", "granularity_s", "vendor"]
+    keys = ["object_dn", "managed_element", "cell_id", "period_start", "granularity_s", "vendor"]
     pieces = []
     rename_from, rename_to, scales = [], [], []
     for canonical, source in dictionary.counters.items():

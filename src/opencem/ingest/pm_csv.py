@@ -92,6 +92,7 @@ def read_vendor_csv(path: str | Path, dictionary: str | Path | CounterDictionary
                                         col.type)
     columns = {
         "object_dn": tile(object_dn),
+        "managed_element": tile(table[layout.ne_column]),
         "cell_id": tile(table[layout.cell_column]),
         "period_start": tile(start.cast(TIMESTAMP)),
         "granularity_s": tile(pc.round(period).cast(pa.int32())),

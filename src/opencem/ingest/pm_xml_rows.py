@@ -272,6 +272,7 @@ class _Collector:
         n = len(keep)
         columns = {
             "object_dn": ldn.take(mv),
+            "managed_element": managed_elements(ldn).take(mv),
             "cell_id": _cell_ids(ldn).take(mv),
             "period_start": pa.array(np.array([h.start_ms for h in headers], np.int64)[info]).cast(TIMESTAMP),
             "granularity_s": pa.array(np.array([h.gran_s for h in headers], np.int32)[info]),
@@ -300,6 +301,21 @@ class _Collector:
             return Reject(row, f"measValue has {int(mv_values[mv])} measResults for {len(header.names)} "
                                "measTypes", where, "measResults", text[int(i)].as_py())
         return Reject(row, f"r p={s} matches no measType of {header.label}", where, "p", str(s))
+
+
+_ME_RDNS = tuple(f"(?:^|,)[ \t\r\n]*{cls}[ \t\r\n]*=(?P<me>[^,]*)" for cls in ("ManagedElement", "MeContext", "NE"))
+
+
+def managed_elements(ldn: pa.Array) -> pa.Array:
+    """The managed element each DN names: its ManagedElement RDN, else MeContext, else NE."""
+    me = pa.nulls(len(ldn), pa.string())
+    for pattern in _ME_RDNS:
+        missing = pc.is_null(me)
+        if not pc.any(missing).as_py():
+            break
+        found = pc.struct_field(pc.extract_regex(ldn, pattern), 0)
+        me = pc.if_else(missing, found, me)
+    return pc.utf8_trim(me, XML_WS)
 
 
 def _cell_ids(ldn: pa.Array) -> pa.Array:

@@ -36,6 +36,8 @@ PM_COUNTERS = Table(
     columns=(
         key("object_dn", "Measured object distinguished name (measObjLdn), e.g. "
             "ManagedElement=ME001,ENBFunction=1,EUtranCellFDD=C000001-1-4G"),
+        col("managed_element", pa.string(), "Network element the object DN names (its ManagedElement, "
+            "MeContext or NE value); null when the DN does not name one"),
         col("cell_id", pa.string(), "Cell the object DN resolves to (null if not a cell)"),
         col("period_start", TIMESTAMP, "Start of the granularity period (UTC)", nullable=False),
         col("granularity_s", pa.int32(), "Granularity period length", "s", nullable=False),
