@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .lake import Lake, LakeError
@@ -30,7 +30,6 @@ class WatchStats:
     duplicates: int = 0
     rejected: int = 0
     rows: int = 0
-    reports: list[IngestReport] = field(default_factory=list)
 
 
 def candidates(folder: Path) -> list[Path]:
@@ -72,7 +71,6 @@ def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | Non
                 report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries)
             except LakeError:
                 break  # another process is writing to the lake: try again next scan
-            stats.reports.append(report)
             status = report.files[0].status
             if status == "rejected":
                 target = _move(path, rejected)
