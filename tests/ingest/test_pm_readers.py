@@ -481,3 +481,24 @@ def test_managed_element_is_parsed_from_the_dn():
                     "SubNetwork=CountryNN,MeContext=MEC-Gbg-1", "NE=ME-3,Cell=C1",
                     "RncFunction=RF-1,UtranCell=Gbg-997", None])
     assert managed_elements(dns).to_pylist() == ["me1", "MEC-Gbg-1", "ME-3", None, None]
+
+
+def _every_shared_pm_file():
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external" / "3gpp-pm"
+    return sorted([*root.rglob("*.xml"), *root.rglob("*.xml.gz")]) if root.is_dir() else []
+
+
+@pytest.mark.skipif(not _every_shared_pm_file(), reason="shared 3GPP PM samples not available")
+@pytest.mark.parametrize("path", _every_shared_pm_file(), ids=lambda p: "/".join(p.parts[-3:]))
+def test_every_shared_pm_file_parses_and_accounts_for_every_value(path):
+    import gzip
+
+    from lxml import etree
+
+    from opencem.ingest.pm_xml import read_pm_xml_parts
+
+    raw = path.read_bytes()
+    tree = etree.fromstring(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    in_file = len(tree.findall(".//{*}r")) + sum(len((e.text or "").split()) for e in tree.iter("{*}measResults"))
+    part = read_pm_xml_parts(path)[0]
+    assert part.data.num_rows + len(part.rejects) == in_file
