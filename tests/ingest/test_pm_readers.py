@@ -491,8 +491,6 @@ def _every_shared_pm_file():
 @pytest.mark.skipif(not _every_shared_pm_file(), reason="shared 3GPP PM samples not available")
 @pytest.mark.parametrize("path", _every_shared_pm_file(), ids=lambda p: "/".join(p.parts[-3:]))
 def test_every_shared_pm_file_parses_and_accounts_for_every_value(path):
-    import gzip
-
     from lxml import etree
 
     from opencem.ingest.pm_xml import read_pm_xml_parts
