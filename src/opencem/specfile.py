@@ -24,24 +24,33 @@ class SpecError(ValueError):
         super().__init__(" ".join(issues))
 
 
-def load_spec(path: Path, model: type[M], kind: str) -> M:
-    """Parse ``path`` as YAML and validate it as ``model``; ``kind`` names the file type in
-    messages, e.g. "Table schema"."""
+def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
+              expects: str = "of keys to values") -> tuple[yaml.Node, dict]:
+    """Layer 1: the file's YAML node tree (for line numbers) and its data, which must be a
+    mapping; anything else is a :class:`SpecError` naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"{kind} {path} cannot be read ({exc})."]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - callers pass SafeLoader subclasses
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise SpecError([f"{kind} {path.name}{where} is not valid YAML: {reason}."]) from None
     if not isinstance(data, dict):
-        raise SpecError([f"{kind} {path.name} must be a YAML mapping of keys to values."])
+        raise SpecError([f"{kind} {path.name} must be a YAML mapping {expects}."])
+    return root, data
+
+
+def load_spec(path: Path, model: type[M], kind: str) -> M:
+    """Parse ``path`` as YAML and validate it as ``model``; ``kind`` names the file type in
+    messages, e.g. "Table schema"."""
+    path = Path(path)
+    root, data = read_yaml(path, kind)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

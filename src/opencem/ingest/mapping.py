@@ -57,7 +57,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ..schema import TABLES, Table
-from ..specfile import SpecError, line_of
+from ..specfile import SpecError, line_of, read_yaml
 # The conversion step; names other than text_of and EPOCH_FORMATS are re-exported for callers.
 from .mapping_apply import EPOCH_FORMATS, Applied, BadValues, apply_target, text_of, times, values_failing
 
@@ -231,19 +231,9 @@ def load_mapping(path: str | Path, tables: dict[str, Table] | None = None) -> Ma
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError([f"Mapping {path} cannot be read ({exc})."]) from None
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise MappingError([f"Mapping {path.name}{where} is not valid YAML: {reason}."]) from None
-    if not isinstance(data, dict):
-        raise MappingError([f"Mapping {path.name} must be a YAML mapping with source and targets."])
+        root, data = read_yaml(path, "Mapping", _Loader, expects="with source and targets")
+    except SpecError as err:
+        raise MappingError(err.issues) from None
     issues = semantic_issues(data, tables)
     try:
         mapping = Mapping.model_validate(data)
