@@ -9,8 +9,7 @@ from opencem.schema import TABLES
 from opencem.simulate.config import SimConfig
 from opencem.simulate.run import simulate
 
-NOT_SIMULATED = {"drive_tests"}  # imported from real drive tests (ingest), not simulated yet
-EVENT_TABLES = [n for n, t in TABLES.items() if t.domain != "ops" and n not in NOT_SIMULATED]
+EVENT_TABLES = [n for n, t in TABLES.items() if t.domain != "ops"]
 
 
 def one(db, sql: str):
@@ -203,3 +202,14 @@ def test_same_seed_gives_identical_output(tmp_path):
     other = simulate(SimConfig(subscribers=1500, days=1, seed=6), tmp_path / "c")
     assert not pq.read_table(other.out_dir / "tables/subscribers.parquet").equals(
         pq.read_table(a.out_dir / "tables/subscribers.parquet"))
+
+
+def test_drive_tests_cross_coverage_holes_and_see_them(db):
+    runs, samples = one(db, "SELECT count(DISTINCT test_id), count(*) FROM drive_tests")
+    assert runs == 8 and samples == 8 * 3600  # one run per town per day
+    inside, outside = one(db, """
+        SELECT median(d.rsrp_dbm) FILTER (g.location_id IS NOT NULL),
+               median(d.rsrp_dbm) FILTER (g.location_id IS NULL)
+        FROM drive_tests d LEFT JOIN ground_truth g  -- both at H3 resolution 9
+          ON g.fault_type = 'coverage_hole' AND g.location_id = d.h3_index""")
+    assert inside is not None and inside < outside - 10

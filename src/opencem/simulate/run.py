@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from . import behaviour, fixed_iot, mobile
+from . import behaviour, drive_test, fixed_iot, mobile
 from .config import SimConfig, rng_for
 from .faults import ground_truth_table, plan_faults
 from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
@@ -124,6 +124,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None) ->
         write("broadband_sessions", bb_table, label)
         exp.add("broadband_outage_s", bb_sub, day, bb_outage)
         counters.append(pm_counters(net, plan, traffic, day, rng))
+        write("drive_tests", drive_test.drive_tests(cfg, net, plan, day), label)
         step(f"traffic {label}")
 
     rng = rng_for(cfg.seed, "alarms")
