@@ -17,7 +17,7 @@ from ..geo import h3_cells
 from ..schema.network import DRIVE_TESTS
 from .config import SimConfig, rng_for
 from .faults import HOLE_RESOLUTION, PERIOD_MS, FaultPlan
-from .frame import day_start_ms
+from .frame import capacity_kbps, cqi_of, day_start_ms, sinr_db
 from .geography import (KM_PER_DEG_LAT, KM_PER_DEG_LON, REF_LAT, REF_LON, TOWNS, Network, serve,
                         territory_scale, to_latlon)
 from .ids import take, timestamps_ms
@@ -68,12 +68,9 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
     rsrp = np.where(down, link.fallback_rsrp_dbm - 3, link.rsrp_dbm) - 20 * in_hole
     rsrp = np.clip(rsrp + rng.normal(0, 2, n), -140, -44)
     load = plan.cell_load[cell, period]
-    sinr = np.clip(10 + 0.45 * (rsrp + 95) - 10 * load ** 2 - plan.cell_interference_db[cell, period]
-                   + rng.normal(0, 2.5, n), -20, 30)
+    sinr = sinr_db(rsrp, load, plan.cell_interference_db[cell, period], rng)
     tech = net.cell_tech[cell]
-    bandwidth = np.where(tech == 1, 100.0, 20.0)
-    thp = (np.minimum(np.log2(1 + 10 ** (sinr / 10)) * 0.75, 5.5) * bandwidth * 1000
-           * np.maximum(0.04, 1 - load) * rng.lognormal(0, 0.2, n))
+    thp = capacity_kbps(sinr, tech, load) * rng.lognormal(0, 0.2, n)
     record = np.tile(np.arange(1, RUN_S + 1), len(runs))
     date = np.datetime64(cfg.start_date, "D") + day
     test_ids = np.array([f"twin/{name}/{date}" for name, *_ in runs])
@@ -89,7 +86,7 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
         "rsrp_dbm": np.round(rsrp, 1).astype(np.float32),
         "rsrq_db": np.round(np.clip(-10.5 - 8 * load + rng.normal(0, 1, n), -20, -3), 1).astype(np.float32),
         "sinr_db": np.round(sinr, 1).astype(np.float32),
-        "cqi": np.clip(np.round((sinr + 7) / 2.2), 0, 15).astype(np.int8),
+        "cqi": cqi_of(sinr),
         "rssi_dbm": np.round(rsrp + 27 + 10 * load, 1).astype(np.float32),
         "nr_rsrp_dbm": pa.nulls(n, pa.float32()),
         "nr_rsrq_db": pa.nulls(n, pa.float32()),

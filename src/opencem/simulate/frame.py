@@ -46,11 +46,7 @@ class Frame:
         return len(self.sub)
 
     def capacity_kbps(self) -> np.ndarray:
-        """Throughput the radio and transport can give one user now (Shannon with 75%
-        implementation efficiency, capped at 256QAM-like 5.5 b/s/Hz, shared by load)."""
-        se = np.minimum(np.log2(1 + 10 ** (self.sinr_db / 10)) * 0.75, 5.5)
-        bw = np.where(self.tech == 1, BANDWIDTH_MHZ["5G"], BANDWIDTH_MHZ["4G"])
-        cap = se * bw * 1000 * np.maximum(0.04, 1 - self.load) * (1 - 0.7 * self.backhaul)
+        cap = capacity_kbps(self.sinr_db, self.tech, self.load, self.backhaul)
         return np.where(self.throttled, np.minimum(cap, THROTTLE_KBPS), cap)
 
     def rtt_ran_ms(self, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +63,26 @@ class Frame:
     def drop_prob(self) -> np.ndarray:
         """Probability an established session is released abnormally (radio link failure)."""
         return 0.002 + 0.35 * sigmoid((-4 - self.sinr_db) / 1.5) + 0.05 * self.backhaul
+
+
+def sinr_db(rsrp_dbm: np.ndarray, load: np.ndarray, interference_db: np.ndarray,
+            rng: np.random.Generator) -> np.ndarray:
+    """SINR from signal level, cell load and external interference, with 2.5 dB fading."""
+    sinr = 10 + 0.45 * (rsrp_dbm + 95) - 10 * load ** 2 - interference_db + rng.normal(0, 2.5, len(rsrp_dbm))
+    return np.clip(sinr, -20, 30)
+
+
+def cqi_of(sinr: np.ndarray) -> np.ndarray:
+    return np.clip(np.round((sinr + 7) / 2.2), 0, 15).astype(np.int8)
+
+
+def capacity_kbps(sinr: np.ndarray, tech: np.ndarray, load: np.ndarray, backhaul: np.ndarray | float = 0.0
+                  ) -> np.ndarray:
+    """Throughput the radio and transport can give one user now (Shannon with 75%
+    implementation efficiency, capped at 256QAM-like 5.5 b/s/Hz, shared by load)."""
+    se = np.minimum(np.log2(1 + 10 ** (sinr / 10)) * 0.75, 5.5)
+    bw = np.where(tech == 1, BANDWIDTH_MHZ["5G"], BANDWIDTH_MHZ["4G"])
+    return se * bw * 1000 * np.maximum(0.04, 1 - load) * (1 - 0.7 * backhaul)
 
 
 def day_start_ms(cfg: SimConfig, day: int) -> int:
@@ -124,22 +140,19 @@ def draw_frame(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, d
 def finish_frame(net: Network, pop: Population, plan: FaultPlan, sub: np.ndarray, t_ms: np.ndarray,
                  period: np.ndarray, cell: np.ndarray, rsrp: np.ndarray,
                  rng: np.random.Generator) -> Frame:
-    n = len(sub)
     rsrp = np.clip(rsrp, -140, -44)
     load = plan.cell_load[cell, period]
-    sinr = (10 + 0.45 * (rsrp + 95) - 10 * load ** 2 - plan.cell_interference_db[cell, period]
-            + rng.normal(0, 2.5, n))
-    sinr = np.clip(sinr, -20, 30)
+    sinr = sinr_db(rsrp, load, plan.cell_interference_db[cell, period], rng)
     site = net.cell_site[cell]
     return Frame(
         sub=sub, t_ms=t_ms, period=period, cell=cell, site=site, tech=net.cell_tech[cell],
-        rsrp_dbm=rsrp, sinr_db=sinr, cqi=np.clip(np.round((sinr + 7) / 2.2), 0, 15).astype(np.int8),
+        rsrp_dbm=rsrp, sinr_db=sinr, cqi=cqi_of(sinr),
         load=load, backhaul=plan.site_backhaul[site, period],
         core=plan.province_core[net.site_province[site], period],
         suspended=t_ms >= plan.suspended_from_ms[sub], throttled=t_ms >= plan.throttled_from_ms[sub],
     )
 
 
+# Session rate multipliers per segment, in the order of population.SEGMENTS.
 SEGMENT_VOICE = np.array([1.3, 1.0, 0.8, 0.7, 2.0])
 SEGMENT_DATA = np.array([1.4, 1.0, 0.7, 1.5, 1.0])
-assert len(SEGMENT_VOICE) == len(SEGMENTS) == len(SEGMENT_DATA)
