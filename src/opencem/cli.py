@@ -113,17 +113,17 @@ def _parse_date(value: str | None, option: str) -> date | None:
 
 
 def _ingest(paths: list[Path], as_of: date | None, mapping: Path | None = None):
-    from .ingest.load import discover, ingest
+    from .ingest.load import ingest
 
     ws = STATE["ws"]
     lake = ws.lake
-    sources, _ = discover(paths, lake.tables, mapping)
     started = time.perf_counter()
     with _progress() as bar:
-        task = bar.add_task("ingesting", total=len(sources))
+        task = bar.add_task("ingesting", total=None)
         report = ingest(lake, paths, as_of=as_of, mapping=mapping, rejected_dir=ws.rejected_dir,
                         dictionaries=ws.dictionaries_dir,
-                        progress=lambda name, rows: bar.update(task, advance=1, description=Path(name).name))
+                        progress=lambda name, rows, total: bar.update(
+                            task, advance=1, total=total, description=Path(name).name))
     elapsed = time.perf_counter() - started
     rows = report.rows()
     table = RichTable("table", "rows loaded", title=f"Ingested into {lake.root}")

@@ -31,7 +31,7 @@ from .parts import Part
 from .pm_xml import PMFileError
 from .validate import IngestError, conform
 
-Progress = Callable[[str, int], None]  # (file, rows read) after each file
+Progress = Callable[[str, int, int], None]  # (file, rows read, files in the call) after each file
 TABULAR = (".csv", ".csv.gz", ".jsonl", ".ndjson", ".json", ".parquet")
 
 
@@ -226,7 +226,7 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
             if rejected_dir is not None and results[0].status == "rejected":
                 _set_aside(src.path, results[0].message, rejected_dir / txn.batch)
             if progress:
-                progress(str(src.path), sum(r.rows_read for r in results))
+                progress(str(src.path), sum(r.rows_read for r in results), len(sources))
         _write_log(txn, lake, report)
     return report
 
