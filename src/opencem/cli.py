@@ -36,6 +36,8 @@ def main(workspace: WorkspaceOpt = None) -> None:
 def user_errors(fn):
     """Turn expected user-facing errors into one red sentence and exit code 2."""
     from .engines.duckdb import QueryError
+    from .indicators.evaluate import EvaluateError
+    from .indicators.plan import PlanError
     from .ingest.lake import LakeError
     from .specfile import SpecError
     from .ingest.validate import IngestError
@@ -44,7 +46,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (IngestError, LakeError, QueryError) as err:
+        except (IngestError, LakeError, QueryError, PlanError, EvaluateError) as err:
             err_console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(2) from None
         except SpecError as err:
@@ -349,3 +351,11 @@ def demo_cmd(
     console.print(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")
     console.print("Try: [bold].venv/bin/opencem --workspace " f"{ws.root} sql \"SELECT segment, "
                   "count(*), avg(arpu_monthly) FROM subscribers GROUP BY 1\"[/bold]")
+
+
+# Indicator engine and QoE calculators (their modules import the helpers above).
+from .indicators.commands import cei_app, evaluate_cmd, kpi_app  # noqa: E402
+
+app.command("evaluate")(evaluate_cmd)
+app.add_typer(kpi_app, name="kpi")
+app.add_typer(cei_app, name="cei")

@@ -5,6 +5,7 @@ else ``./opencem-workspace``.
     sources/    schema files of the workspace's own tables (``*.schema.yaml``)
     rejected/   copies of files that could not be read, each with a ``.reason.txt``
     dictionaries/  the workspace's own vendor counter dictionaries (``<vendor>.yaml``)
+    indicators/    the workspace's own KPI/KQI/CEI definition files (``*.yaml``)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ingest.lake import Lake
+from .ingest.lake import Lake, Manifest
 from .schema import TABLES, Table
 from .schema.user import load_user_tables
 
@@ -42,9 +43,21 @@ class Workspace:
     def dictionaries_dir(self) -> Path:
         return self.root / "dictionaries"
 
+    @property
+    def indicators_dir(self) -> Path:
+        return self.root / "indicators"
+
+    def definition_files(self) -> list[Path]:
+        folder = self.indicators_dir
+        return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
     def tables(self) -> dict[str, Table]:
-        """Canonical tables plus the ones the workspace defines in ``sources/``."""
-        return {**TABLES, **load_user_tables(self.sources_dir, TABLES)}
+        """Canonical tables, the ones the workspace defines in ``sources/``, and the cube
+        tables ``opencem evaluate`` wrote."""
+        from .indicators.results import derived_tables
+
+        sources = {**TABLES, **load_user_tables(self.sources_dir, TABLES)}
+        return {**derived_tables(Manifest.load(self.root / "lake").derived), **sources}
 
     @property
     def lake(self) -> Lake:

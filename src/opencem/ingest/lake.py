@@ -50,6 +50,9 @@ class Manifest:
     sources: dict[str, dict] = field(default_factory=dict)  # content fingerprint -> what it loaded
     paths: dict[str, str] = field(default_factory=dict)  # source path -> fingerprint last loaded
     batches: list[dict] = field(default_factory=list)
+    # Derived tables (indicator cubes): their columns and what inputs each day was computed
+    # from, committed with the files so results and their bookkeeping never disagree.
+    derived: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path) -> Manifest:
@@ -60,7 +63,7 @@ class Manifest:
         return cls(version=raw["version"],
                    tables={t: [LakeFile(**f) for f in files] for t, files in raw["tables"].items()},
                    sources=raw.get("sources", {}), paths=raw.get("paths", {}),
-                   batches=raw.get("batches", []))
+                   batches=raw.get("batches", []), derived=raw.get("derived", {}))
 
     def to_json(self) -> str:
         return json.dumps({
@@ -69,6 +72,7 @@ class Manifest:
             "sources": self.sources,
             "paths": self.paths,
             "batches": self.batches,
+            "derived": self.derived,
         }, indent=1)
 
     def files(self, table: str, snapshot: bool = False) -> list[LakeFile]:
@@ -143,6 +147,7 @@ class Transaction:
         self.sources: dict[str, dict] = {}
         self.superseded: set[str] = set()  # fingerprints whose rows a changed file replaces
         self.paths: dict[str, str] = {}
+        self.derived_changed = False
 
     def seen(self, fingerprint: str) -> dict | None:
         return self.manifest.sources.get(fingerprint) or self.sources.get(fingerprint)
@@ -181,6 +186,11 @@ class Transaction:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000)
         self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch, source)))
 
+    def replace_days(self, name: str, days: list[str]) -> None:
+        """Drop the committed files of these date partitions of ``name`` at commit (results
+        recomputed for those days replace them, even where a day now has no rows)."""
+        self.replaced += [(name, day) for day in days]
+
     def savepoint(self) -> tuple[int, int]:
         return len(self.staged), len(self.replaced)
 
@@ -205,7 +215,7 @@ class Transaction:
         return self.paths.get(path) or self.manifest.paths.get(path)
 
     def commit(self) -> None:
-        if not self.staged and not self.sources:
+        if not self.staged and not self.sources and not self.replaced and not self.derived_changed:
             return
         m = self.manifest
         for table, day in set(self.replaced):

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-Domain = Literal["network", "sessions", "customers", "truth", "ops"]
+Domain = Literal["network", "sessions", "customers", "truth", "ops", "indicators"]
 # Timestamps are UTC with millisecond precision everywhere in the lake.
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 

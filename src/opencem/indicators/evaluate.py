@@ -1,0 +1,273 @@
+"""``opencem evaluate``: compute the configured cubes and write them to the lake, incrementally.
+
+Each cube table (dimension set × grain) is computed per UTC day. A day is recomputed only
+when its inputs changed: the files of that day's partitions of the cube's sources, the
+snapshot tables its dimensions look up, or the compiled plan itself (the definitions). What
+each day was computed from is recorded in the manifest together with the result files, in
+the same commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ..geo import h3_cells
+from ..ingest.lake import Lake, LakeFile, Manifest
+from ..schema import Table
+from .catalog import Catalog
+from .plan import CubePlan, compile_cube
+from .render import RENDERERS, DuckDBRenderer, grid_table
+from .results import conform, result_table, type_name
+from .spec import Cube
+
+ENGINES = ("duckdb", "spark")
+
+
+class EvaluateError(ValueError):
+    """An evaluation that cannot go ahead, in one sentence."""
+
+
+# -- engines: register inputs, run one query -----------------------------------------------
+class DuckDBRunner:
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None):
+        self.con = duckdb.connect(config={"threads": threads} if threads else {})
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.renderer = RENDERERS["duckdb"]()
+
+    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
+        if paths:
+            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+            self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
+                             f"read_parquet([{listing}], hive_partitioning = false)")
+        else:
+            self.register_arrow(name, schema.empty_table())
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self.con.register(f"__arrow_{name}", table)
+        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__arrow_{name}"')
+
+    def run(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+
+class SparkRunner:
+    name = "spark"
+
+    def __init__(self, threads: int | None = None):
+        from ..engines import spark as engine
+
+        self.engine = engine
+        self.spark = engine.spark_session(threads)
+        self.renderer = RENDERERS["spark"]()
+
+    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
+        self.engine.register_files(self.spark, name, paths, schema)
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self.engine.register_arrow(self.spark, name, table)
+
+    def run(self, sql: str) -> pa.Table:
+        return self.engine.run(self.spark, sql)
+
+
+def runner(engine: str, threads: int | None = None):
+    if engine not in ENGINES:
+        raise EvaluateError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    return DuckDBRunner(threads) if engine == "duckdb" else SparkRunner(threads)
+
+
+# -- evaluation ----------------------------------------------------------------------------
+@dataclass
+class CubeResult:
+    table: str
+    days_computed: list[str] = field(default_factory=list)
+    days_unchanged: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    omitted: tuple[str, ...] = ()
+
+
+@dataclass
+class EvaluateReport:
+    engine: str
+    cubes: list[CubeResult] = field(default_factory=list)
+
+
+def plans_for(cat: Catalog, tables: dict[str, Table], grains: list[str] | None = None,
+              only: list[str] | None = None) -> list[CubePlan]:
+    """The configured cubes at their grains (or at ``grains`` instead); ``only`` picks tables."""
+    plans = []
+    for cube in cat.cubes:
+        for grain in grains or cube.grains:
+            if only and cube.table(grain) not in only:
+                continue
+            plans.append(compile_cube(cat, tables, cube, grain))
+    if only:
+        unknown = sorted(set(only) - {p.table for p in plans})
+        if unknown:
+            known = sorted({c.table(g) for c in cat.cubes for g in (grains or c.grains)})
+            raise EvaluateError(f"no configured cube {', '.join(unknown)}; configured: {', '.join(known)}")
+    return [p for p in plans if p.scans]
+
+
+def plan_fingerprint(plan: CubePlan) -> str:
+    return hashlib.sha256(DuckDBRenderer().render(plan).encode()).hexdigest()[:16]
+
+
+def _days(files: list[LakeFile], start: date | None, end: date | None) -> set[str]:
+    return {f.date for f in files if (start is None or f.date >= start.isoformat())
+            and (end is None or f.date <= end.isoformat())}
+
+
+def _lookups(plan: CubePlan) -> set[str]:
+    names = {b.lookup for s in plan.scans for b in s.dims if b.kind == "lookup"}
+    if any(b.kind == "grid" for s in plan.scans for b in s.dims):
+        names.add("cells")
+    return names
+
+
+def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | None = None,
+             end: date | None = None, grains: list[str] | None = None, only: list[str] | None = None,
+             threads: int | None = None, full: bool = False,
+             progress: Callable[[str, int, int], None] | None = None) -> EvaluateReport:
+    """Compute the cubes for the days in [start, end] (inclusive; default: every day with
+    data) and commit them to the lake. Days whose inputs did not change are skipped unless
+    ``full``. ``progress(step, done, total)`` is called after each cube-day."""
+    tables = lake.tables
+    plans = plans_for(cat, tables, grains, only)
+    manifest = lake.manifest()
+    run = runner(engine, threads)
+    report = EvaluateReport(engine)
+    work = []
+    for plan in plans:
+        fp_plan = plan_fingerprint(plan)
+        lookup_fp = {t: sorted(f.path for f in lake.files(t, manifest)) for t in sorted(_lookups(plan))}
+        by_day: dict[str, list[LakeFile]] = {}
+        for source in plan.sources:
+            for f in lake.files(source, manifest):
+                by_day.setdefault(f.date, []).append(f)
+        days = sorted(_days([f for fs in by_day.values() for f in fs], start, end))
+        previous = manifest.derived.get(plan.table, {}).get("days", {})
+        fingerprints = {d: _digest([fp_plan, lookup_fp, sorted(f.path for f in by_day[d])]) for d in days}
+        todo = [d for d in days if full or previous.get(d) != fingerprints[d]]
+        result = CubeResult(plan.table, days_unchanged=len(days) - len(todo), omitted=plan.omitted)
+        report.cubes.append(result)
+        work.append((plan, by_day, todo, fingerprints, result))
+    total = sum(len(w[2]) for w in work)
+    done = 0
+    with lake.transaction() as txn:
+        for plan, by_day, todo, fingerprints, result in work:
+            if not todo:
+                continue
+            started = time.perf_counter()
+            _register_lookups(run, lake, txn.manifest, plan)
+            sql = run.renderer.render(plan)
+            spec = None
+            for day in todo:
+                for source in plan.sources:
+                    paths = [lake.root / f.path for f in by_day.get(day, []) if f.path.startswith(source + "/")]
+                    run.register_files(source, paths, tables[source].schema)
+                out = run.run(sql)
+                spec = spec or _spec(plan, out, cat)
+                out = conform(out, spec)
+                txn.replace_days(plan.table, [day])
+                txn.append(spec, out)
+                result.days_computed.append(day)
+                result.rows += out.num_rows
+                done += 1
+                if progress:
+                    progress(f"{plan.table} {day}", done, total)
+            entry = txn.manifest.derived.setdefault(plan.table, {})
+            entry.update(columns=[_column(f) for f in spec.columns], keys=list(spec.keys),
+                         description=spec.description, engine=run.name)
+            entry.setdefault("days", {}).update({d: fingerprints[d] for d in todo})
+            txn.derived_changed = True
+            result.seconds = time.perf_counter() - started
+    return report
+
+
+def run_plan(lake: Lake, plan: CubePlan, engine: str = "duckdb", start: date | None = None,
+             end: date | None = None, threads: int | None = None) -> pa.Table:
+    """Compute a plan over the days in [start, end] without writing anything."""
+    run = runner(engine, threads)
+    manifest = lake.manifest()
+    _register_lookups(run, lake, manifest, plan)
+    for source in plan.sources:
+        files = [f for f in lake.files(source, manifest) if f.date in _days([f], start, end)]
+        run.register_files(source, [lake.root / f.path for f in files], lake.tables[source].schema)
+    return run.run(run.renderer.render(plan))
+
+
+def _digest(parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _register_lookups(run, lake: Lake, manifest: Manifest, plan: CubePlan) -> None:
+    for name in sorted(_lookups(plan)):
+        spec = lake.tables[name]
+        run.register_files(name, [lake.root / f.path for f in lake.files(name, manifest)], spec.schema)
+    if any(b.kind == "grid" for s in plan.scans for b in s.dims):
+        run.register_arrow(grid_table(plan.grid_resolution), cell_grid(lake, manifest, plan.grid_resolution))
+
+
+def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
+    """cell_id -> H3 cell of its site at ``resolution`` (the raster a grid cube uses)."""
+    import pyarrow.parquet as pq
+
+    files = lake.files("cells", manifest)
+    if not files:
+        return pa.table({"cell_id": pa.array([], pa.string()), "grid": pa.array([], pa.string())})
+    cells = pa.concat_tables(pq.read_table(lake.root / f.path, columns=["cell_id", "lat", "lon"]) for f in files)
+    lat = cells.column("lat").to_numpy(zero_copy_only=False).astype(float)
+    lon = cells.column("lon").to_numpy(zero_copy_only=False).astype(float)
+    return pa.table({"cell_id": cells.column("cell_id"), "grid": h3_cells(lat, lon, resolution)})
+
+
+def _spec(plan: CubePlan, out: pa.Table, cat: Catalog) -> Table:
+    units = {k: v.unit for k, v in cat.kpis.items()} | {k: v.unit for k, v in cat.kqis.items()}
+    descriptions = {k: v.description for k, v in cat.kpis.items()} | {k: v.description for k, v in cat.kqis.items()}
+    columns = []
+    for f in out.schema:
+        name = f.name
+        columns.append({"name": name, "type": "timestamp" if name == "period_start" else type_name(f.type),
+                        "unit": units.get(name, "0-100" if name.endswith(("_score", "_index")) or name == "cei" else ""),
+                        "description": descriptions.get(name, _describe(name))})
+    keys = ["period_start", *plan.dimensions]
+    return result_table(plan.table, columns, keys,
+                        f"{', '.join(plan.dimensions)} per {plan.grain}: KPIs, KQIs, scores and CEI")
+
+
+def _describe(name: str) -> str:
+    if name == "period_start":
+        return "Start of the time bucket (UTC)"
+    if name.startswith("records_"):
+        return f"Rows of {name.removeprefix('records_')} in the group"
+    if name.endswith("_score"):
+        return f"Score 0-100 of KQI {name.removesuffix('_score')}"
+    if name.endswith("_index"):
+        return f"Experience index 0-100 of {name.removesuffix('_index')}"
+    if name.endswith("_poor"):
+        return f"{name.removesuffix('_poor')} index below its poor-experience threshold"
+    if name == "cei":
+        return "Customer Experience Index 0-100"
+    if name == "poor_experience":
+        return "CEI below the poor-experience threshold"
+    return "Dimension"
+
+
+def _column(f: pa.Field) -> dict:
+    meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+    return {"name": f.name, "type": type_name(f.type) if f.name != "period_start" else "timestamp",
+            "unit": meta.get("unit", ""), "description": meta.get("description", "")}

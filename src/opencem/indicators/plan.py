@@ -1,0 +1,251 @@
+"""The compiled plan: what one cube table computes, engine-neutral.
+
+A cube (dimension set × time grain) becomes one :class:`CubePlan`: a :class:`Scan` per
+source table (dimension bindings, the aggregates its KPIs need as :class:`Measure` s, and
+each KPI as an expression over those measures), then KQIs over KPIs, their 0-100 scores,
+the index nodes and the CEI. Renderers (:mod:`.render`) turn a plan into SQL per engine;
+nothing here knows any SQL dialect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from ..schema import Table
+from .catalog import COUNTER_SOURCES, PIVOT_KEYS, Catalog
+from .expr import AGG_NODES, MACROS, function_name, reference_name
+from .spec import GRAINS, Cube
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One aggregate over source rows: ``func(arg)`` over rows where ``filter`` holds."""
+
+    name: str
+    func: str  # sum count count_star count_if avg min max percentile count_distinct stddev
+    arg: exp.Expression | None
+    filter: exp.Expression | None = None
+    fraction: float | None = None  # percentile only
+
+    @property
+    def key(self) -> tuple:
+        return (self.func, self.arg.sql() if self.arg else None,
+                self.filter.sql() if self.filter else None, self.fraction)
+
+
+@dataclass(frozen=True)
+class DimBinding:
+    """How a dimension is read for one source: ``column`` of the row, of a lookup table
+    joined on ``key``, or (grid) the H3 cell of the row's ``cell_id``."""
+
+    name: str
+    kind: str  # column | lookup | grid
+    column: str
+    lookup: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Scan:
+    source: str
+    time_column: str
+    dims: tuple[DimBinding, ...]
+    measures: tuple[Measure, ...]
+    kpis: tuple[tuple[str, exp.Expression], ...]  # KPI name -> expression over measure names
+    counters: tuple[tuple[str, str], ...] = ()  # long format: (counter name, pivot column)
+    pivot_columns: tuple[str, ...] = ()
+
+    @property
+    def records(self) -> str:
+        return f"records_{self.source}"
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    name: str
+    weights: tuple[tuple[str, float], ...]  # KQI name -> weight, only KQIs this cube has
+    poor_below: float | None
+
+
+@dataclass(frozen=True)
+class CubePlan:
+    table: str
+    dimensions: tuple[str, ...]
+    grain: str
+    grid_resolution: int
+    scans: tuple[Scan, ...]
+    kqis: tuple[tuple[str, exp.Expression], ...]
+    scores: tuple[tuple[str, tuple[tuple[float, float], ...]], ...]
+    indices: tuple[IndexPlan, ...]
+    cei_weights: tuple[tuple[str, float], ...]
+    cei_poor_below: float | None
+    omitted: tuple[str, ...] = ()  # why some definitions are not in this cube
+
+    @property
+    def grain_s(self) -> int:
+        return GRAINS[self.grain]
+
+    @property
+    def kpi_names(self) -> list[str]:
+        return [name for scan in self.scans for name, _ in scan.kpis]
+
+    @property
+    def sources(self) -> list[str]:
+        return [s.source for s in self.scans]
+
+
+class PlanError(ValueError):
+    """A cube or definition that cannot be planned, in one sentence."""
+
+
+def bind_dimension(cat: Catalog, dim: str, columns: set[str]) -> DimBinding | None:
+    for r in cat.dimensions[dim].resolve:
+        if r.grid:
+            if "cell_id" in columns:
+                return DimBinding(dim, "grid", "cell_id")
+        elif r.lookup is None:
+            if r.column in columns:
+                return DimBinding(dim, "column", r.column)
+        elif r.key in columns:
+            return DimBinding(dim, "lookup", r.column, r.lookup, r.key)
+    return None
+
+
+def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
+                 kpis: list[str] | None = None) -> CubePlan:
+    """Plan ``cube`` at ``grain``: every KPI whose source can be split by the cube's
+    dimensions (or just ``kpis``), the KQIs, scores and CEI built on them."""
+    cat.raise_errors()
+    wanted = list(cat.kpis) if kpis is None else kpis
+    omitted: list[str] = []
+    by_source: dict[str, list[str]] = {}
+    bindings: dict[str, tuple[DimBinding, ...]] = {}
+    for name in wanted:
+        if name not in cat.kpis:
+            raise PlanError(f"unknown KPI {name}")
+        source = cat.kpis[name].source
+        if source not in bindings:
+            columns = set(tables[source].schema.names)
+            if source in COUNTER_SOURCES:
+                columns = set(PIVOT_KEYS)
+            found = [bind_dimension(cat, d, columns) for d in cube.dimensions]
+            missing = [d for d, b in zip(cube.dimensions, found) if b is None]
+            if missing:
+                omitted.append(f"{source} KPIs are left out: {source} cannot be split by {', '.join(missing)}")
+                bindings[source] = ()
+                continue
+            bindings[source] = tuple(found)
+        if bindings[source]:
+            by_source.setdefault(source, []).append(name)
+    scans = tuple(_scan(cat, tables[s], names, bindings[s]) for s, names in by_source.items())
+    have = {k for scan in scans for k, _ in scan.kpis}
+    kqis, scores = [], []
+    for name, kqi in cat.kqis.items():
+        used = cat.kqi_checked[name].columns
+        if used <= have:
+            tree = cat.kqi_checked[name].tree.copy()
+            kqis.append((name, tree))
+            scores.append((name, tuple(kqi.score.breakpoints())))
+    scored = {k for k, _ in kqis}
+    indices, cei_weights = [], []
+    if cat.cei:
+        for node in cat.cei.indices:
+            weights = tuple((k, w) for k, w in node.kqis.items() if k in scored)
+            if weights:
+                indices.append(IndexPlan(node.name, weights, node.poor_below))
+                cei_weights.append((node.name, node.weight))
+    return CubePlan(cube.table(grain), tuple(cube.dimensions), grain, cube.grid_resolution, scans,
+                    tuple(kqis), tuple(scores), tuple(indices), tuple(cei_weights),
+                    cat.cei.poor_below if cat.cei and cei_weights else None, tuple(omitted))
+
+
+def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, ...]) -> Scan:
+    long_format = table.name in COUNTER_SOURCES
+    counters: dict[str, str] = {}
+    measures: dict[tuple, Measure] = {}
+
+    def column(node: exp.Column) -> exp.Expression:
+        name = reference_name(node)
+        if long_format and name not in PIVOT_KEYS:
+            alias = counters.setdefault(name, f"c{len(counters)}")
+            return exp.column(alias)
+        return exp.column(name)
+
+    def row_level(tree: exp.Expression) -> exp.Expression:
+        tree = tree.copy()
+        if isinstance(tree, exp.Column):
+            return column(tree)
+        for col in list(tree.find_all(exp.Column)):
+            col.replace(column(col))
+        return _expand_macros(tree)
+
+    def measure(node: exp.Expression, filt: exp.Expression | None) -> exp.Expression:
+        func = function_name(node) or "count"
+        arg, fraction = None, None
+        if isinstance(node, exp.Anonymous):
+            arg = node.expressions[0]
+            if func == "percentile":
+                fraction = float(node.expressions[1].this)
+        elif node.this is not None and not isinstance(node.this, exp.Star):
+            arg = node.this
+        if func == "median":
+            func, fraction = "percentile", 0.5
+        if isinstance(arg, exp.Distinct):
+            func, arg = "count_distinct", arg.expressions[0]
+        if func == "count" and arg is None:
+            func = "count_star"
+        m = Measure("", func, row_level(arg) if arg is not None else None, filt, fraction)
+        found = measures.setdefault(m.key, Measure(f"m{len(measures)}", *list(m.__dict__.values())[1:]))
+        return exp.column(found.name)
+
+    kpis = []
+    for name in names:
+        checked = cat.checked[name]
+        filt = row_level(cat.filters[name].tree) if name in cat.filters else None
+        tree = checked.tree.copy()
+        aggregates = [n for n in tree.walk() if isinstance(n, tuple(AGG_NODES)) or
+                      (isinstance(n, exp.Anonymous) and n.name.lower() in ("percentile", "count_distinct"))]
+        outermost = [a for a in aggregates if not any(p in aggregates for p in _ancestors(a))]
+        for node in outermost:
+            replacement = measure(node, filt)
+            if node is tree:
+                tree = replacement
+            else:
+                node.replace(replacement)
+        kpis.append((name, tree))
+    pivot = PIVOT_KEYS if long_format else ()
+    return Scan(table.name, table.time_column, dims, tuple(measures.values()), tuple(kpis),
+                tuple(counters.items()), pivot)
+
+
+def _ancestors(node: exp.Expression):
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
+
+
+def _expand_macros(tree: exp.Expression) -> exp.Expression:
+    """Replace QoE model calls (emodel_mos, video_mos, web_mos) by their SQL formulas."""
+    calls = [n for n in tree.walk() if isinstance(n, exp.Anonymous) and n.name.lower() in MACROS]
+    if not calls:
+        return tree
+    from .qoe import sql as qoe_sql
+    if tree in calls:  # the root itself is a macro call
+        return _macro(qoe_sql, tree)
+    for node in reversed(calls):  # innermost first
+        node.replace(_macro(qoe_sql, node))
+    return tree
+
+
+def _macro(qoe_sql, node: exp.Anonymous) -> exp.Expression:
+    name = node.name.lower()
+    args = [_expand_macros(a.copy()) for a in node.expressions]
+    builder = {"emodel_mos": qoe_sql.emodel_mos_sql, "emodel_r": qoe_sql.emodel_r_sql,
+               "web_mos": qoe_sql.web_mos_sql}.get(name)
+    if builder is None:
+        from .qoe import p1203
+        builder = p1203.video_mos_sql
+    return exp.Paren(this=builder(*args))

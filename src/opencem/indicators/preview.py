@@ -1,0 +1,49 @@
+"""``opencem kpi preview``: one KPI, KQI or the CEI computed on the fly, nothing written."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..ingest.lake import Lake
+from .catalog import Catalog
+from .evaluate import run_plan
+from .expr import suggest
+from .plan import PlanError, compile_cube
+from .spec import Cube
+
+
+def preview(lake: Lake, cat: Catalog, name: str, dims: list[str], grain: str, start: date | None,
+            end: date | None, engine: str, worst: bool = False) -> tuple[pa.Table, str]:
+    """Rows of ``name`` by ``dims`` per ``grain``, and a note on what was left out."""
+    cat.raise_errors()
+    unknown = [d for d in dims if d not in cat.dimensions]
+    if unknown:
+        raise PlanError(f"unknown dimension {unknown[0]}{suggest(unknown[0], cat.dimensions)}; "
+                        f"known: {', '.join(cat.dimensions)}")
+    if name == "cei":
+        kpis, columns = None, ["cei", "poor_experience"]
+    elif name in cat.kqis:
+        kpis, columns = sorted(cat.kqi_checked[name].columns), [name, f"{name}_score"]
+    elif name in cat.kpis:
+        kpis, columns = [name], [name]
+    else:
+        raise PlanError(f"unknown KPI or KQI {name}{suggest(name, [*cat.kpis, *cat.kqis])}; "
+                        "see `opencem kpi list`")
+    plan = compile_cube(cat, lake.tables, Cube(dimensions=dims), grain, kpis)
+    if not plan.scans:
+        raise PlanError(f"{name} cannot be split by {', '.join(dims)}: " + "; ".join(plan.omitted))
+    table = run_plan(lake, plan, engine, start, end)
+    if name == "cei" and "cei" not in table.column_names:
+        raise PlanError("no CEI is defined for these dimensions")
+    records = [c for c in table.column_names if c.startswith("records_")]
+    table = table.select(["period_start", *dims, *records, *columns])
+    key = columns[-1] if name in cat.kqis or name == "cei" else columns[0]
+    if name == "cei":
+        key = "cei"
+    order = [(key, "ascending" if worst else "descending")] if worst else \
+        [("period_start", "ascending"), *[(d, "ascending") for d in dims]]
+    table = table.take(pc.sort_indices(table, sort_keys=order, null_placement="at_end"))
+    return table, "; ".join(plan.omitted)

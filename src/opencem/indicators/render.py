@@ -1,0 +1,257 @@
+"""Render a :class:`~.plan.CubePlan` to SQL: one renderer, small overrides per engine.
+
+The plan becomes SQLGlot expression trees here; a subclass overrides only what an engine
+does differently: time buckets, division (DuckDB gives inf for x/0, Spark's ANSI mode
+raises; both must give NULL) and exact percentiles. Everything else is rendered by the same
+code, so DuckDB and Spark compute the same numbers from the same plan.
+
+Query shape, one CTE per step::
+
+    a_i    per source: bucket, dimensions, aggregates (PM counters pivoted per object first)
+    k_i    per source: KPIs over those aggregates
+    keys   union of the (bucket, dimensions) keys of all sources (only if several)
+    kpi    keys left-joined to each k_i (null-safe on dimensions)
+    kqi    KQIs over KPIs;  scored: KQI scores 0-100;  final: indices, CEI, poor flags
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from ..schema import TABLES
+from .catalog import COUNTER_SOURCES
+from .plan import CubePlan, DimBinding, Measure, Scan
+
+DOUBLE = exp.DataType.build("double")
+TIME = "period_start"
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=False)
+
+
+def lit(value) -> exp.Expression:
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    return exp.Literal.number(repr(float(value)) if isinstance(value, float) else value)
+
+
+def case_when(cond: exp.Expression, then: exp.Expression, default: exp.Expression | None = None) -> exp.Case:
+    case = exp.Case(ifs=[exp.If(this=cond, true=then)])
+    return case.else_(default) if default is not None else case
+
+
+class Renderer:
+    """Shared rendering; engine subclasses override the three methods at the top."""
+
+    dialect = "duckdb"
+    name = "duckdb"
+
+    def time_bucket(self, ts: exp.Expression, seconds: int) -> exp.Expression:
+        raise NotImplementedError
+
+    def safe_div(self, numerator: exp.Expression, denominator: exp.Expression) -> exp.Expression:
+        raise NotImplementedError
+
+    def percentile(self, value: exp.Expression, fraction: float) -> exp.Expression:
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------
+    def double(self, e: exp.Expression) -> exp.Expression:
+        return exp.Cast(this=e, to=DOUBLE.copy())
+
+    def safe(self, tree: exp.Expression, table: str | None = None) -> exp.Expression:
+        """A copy of ``tree`` with every division made safe and columns qualified by ``table``."""
+        tree = tree.copy()
+        if table:
+            for c in list(tree.find_all(exp.Column)):
+                c.set("table", exp.to_identifier(table))
+        for div in list(tree.find_all(exp.Div)):
+            new = self.safe_div(div.this, div.expression)
+            if div is tree:
+                tree = new
+            else:
+                div.replace(new)
+        return tree
+
+    def aggregate(self, m: Measure) -> exp.Expression:
+        arg = self.safe(m.arg, "src") if m.arg is not None else None
+        filt = self.safe(m.filter, "src") if m.filter is not None else None
+
+        def only(e: exp.Expression) -> exp.Expression:  # value where the KPI's filter holds
+            return case_when(filt, e) if filt is not None else e
+
+        if m.func == "count_star":
+            return exp.Count(this=only(lit(1)) if filt is not None else exp.Star())
+        if m.func == "count_if":
+            cond = exp.And(this=exp.Paren(this=arg), expression=exp.Paren(this=filt)) if filt is not None else arg
+            return exp.Count(this=case_when(cond, lit(1)))
+        if m.func == "count":
+            return exp.Count(this=only(arg))
+        if m.func == "count_distinct":
+            return exp.Count(this=exp.Distinct(expressions=[only(arg)]))
+        value = self.double(only(arg))
+        if m.func == "percentile":
+            return self.percentile(value, m.fraction)
+        node = {"sum": exp.Sum, "avg": exp.Avg, "min": exp.Min, "max": exp.Max,
+                "stddev": exp.StddevSamp}[m.func]
+        return node(this=value)
+
+    def dimension(self, b: DimBinding) -> exp.Expression:
+        if b.kind == "column":
+            return col(b.column, "src")
+        if b.kind == "lookup":
+            return col(f"{b.column}", f"l_{b.lookup}")
+        return col("grid", "g")
+
+    def source(self, scan: Scan) -> exp.Expression:
+        if scan.source not in COUNTER_SOURCES:
+            return exp.to_table(scan.source).as_("src")
+        # Long-format counters: one row per object and period, one column per counter used.
+        keys = [col(k) for k in scan.pivot_columns]
+        pivots = [exp.Sum(this=case_when(exp.EQ(this=col("counter_name"), expression=lit(name)), col("value")))
+                  .as_(alias) for name, alias in scan.counters]
+        not_suspect = exp.Not(this=exp.Coalesce(this=col("suspect"), expressions=[lit(False)]))
+        where = exp.And(this=exp.In(this=col("counter_name"), expressions=[lit(n) for n, _ in scan.counters]),
+                        expression=not_suspect) if scan.counters else not_suspect
+        inner = exp.select(*keys, *pivots).from_(scan.source).where(where).group_by(*keys)
+        return inner.subquery("src")
+
+    def scan_select(self, plan: CubePlan, scan: Scan) -> exp.Select:
+        bucket = self.time_bucket(col(scan.time_column, "src"), plan.grain_s)
+        dims = [self.dimension(b) for b in scan.dims]
+        select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
+                            exp.Count(this=exp.Star()).as_(scan.records),
+                            *[self.aggregate(m).as_(m.name) for m in scan.measures])
+        select = select.from_(self.source(scan))
+        for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
+            bs = [b for b in scan.dims if b.lookup == lookup]
+            key = TABLES[lookup].keys[0]
+            sub = exp.select(col(key).as_("k"), *[col(c).as_(c) for c in sorted({b.column for b in bs})]).from_(lookup)
+            on = exp.EQ(this=col(bs[0].key, "src"), expression=col("k", f"l_{lookup}"))
+            select = select.join(sub.subquery(f"l_{lookup}"), on=on, join_type="left")
+        if any(b.kind == "grid" for b in scan.dims):
+            on = exp.EQ(this=col("cell_id", "src"), expression=col("cell_id", "g"))
+            select = select.join(exp.to_table(grid_table(plan.grid_resolution)).as_("g"), on=on, join_type="left")
+        return select.group_by(bucket.copy(), *[d.copy() for d in dims])
+
+    def kpi_select(self, plan: CubePlan, scan: Scan, frm: str) -> exp.Select:
+        keys = [col(TIME), *[col(d) for d in plan.dimensions]]
+        kpis = [self.double(self.safe(tree)).as_(name) for name, tree in scan.kpis]
+        return exp.select(*keys, col(scan.records), *kpis).from_(frm)
+
+    def score(self, value: exp.Expression, points: tuple[tuple[float, float], ...]) -> exp.Expression:
+        """Piecewise-linear, clamped: slopes are computed here, so no division reaches SQL."""
+        (x0, s0), (xn, sn) = points[0], points[-1]
+        case = exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null()),
+                             exp.If(this=exp.LTE(this=value.copy(), expression=lit(x0)), true=lit(s0))])
+        for (xa, sa), (xb, sb) in zip(points, points[1:]):
+            slope = (sb - sa) / (xb - xa)
+            line = exp.Add(this=lit(sa), expression=exp.Mul(
+                this=exp.Paren(this=exp.Sub(this=value.copy(), expression=lit(xa))), expression=lit(slope)))
+            case.append("ifs", exp.If(this=exp.LTE(this=value.copy(), expression=lit(xb)), true=line))
+        return case.else_(lit(sn))
+
+    def weighted_mean(self, parts: list[tuple[exp.Expression, float]]) -> exp.Expression:
+        """Mean of the non-null parts, weights renormalised over them; null if all are null."""
+        num = den = None
+        for value, w in parts:
+            n = exp.Coalesce(this=exp.Mul(this=value.copy(), expression=lit(w)), expressions=[lit(0.0)])
+            d = case_when(exp.Is(this=value.copy(), expression=exp.Null()), lit(0.0), lit(w))
+            num = n if num is None else exp.Add(this=num, expression=n)
+            den = d if den is None else exp.Add(this=den, expression=d)
+        return self.safe_div(exp.Paren(this=num), exp.Paren(this=den))
+
+    def render_tree(self, plan: CubePlan) -> exp.Select:
+        if not plan.scans:
+            raise ValueError(f"{plan.table} has no KPI that can be split by {', '.join(plan.dimensions)}")
+        keys = [TIME, *plan.dimensions]
+        ctes: list[tuple[str, exp.Select]] = []
+        for i, scan in enumerate(plan.scans):
+            ctes.append((f"a_{i}", self.scan_select(plan, scan)))
+            ctes.append((f"k_{i}", self.kpi_select(plan, scan, f"a_{i}")))
+        if len(plan.scans) == 1:
+            joined = "k_0"
+        else:
+            union = exp.select(*map(col, keys)).from_("k_0")
+            for i in range(1, len(plan.scans)):
+                union = exp.union(union, exp.select(*map(col, keys)).from_(f"k_{i}"), distinct=True)
+            ctes.append(("keys", union))
+            values = []
+            sel = exp.select(*[col(k, "keys") for k in keys])
+            for i, scan in enumerate(plan.scans):
+                values += [exp.Coalesce(this=col(scan.records, f"k_{i}"), expressions=[lit(0)]).as_(scan.records)]
+                values += [col(name, f"k_{i}") for name, _ in scan.kpis]
+            sel = exp.select(*[col(k, "keys") for k in keys], *values).from_("keys")
+            for i in range(len(plan.scans)):
+                conds = [exp.EQ(this=col(TIME, "keys"), expression=col(TIME, f"k_{i}"))]
+                conds += [exp.NullSafeEQ(this=col(d, "keys"), expression=col(d, f"k_{i}")) for d in plan.dimensions]
+                sel = sel.join(f"k_{i}", on=exp.and_(*conds), join_type="left")
+            ctes.append(("kpi", sel))
+            joined = "kpi"
+        kqis = [self.double(self.safe(tree)).as_(name) for name, tree in plan.kqis]
+        ctes.append(("kqi", exp.select(exp.Star(), *kqis).from_(joined)))
+        scores = [self.score(col(name), pts).as_(f"{name}_score") for name, pts in plan.scores]
+        ctes.append(("scored", exp.select(exp.Star(), *scores).from_("kqi")))
+        final = [self.double(self.weighted_mean([(col(f"{k}_score"), w) for k, w in ix.weights])).as_(f"{ix.name}_index")
+                 for ix in plan.indices]
+        ctes.append(("indexed", exp.select(exp.Star(), *final).from_("scored")))
+        flags: list[exp.Expression] = []
+        if plan.cei_weights:
+            flags.append(self.double(self.weighted_mean([(col(f"{n}_index"), w) for n, w in plan.cei_weights])).as_("cei"))
+            for ix in plan.indices:
+                limit = ix.poor_below if ix.poor_below is not None else plan.cei_poor_below
+                flags.append(exp.LT(this=col(f"{ix.name}_index"), expression=lit(float(limit))).as_(f"{ix.name}_poor"))
+        query = exp.select(exp.Star(), *flags).from_("indexed")
+        if plan.cei_weights:
+            query = exp.select(exp.Star(), exp.LT(this=col("cei"), expression=lit(float(plan.cei_poor_below)))
+                               .as_("poor_experience")).from_(query.subquery("f"))
+        for name, cte in ctes:
+            query = query.with_(name, as_=cte)
+        return query
+
+    def render(self, plan: CubePlan) -> str:
+        return self.render_tree(plan).sql(dialect=self.dialect)
+
+
+def grid_table(resolution: int) -> str:
+    """Name of the cell -> H3 lookup the engine registers for a grid resolution."""
+    return f"_grid_r{resolution}"
+
+
+class DuckDBRenderer(Renderer):
+    dialect = name = "duckdb"
+
+    def time_bucket(self, ts, seconds):
+        # Whole buckets since the Unix epoch, in UTC whatever the session time zone.
+        epoch = exp.Anonymous(this="epoch", expressions=[ts])
+        n = exp.Floor(this=exp.Div(this=epoch, expression=lit(seconds)))
+        return exp.Anonymous(this="to_timestamp", expressions=[exp.Mul(this=n, expression=lit(seconds))])
+
+    def safe_div(self, numerator, denominator):
+        return exp.Div(this=numerator, expression=exp.Nullif(this=denominator, expression=lit(0)))
+
+    def percentile(self, value, fraction):
+        return exp.Anonymous(this="quantile_cont", expressions=[value, lit(fraction)])
+
+
+class SparkRenderer(Renderer):
+    dialect = "spark"
+    name = "spark"
+
+    def time_bucket(self, ts, seconds):
+        secs = exp.Anonymous(this="unix_seconds", expressions=[ts])
+        n = exp.Floor(this=exp.Div(this=secs, expression=lit(seconds)))
+        return exp.Anonymous(this="timestamp_seconds", expressions=[exp.Mul(this=n, expression=lit(seconds))])
+
+    def safe_div(self, numerator, denominator):
+        return exp.Anonymous(this="try_divide", expressions=[self.double(numerator), denominator])
+
+    def percentile(self, value, fraction):
+        # Spark's percentile() is exact with linear interpolation, as DuckDB's quantile_cont.
+        return exp.Anonymous(this="percentile", expressions=[value, lit(fraction)])
+
+
+RENDERERS = {"duckdb": DuckDBRenderer, "spark": SparkRenderer}

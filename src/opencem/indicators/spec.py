@@ -1,0 +1,177 @@
+"""The definition language: KPIs, KQIs, the CEI tree, dimensions and cubes as typed models.
+
+This is layer 2 of the definition files (see :mod:`opencem.specfile`): shapes, names and
+value ranges. Expressions are checked in :mod:`.expr` and references across definitions in
+:mod:`.catalog` (layer 3), so every problem in a file is reported together.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z][a-z0-9_]*$"
+SERVICES = ("voice", "mobile_data", "video", "iot", "home_broadband")
+CHANNELS = ("app", "web", "call_centre", "retail_store", "social")
+LIFECYCLE = ("discover", "join", "use", "get_help", "renew_leave")
+GRAINS = {"15min": 900, "hour": 3600, "day": 86_400}
+Grain = Literal["15min", "hour", "day"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KPI(Strict):
+    """An aggregate over the rows of one source table, e.g. ``100 * count_if(dropped) / count(*)``."""
+
+    name: str = Field(pattern=NAME)
+    source: str
+    expr: str = Field(min_length=1)
+    filter: str | None = None
+    unit: str = ""
+    description: str = ""
+    reference: str | None = None
+
+
+class Score(Strict):
+    """Maps a KQI value to 0-100, piecewise-linear and clamped at both ends.
+
+    ``good``/``bad`` give the values that score 100 and 0 (direction follows: good > bad means
+    higher is better); ``points`` gives the curve as [value, score] pairs instead.
+    """
+
+    good: float | None = None
+    bad: float | None = None
+    points: list[tuple[float, float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Score:
+        if self.points is None:
+            if self.good is None or self.bad is None:
+                raise ValueError("give both good and bad (the values scoring 100 and 0), or points")
+            if self.good == self.bad:
+                raise ValueError(f"good and bad are both {self.good}; they must differ")
+            return self
+        if self.good is not None or self.bad is not None:
+            raise ValueError("give either good/bad or points, not both")
+        xs = [x for x, _ in self.points]
+        if len(xs) < 2 or any(b <= a for a, b in zip(xs, xs[1:])):
+            raise ValueError("points need at least two [value, score] pairs with increasing values")
+        if any(not 0 <= s <= 100 for _, s in self.points):
+            raise ValueError("every score in points must be within 0..100")
+        return self
+
+    def breakpoints(self) -> list[tuple[float, float]]:
+        """(value, score) pairs in increasing value order."""
+        if self.points is not None:
+            return [tuple(p) for p in self.points]
+        return sorted([(self.bad, 0.0), (self.good, 100.0)])
+
+
+class KQI(Strict):
+    """A quality indicator: an expression of KPIs scored to 0-100, attached to one service,
+    channel or lifecycle stage."""
+
+    name: str = Field(pattern=NAME)
+    expr: str = Field(min_length=1)
+    service: Literal[SERVICES] | None = None  # type: ignore[valid-type]
+    channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
+    lifecycle: Literal[LIFECYCLE] | None = None  # type: ignore[valid-type]
+    unit: str = ""
+    description: str = ""
+    score: Score
+    reference: str | None = None
+
+    @model_validator(mode="after")
+    def _one_attachment(self) -> KQI:
+        given = [k for k in ("service", "channel", "lifecycle") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("attach the KQI to exactly one of service, channel or lifecycle "
+                             f"(found {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def attached_to(self) -> tuple[str, str]:
+        kind = next(k for k in ("service", "channel", "lifecycle") if getattr(self, k))
+        return kind, getattr(self, kind)
+
+
+class IndexNode(Strict):
+    """One branch of the CEI tree: a weighted mean of KQI scores (e.g. the voice index)."""
+
+    name: str = Field(pattern=NAME)
+    weight: float = Field(gt=0)
+    kqis: dict[str, float]
+    poor_below: float | None = Field(default=None, ge=0, le=100)
+    description: str = ""
+
+    @field_validator("kqis")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("list at least one KQI with its weight")
+        bad = [f"{k}={w}" for k, w in value.items() if not w > 0]
+        if bad:
+            raise ValueError(f"KQI weights must be positive ({', '.join(bad)})")
+        return value
+
+
+class CEI(Strict):
+    """The Customer Experience Index: a weighted mean of the index nodes; weights of missing
+    branches (a customer without video, say) are shared out among the present ones."""
+
+    poor_below: float = Field(default=60.0, ge=0, le=100)
+    indices: list[IndexNode] = Field(min_length=1)
+    description: str = ""
+
+
+class Resolver(Strict):
+    """One way to find a dimension's value for a source row: a column of the row itself,
+    a column of a snapshot table looked up by key, or the H3 cell of the serving cell."""
+
+    column: str | None = None
+    lookup: str | None = None  # snapshot table, e.g. cells or subscribers
+    key: str | None = None  # column of the source row that matches the lookup table's key
+    grid: bool = False  # H3 cell (at the cube's grid resolution) of the serving cell's site
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Resolver:
+        if self.grid:
+            if self.lookup or self.column:
+                raise ValueError("a grid resolver takes no column or lookup")
+            return self
+        if not self.column:
+            raise ValueError("give the column (and lookup with key to read it from a snapshot table)")
+        if bool(self.lookup) != bool(self.key):
+            raise ValueError("lookup and key go together")
+        return self
+
+
+class Dimension(Strict):
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    resolve: list[Resolver] = Field(min_length=1)
+
+
+class Cube(Strict):
+    """A dimension set to materialise, at one or more time grains."""
+
+    dimensions: list[str] = Field(default_factory=list)  # none: one row per time bucket
+    grains: list[Grain] = Field(default_factory=lambda: ["day"], min_length=1)
+    grid_resolution: int = Field(default=8, ge=0, le=15)
+    description: str = ""
+
+    def table(self, grain: str) -> str:
+        return "cube_" + "_".join(self.dimensions or ["total"]) + "_" + grain
+
+
+class DefinitionFile(Strict):
+    """One YAML file; any section may be absent."""
+
+    kpis: list[KPI] = Field(default_factory=list)
+    kqis: list[KQI] = Field(default_factory=list)
+    cei: CEI | None = None
+    dimensions: list[Dimension] = Field(default_factory=list)
+    cubes: list[Cube] = Field(default_factory=list)
