@@ -68,13 +68,26 @@ class Renderer:
         if table:
             for c in list(tree.find_all(exp.Column)):
                 c.set("table", exp.to_identifier(table))
-        for div in list(tree.find_all(exp.Div)):
-            new = self.safe_div(div.this, div.expression)
-            if div is tree:
+        # Innermost first, so a guard's copy of its argument is already guarded.
+        for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt))):
+            new = self.guarded(node)
+            if node is tree:
                 tree = new
             else:
-                div.replace(new)
+                node.replace(new)
         return tree
+
+    def guarded(self, node: exp.Expression) -> exp.Expression:
+        """NULL outside a function's domain, identically on every engine (DuckDB gives
+        inf/NaN where Spark gives NULL or raises)."""
+        if isinstance(node, exp.Div):
+            return self.safe_div(node.this, node.expression)
+        if isinstance(node, exp.Mod):
+            return exp.Mod(this=node.this, expression=exp.Nullif(this=node.expression, expression=lit(0)))
+        x = node.this
+        cond = exp.GT(this=x.copy(), expression=lit(0)) if isinstance(node, exp.Ln) else \
+            exp.GTE(this=x.copy(), expression=lit(0))
+        return type(node)(this=case_when(cond, x))
 
     def aggregate(self, m: Measure) -> exp.Expression:
         arg = self.safe(m.arg, "src") if m.arg is not None else None

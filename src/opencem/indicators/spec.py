@@ -7,16 +7,27 @@ value ranges. Expressions are checked in :mod:`.expr` and references across defi
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME = r"^[a-z][a-z0-9_]*$"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SERVICES = ("voice", "mobile_data", "video", "iot", "home_broadband")
 CHANNELS = ("app", "web", "call_centre", "retail_store", "social")
 LIFECYCLE = ("discover", "join", "use", "get_help", "renew_leave")
 GRAINS = {"15min": 900, "hour": 3600, "day": 86_400}
 Grain = Literal["15min", "hour", "day"]
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid name: use lower_snake_case (a-z, 0-9, _), "
+                         "starting with a letter")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class Strict(BaseModel):
@@ -26,7 +37,7 @@ class Strict(BaseModel):
 class KPI(Strict):
     """An aggregate over the rows of one source table, e.g. ``100 * count_if(dropped) / count(*)``."""
 
-    name: str = Field(pattern=NAME)
+    name: Name
     source: str
     expr: str = Field(min_length=1)
     filter: str | None = None
@@ -74,7 +85,7 @@ class KQI(Strict):
     """A quality indicator: an expression of KPIs scored to 0-100, attached to one service,
     channel or lifecycle stage."""
 
-    name: str = Field(pattern=NAME)
+    name: Name
     expr: str = Field(min_length=1)
     service: Literal[SERVICES] | None = None  # type: ignore[valid-type]
     channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
@@ -101,7 +112,7 @@ class KQI(Strict):
 class IndexNode(Strict):
     """One branch of the CEI tree: a weighted mean of KQI scores (e.g. the voice index)."""
 
-    name: str = Field(pattern=NAME)
+    name: Name
     weight: float = Field(gt=0)
     kqis: dict[str, float]
     poor_below: float | None = Field(default=None, ge=0, le=100)
@@ -150,7 +161,7 @@ class Resolver(Strict):
 
 
 class Dimension(Strict):
-    name: str = Field(pattern=NAME)
+    name: Name
     description: str = ""
     resolve: list[Resolver] = Field(min_length=1)
 
