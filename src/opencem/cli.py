@@ -355,7 +355,9 @@ def demo_cmd(
 
 # Indicator engine and QoE calculators (their modules import the helpers above).
 from .indicators.commands import cei_app, evaluate_cmd, kpi_app  # noqa: E402
+from .indicators.qoe.cli import qoe_app  # noqa: E402
 
 app.command("evaluate")(evaluate_cmd)
 app.add_typer(kpi_app, name="kpi")
 app.add_typer(cei_app, name="cei")
+app.add_typer(qoe_app, name="qoe")

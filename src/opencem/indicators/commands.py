@@ -157,3 +157,30 @@ def evaluate_cmd(
         console.print(f"[dim]{note}[/dim]")
     console.print(f"{sum(c.rows for c in report.cubes):,} rows in {time.perf_counter() - started:.1f} s. "
                   "Query them with: opencem sql \"SELECT * FROM cube_cell_day ORDER BY cei LIMIT 10\"")
+
+
+@cei_app.command("calibrate")
+@user_errors
+def calibrate_cmd(
+    target: Annotated[str, typer.Option(help="nps (survey answers) or complaints.")] = "nps",
+    out: Annotated[Path | None, typer.Option(help="Write the calibrated cei: section here (YAML); put it in the workspace's indicators/ folder to use it.")] = None,
+) -> None:
+    """Fit the CEI weights to NPS answers or complaints and report how well the hand-set and
+    the calibrated index correlate with them (on customers held out of the fit)."""
+    from .calibrate import calibrate
+
+    cat = workspace_catalog()
+    cat.raise_errors()
+    result = calibrate(STATE["ws"].lake, cat, target)
+    table = RichTable("weights", "pearson", "spearman", *(["AUC"] if target == "complaints" else []),
+                      title=f"CEI vs {target} on {result.holdout:,} held-out of {result.customers:,} customers")
+    for label, m in result.fit.items():
+        table.add_row(label, f"{m['pearson']:.3f}", f"{m['spearman']:.3f}",
+                      *([f"{m.get('auc', float('nan')):.3f}"] if target == "complaints" else []))
+    console.print(table)
+    text = result.yaml(cat)
+    if out:
+        out.write_text(text)
+        console.print(f"Calibrated weights written to {out}")
+    else:
+        console.print(text, markup=False, highlight=False)

@@ -69,7 +69,8 @@ def test_talker_echo_follows_g107_with_t_equal_to_ta():
     out = emodel(150.0, 0.0, "G.711")
     no = -61.18  # G.107 default noise floor No, dBm0p
     roe = -1.5 * (no - p.RLR)
-    terv = p.TELR - 40 * math.log10((1 + 150 / 10) / (1 + 150 / 150)) + 6 * math.exp(-0.3 * 150 ** 2)
+    terv = (p.TELR - 40 * math.log10((1 + 150 / 10) / (1 + 150 / 150))
+            + 6 * math.exp(-0.3 * 150 ** 2))
     re = 80 + 2.5 * (terv - 14)
     idte = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-150))
     assert out["Idte"] == pytest.approx(idte, abs=0.02)

@@ -1,0 +1,140 @@
+"""Calibrate CEI weights from what customers said: NPS answers or complaints.
+
+Per subscriber, KQI scores are averaged over the evaluated days of the subscriber cube. Within
+each index node, non-negative least squares fits the target (NPS × 10, or 100 for a
+customer who did not complain and 0 for one who did) on the centred KQI scores; the index
+weights are then fitted the same way on the recalibrated indices. Weights are normalised to
+sum to 1. The fit uses 70 % of the customers; correlations are reported on the other 30 %,
+for the hand-set and the calibrated weights alike, so the comparison is honest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from scipy import optimize, stats
+
+from ..engines.duckdb import connect
+from ..ingest.lake import Lake
+from .catalog import Catalog
+from .evaluate import EvaluateError
+
+TARGETS = ("nps", "complaints")
+CUBE = "cube_subscriber_day"
+
+
+@dataclass
+class Calibration:
+    target: str
+    customers: int
+    holdout: int
+    weights: dict[str, dict[str, float]]  # index -> KQI -> weight
+    index_weights: dict[str, float]
+    fit: dict[str, dict[str, float]] = field(default_factory=dict)  # hand|calibrated -> metric -> value
+
+    def yaml(self, cat: Catalog) -> str:
+        """A ``cei:`` section with the calibrated weights, ready for the workspace."""
+        lines = [f"# Calibrated by `opencem cei calibrate --target {self.target}` on {self.customers:,} customers;",
+                 "# holdout correlation with the target: " + ", ".join(
+                     f"{k} {v['pearson']:.3f} (hand-set weights) " for k, v in self.fit.items()
+                     if k == "hand") + f"-> {self.fit['calibrated']['pearson']:.3f} (calibrated)",
+                 "cei:", f"  poor_below: {cat.cei.poor_below:g}", "  indices:"]
+        for node in cat.cei.indices:
+            lines.append(f"    - name: {node.name}")
+            lines.append(f"      weight: {self.index_weights.get(node.name, node.weight):.3f}")
+            if node.poor_below is not None:
+                lines.append(f"      poor_below: {node.poor_below:g}")
+            kqis = self.weights.get(node.name, node.kqis)
+            lines.append("      kqis: {" + ", ".join(f"{k}: {w:.3f}" for k, w in kqis.items()) + "}")
+        return "\n".join(lines) + "\n"
+
+
+def _subscriber_frame(lake: Lake, cat: Catalog, target: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    if CUBE not in lake.tables:
+        raise EvaluateError(f"{CUBE} is not in the lake; run `opencem evaluate --cube {CUBE}` first")
+    kqis = [k for node in cat.cei.indices for k in node.kqis]
+    columns = [c.name for c in lake.tables[CUBE].columns]
+    kqis = [k for k in dict.fromkeys(kqis) if f"{k}_score" in columns]
+    con = connect(lake)
+    if target == "nps":
+        y_sql = "SELECT subscriber_id AS subscriber, 10.0 * avg(nps_score) AS y FROM surveys GROUP BY 1"
+    else:
+        y_sql = ("SELECT s.subscriber_id AS subscriber, CASE WHEN c.n IS NULL THEN 100.0 ELSE 0.0 END AS y "
+                 "FROM subscribers s LEFT JOIN (SELECT subscriber_id, count(*) AS n FROM complaints GROUP BY 1) c "
+                 "USING (subscriber_id)")
+    scores = ", ".join(f'avg("{k}_score") AS "{k}"' for k in kqis)
+    t: pa.Table = con.sql(f"SELECT t.y, x.* EXCLUDE (subscriber) FROM ({y_sql}) t JOIN "
+                          f"(SELECT subscriber, {scores} FROM {CUBE} GROUP BY 1) x USING (subscriber) "
+                          "ORDER BY subscriber").to_arrow_table()
+    if t.num_rows < 50:
+        raise EvaluateError(f"only {t.num_rows} customers have both {target} data and scores; "
+                            "calibration needs at least 50")
+    x = np.column_stack([t.column(k).to_numpy(zero_copy_only=False).astype(float) for k in kqis])
+    return kqis, x, t.column("y").to_numpy().astype(float)
+
+
+def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    xc, yc = x - x.mean(axis=0), y - y.mean()
+    w, _ = optimize.nnls(xc, yc)
+    return w
+
+
+def _index(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean over the non-missing columns (the CEI's renormalisation)."""
+    present = ~np.isnan(x)
+    num = np.where(present, x, 0.0) @ weights
+    den = present.astype(float) @ weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def calibrate(lake: Lake, cat: Catalog, target: str = "nps", seed: int = 0) -> Calibration:
+    if target not in TARGETS:
+        raise EvaluateError(f"unknown target {target!r}; choose nps or complaints")
+    if cat.cei is None:
+        raise EvaluateError("no cei: section is defined, so there are no weights to calibrate")
+    kqis, x, y = _subscriber_frame(lake, cat, target)
+    col = {k: i for i, k in enumerate(kqis)}
+    rng = np.random.default_rng(seed)
+    train = rng.random(len(y)) < 0.7
+    filled = np.where(np.isnan(x), np.nanmean(x[train], axis=0), x)
+
+    def cei_of(kqi_w: dict[str, dict[str, float]], index_w: dict[str, float]) -> np.ndarray:
+        idx_values, idx_weights = [], []
+        for node in cat.cei.indices:
+            members = [k for k in kqi_w.get(node.name, node.kqis) if k in col]
+            if not members:
+                continue
+            w = np.array([kqi_w.get(node.name, node.kqis)[k] for k in members])
+            idx_values.append(_index(x[:, [col[k] for k in members]], w))
+            idx_weights.append(index_w.get(node.name, node.weight))
+        return _index(np.column_stack(idx_values), np.array(idx_weights))
+
+    new_kqi: dict[str, dict[str, float]] = {}
+    index_cols = []
+    for node in cat.cei.indices:
+        members = [k for k in node.kqis if k in col]
+        if not members:
+            continue
+        w = _nnls(filled[train][:, [col[k] for k in members]], y[train])
+        if w.sum() <= 0:
+            w = np.array([node.kqis[k] for k in members], float)
+        new_kqi[node.name] = {k: float(v / w.sum()) for k, v in zip(members, w)}
+        index_cols.append((node.name, _index(filled[:, [col[k] for k in members]], w)))
+    iw = _nnls(np.column_stack([v for _, v in index_cols])[train], y[train])
+    if iw.sum() <= 0:
+        iw = np.array([next(n.weight for n in cat.cei.indices if n.name == name) for name, _ in index_cols])
+    new_index = {name: float(v / iw.sum()) for (name, _), v in zip(index_cols, iw)}
+    result = Calibration(target, len(y), int((~train).sum()), new_kqi, new_index)
+    for label, cei in (("hand", cei_of({}, {})), ("calibrated", cei_of(new_kqi, new_index))):
+        ok = ~train & ~np.isnan(cei)
+        metrics = {"pearson": float(stats.pearsonr(cei[ok], y[ok])[0]),
+                   "spearman": float(stats.spearmanr(cei[ok], y[ok])[0])}
+        if target == "complaints" and 0 < (y[ok] == 0).sum() < ok.sum():
+            # AUC of the CEI ranking complainers below the others.
+            u = stats.mannwhitneyu(cei[ok][y[ok] > 0], cei[ok][y[ok] == 0]).statistic
+            metrics["auc"] = float(u / ((y[ok] > 0).sum() * (y[ok] == 0).sum()))
+        result.fit[label] = metrics
+    return result
