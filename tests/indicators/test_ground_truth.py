@@ -1,0 +1,85 @@
+"""The standard library against the simulator's ground truth: whatever was faulty must score
+clearly worse than the rest, at the level the fault was injected."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from opencem.engines.duckdb import connect
+from opencem.indicators.catalog import load_catalog
+from opencem.indicators.evaluate import evaluate, run_plan
+from opencem.indicators.plan import compile_cube
+from opencem.indicators.spec import Cube
+from opencem.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def evaluated(lake, tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("gt"))
+    shutil.copytree(lake.root, ws.root / "lake")
+    cat = load_catalog(ws.tables())
+    evaluate(ws.lake, cat, only=["cube_cell_15min", "cube_subscriber_day", "cube_device_model_day"])
+    con = connect(ws.lake)
+    con.execute("SET TimeZone = 'UTC'")
+    return ws, cat, con
+
+
+def faults(con, fault_type: str) -> list[tuple]:
+    return con.execute("SELECT location_id, start_time, end_time FROM ground_truth WHERE fault_type = ?",
+                       [fault_type]).fetchall()
+
+
+@pytest.mark.parametrize("fault_type, column", [
+    ("cell_outage", "cei"), ("congestion", "mobile_data_index"), ("interference", "cei")])
+def test_faulty_cells_score_worse_during_the_fault(evaluated, fault_type, column):
+    _, _, con = evaluated
+    found = faults(con, fault_type)
+    assert found, f"the standard simulation injects a {fault_type}"
+    for cell, start, end in found:
+        inside = con.execute(f"""SELECT avg({column}) FROM cube_cell_15min WHERE cell = ? AND
+            period_start >= ? AND period_start < ?""", [cell, start, end]).fetchone()[0]
+        others = con.execute(f"""SELECT avg({column}), stddev({column}) FROM cube_cell_15min WHERE cell <> ? AND
+            period_start >= ? AND period_start < ?""", [cell, start, end]).fetchone()
+        assert inside is not None and others[0] is not None
+        # Clearly worse: more than 15 points and one standard deviation of the other cells below.
+        assert inside < others[0] - max(15.0, others[1]), (fault_type, cell, inside, others)
+
+
+@pytest.mark.parametrize("fault_type, column", [
+    ("volte_off", "voice_index"), ("wrong_apn", "mobile_data_index"), ("data_cap_throttling", "mobile_data_index")])
+def test_subscribers_with_account_or_device_faults_score_worse(evaluated, fault_type, column):
+    _, _, con = evaluated
+    ids = [r[0] for r in faults(con, fault_type)]
+    assert len(ids) >= 10
+    con.execute("CREATE OR REPLACE TEMP TABLE hit AS SELECT unnest(?::VARCHAR[]) AS subscriber", [ids])
+    hit = con.execute(f"SELECT {column} FROM cube_subscriber_day JOIN hit USING (subscriber) "
+                      f"WHERE {column} IS NOT NULL").fetchall()
+    rest = con.execute(f"SELECT {column} FROM cube_subscriber_day WHERE subscriber NOT IN (SELECT subscriber FROM hit) "
+                       f"AND {column} IS NOT NULL").fetchall()
+    hit, rest = np.array([r[0] for r in hit]), np.array([r[0] for r in rest])
+    assert len(hit) >= 10
+    # Ranking: a random faulty subscriber-day scores below a random healthy one most of the time.
+    auc = (hit[:, None] < rest[None, :]).mean() + 0.5 * (hit[:, None] == rest[None, :]).mean()
+    assert auc > 0.8, (fault_type, auc, hit.mean(), rest.mean())
+
+
+def test_the_firmware_bug_model_has_the_worst_voice_experience(evaluated):
+    _, _, con = evaluated
+    (model, *_), = faults(con, "firmware_bug")
+    ranked = con.execute("""SELECT device_model, avg(voice_index) AS v FROM cube_device_model_day
+        WHERE voice_index IS NOT NULL GROUP BY 1 ORDER BY v""").fetchall()
+    assert ranked[0][0] == model, ranked[:3]
+
+
+def test_the_faulty_program_source_has_the_worst_video_experience(evaluated, lake):
+    ws, cat, con = evaluated
+    (source, start, end), = faults(con, "program_source_fault")
+    plan = compile_cube(cat, ws.lake.tables, Cube(dimensions=["program_source"]), "hour",
+                        [k for k, v in cat.kpis.items() if v.source == "xdr_video"])
+    t = run_plan(ws.lake, plan).to_pylist()
+    inside = [r for r in t if start <= r["period_start"] < end and r["video_index"] is not None]
+    worst = min(inside, key=lambda r: r["video_index"])
+    assert worst["program_source"] == source
