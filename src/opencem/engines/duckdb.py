@@ -44,6 +44,7 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
 def connect(lake: Lake, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake's views (full access, for opencem's own jobs)."""
     con = duckdb.connect(config={"threads": threads} if threads else {})
+    con.execute("SET TimeZone = 'UTC'")  # dates and buckets of UTC instants, whatever the host
     register_lake(con, lake)
     return con
 
@@ -51,6 +52,7 @@ def connect(lake: Lake, threads: int | None = None) -> duckdb.DuckDBPyConnection
 def read_only_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     """A connection for user SQL: file access limited to the lake, settings locked."""
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET allowed_directories=[{_quote(lake.root.resolve())}]")
     con.execute("SET enable_external_access=false")
     register_lake(con, lake)
