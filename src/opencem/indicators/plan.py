@@ -56,6 +56,8 @@ class Scan:
     kpis: tuple[tuple[str, exp.Expression], ...]  # KPI name -> expression over measure names
     counters: tuple[tuple[str, str], ...] = ()  # long format: (counter name, pivot column)
     pivot_columns: tuple[str, ...] = ()
+    # Per-row values computed once (QoE models), in layers: a layer uses only earlier ones.
+    derived: tuple[tuple[tuple[str, exp.Expression], ...], ...] = ()
 
     @property
     def records(self) -> str:
@@ -165,6 +167,7 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
     long_format = table.name in COUNTER_SOURCES
     counters: dict[str, str] = {}
     measures: dict[tuple, Measure] = {}
+    derived: dict[str, tuple[str, exp.Expression]] = {}  # macro call SQL -> (column, formula)
 
     def column(node: exp.Column) -> exp.Expression:
         name = reference_name(node)
@@ -179,7 +182,18 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
             return column(tree)
         for col in list(tree.find_all(exp.Column)):
             col.replace(column(col))
-        return _expand_macros(tree)
+        return hoist_macros(tree)
+
+    def hoist_macros(tree: exp.Expression) -> exp.Expression:
+        """A QoE model call becomes a column computed once per row, however many KPIs use it."""
+        calls = [n for n in tree.walk() if isinstance(n, exp.Anonymous) and n.name.lower() in MACROS]
+        outermost = [c for c in calls if not any(p in calls for p in _ancestors(c))]
+        for call in outermost:
+            name, _ = derived.setdefault(call.sql(), (f"q{len(derived)}", call))
+            if call is tree:
+                return exp.column(name)
+            call.replace(exp.column(name))
+        return tree
 
     def measure(node: exp.Expression, filt: exp.Expression | None) -> exp.Expression:
         func = function_name(node) or "count"
@@ -217,7 +231,85 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
         kpis.append((name, tree))
     pivot = PIVOT_KEYS if long_format else ()
     return Scan(table.name, table.time_column, dims, tuple(measures.values()), tuple(kpis),
-                tuple(counters.items()), pivot)
+                tuple(counters.items()), pivot, _derived_layers(tuple((n, text) for text, (n, _) in derived.items()),
+                                                                 {n: c for n, c in derived.values()}))
+
+
+_LAYERS: dict[tuple, tuple] = {}
+
+
+def _derived_layers(key: tuple[tuple[str, str], ...], calls: dict[str, exp.Expression]) -> tuple:
+    """Expanded, shared layers for these macro calls; cached, as every cube repeats them."""
+    if key not in _LAYERS:
+        _LAYERS[key] = share_subexpressions([(name, _expand_macros(calls[name].copy())) for name, _ in key])
+    return _LAYERS[key]
+
+
+def share_subexpressions(columns: list[tuple[str, exp.Expression]], min_nodes: int = 6):
+    """Layers of per-row columns in which every repeated subexpression is computed once.
+
+    The QoE formulas use intermediate values many times (R appears thrice in R -> MOS), and
+    an expression tree repeats them in full, so inlined trees grow to tens of kilobytes and
+    engines evaluate each copy. Repeated subtrees become columns of an earlier layer instead.
+    Hoisting out of a CASE branch is safe: the formulas never raise (divisions are guarded).
+    """
+    keys: dict[int, tuple] = {}  # id(node) -> structural key (hashable, computed once)
+    sizes: dict[tuple, int] = {}
+
+    def key_of(node) -> tuple:
+        if not isinstance(node, exp.Expression):
+            return (node,)
+        k = keys.get(id(node))
+        if k is None:
+            parts = []
+            for name, value in sorted(node.args.items()):
+                if isinstance(value, list):
+                    parts.append((name, tuple(key_of(v) for v in value)))
+                elif value is not None:
+                    parts.append((name, key_of(value)))
+            k = keys[id(node)] = (type(node).__name__, tuple(parts))
+            sizes[k] = 1 + sum(sizes.get(key_of(c), 1) for c in node.iter_expressions())
+        return k
+
+    counts: dict[tuple, int] = {}
+    for _, tree in columns:
+        for node in tree.walk():
+            if not isinstance(node, exp.Column | exp.Literal):
+                text = key_of(node)
+                counts[text] = counts.get(text, 0) + 1
+    shared: dict[tuple, tuple[str, int]] = {}  # structural key -> (column, layer)
+    layers: dict[int, list[tuple[str, exp.Expression]]] = {}
+
+    def rebuild(node: exp.Expression) -> tuple[exp.Expression, int]:
+        if isinstance(node, exp.Column | exp.Literal):
+            return node.copy(), 0
+        text = key_of(node)
+        if text in shared:
+            name, layer = shared[text]
+            return exp.column(name), layer
+        level, args = 0, {}
+        for key, value in node.args.items():
+            if isinstance(value, exp.Expression):
+                value, lv = rebuild(value)
+                level = max(level, lv)
+            elif isinstance(value, list):
+                items = [rebuild(v) if isinstance(v, exp.Expression) else (v, 0) for v in value]
+                value = [v for v, _ in items]
+                level = max([level, *(lv for _, lv in items)])
+            args[key] = value
+        new = node.__class__(**args)
+        is_value = not isinstance(node, exp.If) or not isinstance(node.parent, exp.Case)  # WHEN..THEN is not
+        if is_value and counts.get(text, 0) >= 2 and sizes[text] >= min_nodes:
+            name = f"_s{len(shared)}"
+            shared[text] = (name, level + 1)
+            layers.setdefault(level + 1, []).append((name, new))
+            return exp.column(name), level + 1
+        return new, level
+
+    for name, tree in columns:
+        new, level = rebuild(tree)
+        layers.setdefault(level + 1, []).append((name, new))
+    return tuple(tuple(layers[k]) for k in sorted(layers))
 
 
 def _ancestors(node: exp.Expression):

@@ -120,6 +120,14 @@ class Renderer:
         return col("grid", "g")
 
     def source(self, scan: Scan) -> exp.Expression:
+        rows = self.rows(scan)
+        # Per-row model values (E-model, P.1203) computed once, then aggregated by many KPIs.
+        for layer in scan.derived:
+            extra = [self.safe(e, "src").as_(name) for name, e in layer]
+            rows = exp.select(exp.Star(), *extra, copy=False).from_(rows, copy=False).subquery("src")
+        return rows
+
+    def rows(self, scan: Scan) -> exp.Expression:
         if scan.source not in COUNTER_SOURCES:
             return exp.to_table(scan.source).as_("src")
         # Long-format counters: one row per object and period, one column per counter used.
@@ -129,7 +137,7 @@ class Renderer:
         not_suspect = exp.Not(this=exp.Coalesce(this=col("suspect"), expressions=[lit(False)]))
         where = exp.And(this=exp.In(this=col("counter_name"), expressions=[lit(n) for n, _ in scan.counters]),
                         expression=not_suspect) if scan.counters else not_suspect
-        inner = exp.select(*keys, *pivots).from_(scan.source).where(where).group_by(*keys)
+        inner = exp.select(*keys, *pivots, copy=False).from_(scan.source, copy=False).where(where, copy=False).group_by(*keys, copy=False)
         return inner.subquery("src")
 
     def scan_select(self, plan: CubePlan, scan: Scan) -> exp.Select:
@@ -138,22 +146,22 @@ class Renderer:
         select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
                             exp.Count(this=exp.Star()).as_(scan.records),
                             *[self.aggregate(m).as_(m.name) for m in scan.measures])
-        select = select.from_(self.source(scan))
+        select = select.from_(self.source(scan), copy=False)
         for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
             bs = [b for b in scan.dims if b.lookup == lookup]
             key = TABLES[lookup].keys[0]
-            sub = exp.select(col(key).as_("k"), *[col(c).as_(c) for c in sorted({b.column for b in bs})]).from_(lookup)
+            sub = exp.select(col(key).as_("k"), *[col(c).as_(c) for c in sorted({b.column for b in bs})], copy=False).from_(lookup, copy=False)
             on = exp.EQ(this=col(bs[0].key, "src"), expression=col("k", f"l_{lookup}"))
-            select = select.join(sub.subquery(f"l_{lookup}"), on=on, join_type="left")
+            select = select.join(sub.subquery(f"l_{lookup}"), on=on, join_type="left", copy=False)
         if any(b.kind == "grid" for b in scan.dims):
             on = exp.EQ(this=col("cell_id", "src"), expression=col("cell_id", "g"))
-            select = select.join(exp.to_table(grid_table(plan.grid_resolution)).as_("g"), on=on, join_type="left")
-        return select.group_by(bucket.copy(), *[d.copy() for d in dims])
+            select = select.join(exp.to_table(grid_table(plan.grid_resolution)).as_("g"), on=on, join_type="left", copy=False)
+        return select.group_by(bucket.copy(), *[d.copy() for d in dims], copy=False)
 
     def kpi_select(self, plan: CubePlan, scan: Scan, frm: str) -> exp.Select:
         keys = [col(TIME), *[col(d) for d in plan.dimensions]]
         kpis = [self.double(self.safe(tree)).as_(name) for name, tree in scan.kpis]
-        return exp.select(*keys, col(scan.records), *kpis).from_(frm)
+        return exp.select(*keys, col(scan.records), *kpis, copy=False).from_(frm, copy=False)
 
     def score(self, value: exp.Expression, points: tuple[tuple[float, float], ...]) -> exp.Expression:
         """Piecewise-linear, clamped: slopes are computed here, so no division reaches SQL."""
@@ -188,41 +196,41 @@ class Renderer:
         if len(plan.scans) == 1:
             joined = "k_0"
         else:
-            union = exp.select(*map(col, keys)).from_("k_0")
+            union = exp.select(*map(col, keys), copy=False).from_("k_0", copy=False)
             for i in range(1, len(plan.scans)):
-                union = exp.union(union, exp.select(*map(col, keys)).from_(f"k_{i}"), distinct=True)
+                union = exp.union(union, exp.select(*map(col, keys), copy=False).from_(f"k_{i}", copy=False), distinct=True)
             ctes.append(("keys", union))
             values = []
             sel = exp.select(*[col(k, "keys") for k in keys])
             for i, scan in enumerate(plan.scans):
                 values += [exp.Coalesce(this=col(scan.records, f"k_{i}"), expressions=[lit(0)]).as_(scan.records)]
                 values += [col(name, f"k_{i}") for name, _ in scan.kpis]
-            sel = exp.select(*[col(k, "keys") for k in keys], *values).from_("keys")
+            sel = exp.select(*[col(k, "keys") for k in keys], *values, copy=False).from_("keys", copy=False)
             for i in range(len(plan.scans)):
                 conds = [exp.EQ(this=col(TIME, "keys"), expression=col(TIME, f"k_{i}"))]
                 conds += [exp.NullSafeEQ(this=col(d, "keys"), expression=col(d, f"k_{i}")) for d in plan.dimensions]
-                sel = sel.join(f"k_{i}", on=exp.and_(*conds), join_type="left")
+                sel = sel.join(f"k_{i}", on=exp.and_(*conds), join_type="left", copy=False)
             ctes.append(("kpi", sel))
             joined = "kpi"
         kqis = [self.double(self.safe(tree)).as_(name) for name, tree in plan.kqis]
-        ctes.append(("kqi", exp.select(exp.Star(), *kqis).from_(joined)))
+        ctes.append(("kqi", exp.select(exp.Star(), *kqis, copy=False).from_(joined, copy=False)))
         scores = [self.score(col(name), pts).as_(f"{name}_score") for name, pts in plan.scores]
-        ctes.append(("scored", exp.select(exp.Star(), *scores).from_("kqi")))
+        ctes.append(("scored", exp.select(exp.Star(), *scores, copy=False).from_("kqi", copy=False)))
         final = [self.double(self.weighted_mean([(col(f"{k}_score"), w) for k, w in ix.weights])).as_(f"{ix.name}_index")
                  for ix in plan.indices]
-        ctes.append(("indexed", exp.select(exp.Star(), *final).from_("scored")))
+        ctes.append(("indexed", exp.select(exp.Star(), *final, copy=False).from_("scored", copy=False)))
         flags: list[exp.Expression] = []
         if plan.cei_weights:
             flags.append(self.double(self.weighted_mean([(col(f"{n}_index"), w) for n, w in plan.cei_weights])).as_("cei"))
             for ix in plan.indices:
                 limit = ix.poor_below if ix.poor_below is not None else plan.cei_poor_below
                 flags.append(exp.LT(this=col(f"{ix.name}_index"), expression=lit(float(limit))).as_(f"{ix.name}_poor"))
-        query = exp.select(exp.Star(), *flags).from_("indexed")
+        query = exp.select(exp.Star(), *flags, copy=False).from_("indexed", copy=False)
         if plan.cei_weights:
             query = exp.select(exp.Star(), exp.LT(this=col("cei"), expression=lit(float(plan.cei_poor_below)))
-                               .as_("poor_experience")).from_(query.subquery("f"))
+                               .as_("poor_experience")).from_(query.subquery("f"), copy=False)
         for name, cte in ctes:
-            query = query.with_(name, as_=cte)
+            query = query.with_(name, as_=cte, copy=False)
         return query
 
     def render(self, plan: CubePlan) -> str:
