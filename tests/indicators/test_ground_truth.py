@@ -97,3 +97,18 @@ def test_the_faulty_program_source_has_the_worst_video_experience(evaluated, lak
     inside = [r for r in t if start <= r["period_start"] < end and r["video_index"] is not None]
     worst = min(inside, key=lambda r: r["video_index"])
     assert worst["program_source"] == source
+
+
+def test_every_standard_kpi_and_kqi_has_values_on_the_simulated_operator(evaluated):
+    ws, cat, con = evaluated
+    seen: dict[str, int] = {}
+    for table in ("cube_cell_15min", "cube_subscriber_day"):
+        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        counts = con.execute("SELECT " + ", ".join(f'count("{c}")' for c in columns) + f" FROM {table}").fetchone()
+        for c, n in zip(columns, counts):
+            seen[c] = seen.get(c, 0) + n
+    names = [*cat.kpis, *cat.kqis]
+    assert sorted(n for n in names if n not in seen) == []
+    # Never non-null on the simulated operator means a broken definition (or simulator);
+    # NR counters are not simulated, so the NR KPIs stay null by design.
+    assert sorted(n for n in names if seen[n] == 0 and not n.startswith("nr_")) == []

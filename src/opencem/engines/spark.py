@@ -95,6 +95,10 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         ("spark.ui.showConsoleProgress", "false"),
         # Views name every file; past 32 paths Spark would start a job just to stat them.
         ("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000"),
+        # Indicator plans compute shared parts of the QoE formulas in ~40 nested projections;
+        # each one costs the analyzer an iteration beyond its default limit of 100.
+        ("spark.sql.analyzer.maxIterations", "1000"),
+        ("spark.sql.optimizer.maxIterations", "1000"),
     ])
     if shuffle_partitions or not cluster:
         # Spark's 200 default makes hundreds of tiny tasks for our per-cell aggregates.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
 from sqlglot import exp
 
 from ..schema import Table
@@ -56,6 +57,8 @@ class Scan:
     kpis: tuple[tuple[str, exp.Expression], ...]  # KPI name -> expression over measure names
     counters: tuple[tuple[str, str], ...] = ()  # long format: (counter name, pivot column)
     pivot_columns: tuple[str, ...] = ()
+    # Source columns stored as float32: read as DOUBLE so row arithmetic is the same everywhere.
+    float_columns: frozenset[str] = frozenset()
     # Per-row values computed once (QoE models), in layers: a layer uses only earlier ones.
     derived: tuple[tuple[tuple[str, exp.Expression], ...], ...] = ()
 
@@ -230,8 +233,10 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
                 node.replace(replacement)
         kpis.append((name, tree))
     pivot = PIVOT_KEYS if long_format else ()
+    floats = frozenset(f.name for f in table.columns if pa.types.is_floating(f.type)
+                       and f.type.bit_width < 64)
     return Scan(table.name, table.time_column, dims, tuple(measures.values()), tuple(kpis),
-                tuple(counters.items()), pivot, _derived_layers(tuple((n, text) for text, (n, _) in derived.items()),
+                tuple(counters.items()), pivot, floats, _derived_layers(tuple((n, text) for text, (n, _) in derived.items()),
                                                                  {n: c for n, c in derived.values()}))
 
 
@@ -245,7 +250,7 @@ def _derived_layers(key: tuple[tuple[str, str], ...], calls: dict[str, exp.Expre
     return _LAYERS[key]
 
 
-def share_subexpressions(columns: list[tuple[str, exp.Expression]], min_nodes: int = 6):
+def share_subexpressions(columns: list[tuple[str, exp.Expression]], min_nodes: int = 30):
     """Layers of per-row columns in which every repeated subexpression is computed once.
 
     The QoE formulas use intermediate values many times (R appears thrice in R -> MOS), and

@@ -62,12 +62,21 @@ class Renderer:
     def double(self, e: exp.Expression) -> exp.Expression:
         return exp.Cast(this=e, to=DOUBLE.copy())
 
-    def safe(self, tree: exp.Expression, table: str | None = None) -> exp.Expression:
-        """A copy of ``tree`` with every division made safe and columns qualified by ``table``."""
+    def safe(self, tree: exp.Expression, table: str | None = None,
+             floats: frozenset[str] = frozenset()) -> exp.Expression:
+        """A copy of ``tree`` with every division made safe, columns qualified by ``table``
+        and float32 columns (``floats``) read as DOUBLE: DuckDB computes float32 arithmetic
+        in float32 and Spark partly in double, so results would differ in the 8th digit."""
         tree = tree.copy()
         if table:
             for c in list(tree.find_all(exp.Column)):
                 c.set("table", exp.to_identifier(table))
+                if c.name in floats:
+                    cast = self.double(c.copy())
+                    if c is tree:
+                        tree = cast
+                    else:
+                        c.replace(cast)
         # Innermost first, so a guard's copy of its argument is already guarded.
         for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt))):
             new = self.guarded(node)
@@ -89,9 +98,9 @@ class Renderer:
             exp.GTE(this=x.copy(), expression=lit(0))
         return type(node)(this=case_when(cond, x))
 
-    def aggregate(self, m: Measure) -> exp.Expression:
-        arg = self.safe(m.arg, "src") if m.arg is not None else None
-        filt = self.safe(m.filter, "src") if m.filter is not None else None
+    def aggregate(self, m: Measure, floats: frozenset[str] = frozenset()) -> exp.Expression:
+        arg = self.safe(m.arg, "src", floats) if m.arg is not None else None
+        filt = self.safe(m.filter, "src", floats) if m.filter is not None else None
 
         def only(e: exp.Expression) -> exp.Expression:  # value where the KPI's filter holds
             return case_when(filt, e) if filt is not None else e
@@ -123,7 +132,7 @@ class Renderer:
         rows = self.rows(scan)
         # Per-row model values (E-model, P.1203) computed once, then aggregated by many KPIs.
         for layer in scan.derived:
-            extra = [self.safe(e, "src").as_(name) for name, e in layer]
+            extra = [self.safe(e, "src", scan.float_columns).as_(name) for name, e in layer]
             rows = exp.select(exp.Star(), *extra, copy=False).from_(rows, copy=False).subquery("src")
         return rows
 
@@ -145,7 +154,7 @@ class Renderer:
         dims = [self.dimension(b) for b in scan.dims]
         select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
                             exp.Count(this=exp.Star()).as_(scan.records),
-                            *[self.aggregate(m).as_(m.name) for m in scan.measures])
+                            *[self.aggregate(m, scan.float_columns).as_(m.name) for m in scan.measures])
         select = select.from_(self.source(scan), copy=False)
         for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
             bs = [b for b in scan.dims if b.lookup == lookup]
