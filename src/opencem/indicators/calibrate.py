@@ -4,7 +4,7 @@ Per subscriber, KQI scores are averaged over the evaluated days of the subscribe
 each index node, non-negative least squares fits the target (NPS × 10, or 100 for a
 customer who did not complain and 0 for one who did) on the centred KQI scores; the index
 weights are then fitted the same way on the recalibrated indices. Weights are normalised to
-sum to 1. The fit uses 70 % of the customers; correlations are reported on the other 30 %,
+sum to 1, with a floor of 1 % each. The fit uses 70 % of the customers; correlations are reported on the other 30 %,
 for the hand-set and the calibrated weights alike, so the comparison is honest.
 """
 
@@ -23,6 +23,7 @@ from .evaluate import EvaluateError
 
 TARGETS = ("nps", "complaints")
 CUBE = "cube_subscriber_day"
+FLOOR = 0.01
 
 
 @dataclass
@@ -36,10 +37,10 @@ class Calibration:
 
     def yaml(self, cat: Catalog) -> str:
         """A ``cei:`` section with the calibrated weights, ready for the workspace."""
+        hand, fitted = self.fit["hand"]["pearson"], self.fit["calibrated"]["pearson"]
         lines = [f"# Calibrated by `opencem cei calibrate --target {self.target}` on {self.customers:,} customers;",
-                 "# holdout correlation with the target: " + ", ".join(
-                     f"{k} {v['pearson']:.3f} (hand-set weights) " for k, v in self.fit.items()
-                     if k == "hand") + f"-> {self.fit['calibrated']['pearson']:.3f} (calibrated)",
+                 f"# holdout Pearson correlation with {self.target}: {hand:.3f} with the hand-set "
+                 f"weights, {fitted:.3f} calibrated.",
                  "cei:", f"  poor_below: {cat.cei.poor_below:g}", "  indices:"]
         for node in cat.cei.indices:
             lines.append(f"    - name: {node.name}")
@@ -81,6 +82,13 @@ def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return w
 
 
+def _normalised(w: np.ndarray) -> np.ndarray:
+    """Weights summing to 1, none below 1 %: a branch the fit finds no signal in still counts
+    a little (definitions need positive weights, and a fault there should still show)."""
+    w = np.maximum(w / w.sum(), FLOOR)
+    return w / w.sum()
+
+
 def _index(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean over the non-missing columns (the CEI's renormalisation)."""
     present = ~np.isnan(x)
@@ -99,12 +107,14 @@ def calibrate(lake: Lake, cat: Catalog, target: str = "nps", seed: int = 0) -> C
     col = {k: i for i, k in enumerate(kqis)}
     rng = np.random.default_rng(seed)
     train = rng.random(len(y)) < 0.7
-    filled = np.where(np.isnan(x), np.nanmean(x[train], axis=0), x)
+    seen = ~np.isnan(x[train]).all(axis=0)  # KQIs some training customer has a score for
+    means = np.nanmean(np.where(seen, x[train], 0.0), axis=0)
+    filled = np.where(np.isnan(x), means, x)
 
     def cei_of(kqi_w: dict[str, dict[str, float]], index_w: dict[str, float]) -> np.ndarray:
         idx_values, idx_weights = [], []
         for node in cat.cei.indices:
-            members = [k for k in kqi_w.get(node.name, node.kqis) if k in col]
+            members = [k for k in kqi_w.get(node.name, node.kqis) if k in col and seen[col[k]]]
             if not members:
                 continue
             w = np.array([kqi_w.get(node.name, node.kqis)[k] for k in members])
@@ -115,18 +125,20 @@ def calibrate(lake: Lake, cat: Catalog, target: str = "nps", seed: int = 0) -> C
     new_kqi: dict[str, dict[str, float]] = {}
     index_cols = []
     for node in cat.cei.indices:
-        members = [k for k in node.kqis if k in col]
+        members = [k for k in node.kqis if k in col and seen[col[k]]]
         if not members:
             continue
         w = _nnls(filled[train][:, [col[k] for k in members]], y[train])
         if w.sum() <= 0:
             w = np.array([node.kqis[k] for k in members], float)
-        new_kqi[node.name] = {k: float(v / w.sum()) for k, v in zip(members, w)}
+        w = _normalised(w)
+        # KQIs without data here keep the floor weight, so the tree keeps its shape.
+        new_kqi[node.name] = {k: float(dict(zip(members, w)).get(k, FLOOR)) for k in node.kqis}
         index_cols.append((node.name, _index(filled[:, [col[k] for k in members]], w)))
     iw = _nnls(np.column_stack([v for _, v in index_cols])[train], y[train])
     if iw.sum() <= 0:
         iw = np.array([next(n.weight for n in cat.cei.indices if n.name == name) for name, _ in index_cols])
-    new_index = {name: float(v / iw.sum()) for (name, _), v in zip(index_cols, iw)}
+    new_index = {name: float(v) for (name, _), v in zip(index_cols, _normalised(iw))}
     result = Calibration(target, len(y), int((~train).sum()), new_kqi, new_index)
     for label, cei in (("hand", cei_of({}, {})), ("calibrated", cei_of(new_kqi, new_index))):
         ok = ~train & ~np.isnan(cei)

@@ -183,4 +183,4 @@ def calibrate_cmd(
         out.write_text(text)
         console.print(f"Calibrated weights written to {out}")
     else:
-        console.print(text, markup=False, highlight=False)
+        print(text, end="")  # plain: rich would wrap long lines and break the YAML

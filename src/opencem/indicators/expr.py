@@ -31,7 +31,9 @@ MACROS = {"emodel_mos": (3, 4), "emodel_r": (3, 4), "video_mos": (7, 8), "web_mo
 OPERATORS = (exp.Paren, exp.Neg, exp.Not, exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div,
              exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is, exp.In,
              exp.Between, exp.Case, exp.Literal, exp.Boolean, exp.Null)
-FUNCTION_NAMES = sorted(AGGREGATES | set(SCALAR_NODES.values()) | set(MACROS))
+# Functions each engine renders its own way (timestamps): name -> number of arguments.
+ENGINE_FUNCTIONS = {"hours_between": 2}
+FUNCTION_NAMES = sorted(AGGREGATES | set(SCALAR_NODES.values()) | set(MACROS) | set(ENGINE_FUNCTIONS))
 
 
 @dataclass
@@ -122,6 +124,9 @@ class _Checker:
             if not lo <= len(node.expressions) <= hi:
                 self.problem(f"{name} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, "
                              f"not {len(node.expressions)}")
+        elif name in ENGINE_FUNCTIONS:
+            if len(node.expressions) != ENGINE_FUNCTIONS[name]:
+                self.problem(f"{name} takes {ENGINE_FUNCTIONS[name]} arguments, not {len(node.expressions)}")
         elif isinstance(node, exp.Anonymous):
             self.problem(f"function {node.name} is not allowed in a {self.what}{suggest(node.name.lower(), FUNCTION_NAMES)}; "
                          f"allowed: {', '.join(FUNCTION_NAMES)}")

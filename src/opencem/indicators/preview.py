@@ -43,7 +43,7 @@ def preview(lake: Lake, cat: Catalog, name: str, dims: list[str], grain: str, st
     key = columns[-1] if name in cat.kqis or name == "cei" else columns[0]
     if name == "cei":
         key = "cei"
-    order = [(key, "ascending" if worst else "descending")] if worst else \
-        [("period_start", "ascending"), *[(d, "ascending") for d in dims]]
-    table = table.take(pc.sort_indices(table, sort_keys=order, null_placement="at_end"))
+    order = [(key, "ascending", "at_end")] if worst else \
+        [("period_start", "ascending", "at_end"), *[(d, "ascending", "at_end") for d in dims]]
+    table = table.take(pc.sort_indices(table, sort_keys=order))
     return table, "; ".join(plan.omitted)

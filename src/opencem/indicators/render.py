@@ -58,6 +58,9 @@ class Renderer:
     def percentile(self, value: exp.Expression, fraction: float) -> exp.Expression:
         raise NotImplementedError
 
+    def epoch_ms(self, ts: exp.Expression) -> exp.Expression:
+        raise NotImplementedError
+
     # -- shared --------------------------------------------------------------------------
     def double(self, e: exp.Expression) -> exp.Expression:
         return exp.Cast(this=e, to=DOUBLE.copy())
@@ -78,7 +81,7 @@ class Renderer:
                     else:
                         c.replace(cast)
         # Innermost first, so a guard's copy of its argument is already guarded.
-        for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt))):
+        for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt, exp.Anonymous))):
             new = self.guarded(node)
             if node is tree:
                 tree = new
@@ -89,6 +92,12 @@ class Renderer:
     def guarded(self, node: exp.Expression) -> exp.Expression:
         """NULL outside a function's domain, identically on every engine (DuckDB gives
         inf/NaN where Spark gives NULL or raises)."""
+        if isinstance(node, exp.Anonymous):
+            if node.name.lower() != "hours_between":
+                return node
+            start, end = node.expressions
+            span = exp.Sub(this=self.epoch_ms(end), expression=self.epoch_ms(start))
+            return exp.Paren(this=exp.Div(this=exp.Paren(this=span), expression=lit(3_600_000.0)))
         if isinstance(node, exp.Div):
             return self.safe_div(node.this, node.expression)
         if isinstance(node, exp.Mod):
@@ -266,6 +275,9 @@ class DuckDBRenderer(Renderer):
     def percentile(self, value, fraction):
         return exp.Anonymous(this="quantile_cont", expressions=[value, lit(fraction)])
 
+    def epoch_ms(self, ts):
+        return exp.Anonymous(this="epoch_ms", expressions=[ts])
+
 
 class SparkRenderer(Renderer):
     dialect = "spark"
@@ -282,6 +294,9 @@ class SparkRenderer(Renderer):
     def percentile(self, value, fraction):
         # Spark's percentile() is exact with linear interpolation, as DuckDB's quantile_cont.
         return exp.Anonymous(this="percentile", expressions=[value, lit(fraction)])
+
+    def epoch_ms(self, ts):
+        return exp.Anonymous(this="unix_millis", expressions=[ts])
 
 
 RENDERERS = {"duckdb": DuckDBRenderer, "spark": SparkRenderer}

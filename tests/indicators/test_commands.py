@@ -1,0 +1,95 @@
+"""The indicator commands end to end: check, preview, evaluate, calibrate, qoe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opencem.cli import app
+from opencem.engines.duckdb import run_user_sql
+from opencem.indicators.catalog import load_catalog
+from opencem.workspace import Workspace
+from tests.indicators.test_definitions import FIXTURES
+
+PROJECT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ws(lake, tmp_path_factory) -> Workspace:
+    ws = Workspace(tmp_path_factory.mktemp("cmd"))
+    shutil.copytree(lake.root, ws.root / "lake")
+    return ws
+
+
+def run(ws: Workspace, *args: str):
+    return runner.invoke(app, ["--workspace", str(ws.root), *args], catch_exceptions=False)
+
+
+def test_kpi_check_reports_every_problem_and_exits_1(ws):
+    bad = run(ws, "kpi", "check", str(FIXTURES / "typos.bad.yaml"))
+    assert bad.exit_code == 1
+    assert "did you mean dropped?" in bad.output and "did you mean call_drop_rate_pct?" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_kpi_check_accepts_a_good_file(ws, tmp_path):
+    good = tmp_path / "mine.yaml"
+    good.write_text("kpis:\n  - name: long_calls\n    source: xdr_voice\n    expr: count_if(duration_s > 600)\n")
+    result = run(ws, "kpi", "check", str(good))
+    assert result.exit_code == 0 and "ok: 1 KPIs, 0 KQIs" in result.output
+
+
+def test_kpi_preview_shows_the_kpi_per_segment(ws):
+    result = run(ws, "kpi", "preview", "call_drop_pct", "--by", "segment", "--limit", "20")
+    assert result.exit_code == 0, result.output
+    assert "call_drop_pct by segment per day" in result.output.replace("\n", " ")
+    assert all(s in result.output for s in ("enterprise", "postpaid", "premium", "prepaid", "youth"))
+
+
+def test_kpi_preview_unknown_name_is_one_sentence(ws):
+    result = run(ws, "kpi", "preview", "call_drop_pcnt")
+    assert result.exit_code == 2
+    assert "unknown KPI or KQI call_drop_pcnt (did you mean call_drop_pct?)" in " ".join(result.output.split())
+
+
+def test_evaluate_writes_cubes_then_skips_unchanged_days(ws):
+    first = run(ws, "evaluate", "--cube", "cube_segment_day")
+    assert first.exit_code == 0, first.output
+    rows, segments, days, low, high = run_user_sql(ws.lake, """SELECT count(*), count(DISTINCT segment),
+        count(DISTINCT period_start), min(cei), max(cei) FROM cube_segment_day""").fetchall()[0]
+    assert segments == 5 and rows == 5 * days and 0 <= low <= high <= 100
+    again = run(ws, "evaluate", "--cube", "cube_segment_day")
+    line = next(l for l in again.output.splitlines() if "cube_segment_day" in l)
+    assert line.split("│")[2].strip() == "0" and line.split("│")[3].strip() == str(days)  # computed, unchanged
+    bad = run(ws, "evaluate", "--grain", "week")
+    assert bad.exit_code == 2 and "not one of 15min, hour, day" in bad.output
+
+
+def test_cei_calibrate_writes_weights_that_load_and_reports_holdout_fit(ws, tmp_path):
+    assert run(ws, "evaluate", "--cube", "cube_subscriber_day").exit_code == 0
+    out = tmp_path / "cei.yaml"
+    result = run(ws, "cei", "calibrate", "--target", "complaints", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "hand" in result.output and "calibrated" in result.output
+    cat = load_catalog(ws.tables(), [out])
+    assert cat.errors == []
+    weights = [n.weight for n in cat.cei.indices]
+    assert abs(sum(weights) - 1) < 0.01 and all(w >= 0 for w in weights)
+
+
+def test_cei_calibrate_needs_the_subscriber_cube(tmp_path):
+    empty = Workspace(tmp_path / "empty")
+    result = run(empty, "cei", "calibrate")
+    assert result.exit_code == 2 and "run `opencem evaluate --cube cube_subscriber_day` first" in " ".join(result.output.split())
+
+
+def test_qoe_video_reads_a_p1203_session_file(ws):
+    result = run(ws, "qoe", "video", "--input", str(PROJECT / "examples" / "qoe" / "video-session.json"), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert 1 <= out["mos"] <= 5 and len(out["per_second"]) == 60
