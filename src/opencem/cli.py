@@ -47,11 +47,11 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (IngestError, LakeError, QueryError, PlanError, EvaluateError) as err:
-            err_console.print(f"[red]error:[/red] {err}")
+            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
             raise typer.Exit(2) from None
         except SpecError as err:
             for issue in err.issues:
-                err_console.print(f"[red]error:[/red] {issue}")
+                err_console.print(f"[red]error:[/red] {issue}", soft_wrap=True)
             raise typer.Exit(2) from None
         except ValidationError as err:
             first = err.errors()[0]
@@ -348,9 +348,39 @@ def demo_cmd(
                round(median(v.setup_time_ms) FILTER (v.setup_success)) AS median_setup_ms
         FROM xdr_voice v JOIN cells c USING (cell_id) GROUP BY ALL ORDER BY calls DESC"""),
         "Voice by city")
+    console.rule("[bold]4. evaluate KPIs, KQIs and the Customer Experience Index")
+    from .indicators.catalog import load_catalog
+    from .indicators.evaluate import evaluate
+
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("evaluating", total=None)
+        report = evaluate(ws.lake, load_catalog(ws.tables(), ws.definition_files()),
+                          progress=lambda step, done, total: bar.update(task, completed=done, total=total,
+                                                                        description=step))
+    console.print(f"{len(report.cubes)} cube tables, {sum(c.rows for c in report.cubes):,} rows in "
+                  f"{time.perf_counter() - started:.1f} s")
+    lake = ws.lake
+    _print_relation(run_user_sql(lake, """
+        SELECT c.cell, strftime(c.period_start, '%Y-%m-%d %H:%M') AS quarter_hour, round(c.cei, 1) AS cei,
+               round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS mobile_data,
+               round(c.video_index, 1) AS video,
+               (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM ground_truth g JOIN cells k
+                  ON g.location_id IN (k.cell_id, k.site_id)
+                WHERE k.cell_id = c.cell AND c.period_start >= g.start_time
+                  AND c.period_start < g.end_time) AS injected_fault
+        FROM cube_cell_15min c WHERE c.cei IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY c.cell ORDER BY c.cei) = 1
+        ORDER BY c.cei LIMIT 12"""),
+        "Cells with the worst quarter-hour CEI, beside the fault the simulator injected there")
+    _print_relation(run_user_sql(lake, """
+        SELECT segment, count(*) AS customer_days, round(avg(cei), 1) AS mean_cei,
+               round(100 * avg(poor_experience::INT), 2) AS poor_experience_pct
+        FROM cube_subscriber_day c JOIN subscribers s ON s.subscriber_id = c.subscriber
+        GROUP BY ALL ORDER BY poor_experience_pct DESC"""), "Customer experience by segment")
     console.print(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")
-    console.print("Try: [bold].venv/bin/opencem --workspace " f"{ws.root} sql \"SELECT segment, "
-                  "count(*), avg(arpu_monthly) FROM subscribers GROUP BY 1\"[/bold]")
+    console.print("Try: [bold].venv/bin/opencem --workspace " f"{ws.root} kpi preview call_drop_pct "
+                  "--by device_model --worst[/bold]")
 
 
 # Indicator engine and QoE calculators (their modules import the helpers above).

@@ -143,7 +143,7 @@ def evaluate_cmd(
     with _progress() as bar:
         task = bar.add_task(f"evaluating on {engine}", total=None)
         report = evaluate(ws.lake, cat, engine, _parse_date(start, "--from"), _parse_date(end, "--to"),
-                          grain or None, cube or None,
+                          grain or None, cube or None, full=full,
                           progress=lambda step, done, total: bar.update(task, completed=done, total=total,
                                                                         description=step))
     table = RichTable("cube table", "days computed", "days unchanged", "rows written", "seconds",

@@ -87,6 +87,9 @@ class CubePlan:
     cei_weights: tuple[tuple[str, float], ...]
     cei_poor_below: float | None
     omitted: tuple[str, ...] = ()  # why some definitions are not in this cube
+    min_samples: int = 1
+    # KQI name -> records columns that must reach min_samples for the KQI to be scored
+    evidence: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def grain_s(self) -> int:
@@ -146,13 +149,15 @@ def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
             by_source.setdefault(source, []).append(name)
     scans = tuple(_scan(cat, tables[s], names, bindings[s]) for s, names in by_source.items())
     have = {k for scan in scans for k, _ in scan.kpis}
-    kqis, scores = [], []
+    kqis, scores, evidence = [], [], []
     for name, kqi in cat.kqis.items():
         used = cat.kqi_checked[name].columns
         if used <= have:
             tree = cat.kqi_checked[name].tree.copy()
             kqis.append((name, tree))
             scores.append((name, tuple(kqi.score.breakpoints())))
+            sources = sorted({cat.kpis[k].source for k in used} - set(COUNTER_SOURCES))
+            evidence.append((name, tuple(f"records_{s}" for s in sources)))
     scored = {k for k, _ in kqis}
     indices, cei_weights = [], []
     if cat.cei:
@@ -163,7 +168,8 @@ def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
                 cei_weights.append((node.name, node.weight))
     return CubePlan(cube.table(grain), tuple(cube.dimensions), grain, cube.grid_resolution, scans,
                     tuple(kqis), tuple(scores), tuple(indices), tuple(cei_weights),
-                    cat.cei.poor_below if cat.cei and cei_weights else None, tuple(omitted))
+                    cat.cei.poor_below if cat.cei and cei_weights else None, tuple(omitted),
+                    cube.min_samples, tuple(evidence))
 
 
 def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, ...]) -> Scan:

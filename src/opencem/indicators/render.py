@@ -193,6 +193,14 @@ class Renderer:
             case.append("ifs", exp.If(this=exp.LTE(this=value.copy(), expression=lit(xb)), true=line))
         return case.else_(lit(sn))
 
+    def scored(self, value: exp.Expression, points, records: tuple[str, ...], min_samples: int) -> exp.Expression:
+        score = self.score(value, points)
+        if min_samples <= 1 or not records:
+            return score
+        thin = exp.or_(*[exp.LT(this=exp.Coalesce(this=col(r), expressions=[lit(0)]), expression=lit(min_samples))
+                         for r in records])
+        return case_when(thin, exp.Null(), score)
+
     def weighted_mean(self, parts: list[tuple[exp.Expression, float]]) -> exp.Expression:
         """Mean of the non-null parts, weights renormalised over them; null if all are null."""
         num = den = None
@@ -232,7 +240,9 @@ class Renderer:
             joined = "kpi"
         kqis = [self.double(self.safe(tree)).as_(name) for name, tree in plan.kqis]
         ctes.append(("kqi", exp.select(exp.Star(), *kqis, copy=False).from_(joined, copy=False)))
-        scores = [self.score(col(name), pts).as_(f"{name}_score") for name, pts in plan.scores]
+        evidence = dict(plan.evidence)
+        scores = [self.scored(col(name), pts, evidence.get(name, ()), plan.min_samples).as_(f"{name}_score")
+                  for name, pts in plan.scores]
         ctes.append(("scored", exp.select(exp.Star(), *scores, copy=False).from_("kqi", copy=False)))
         final = [self.double(self.weighted_mean([(col(f"{k}_score"), w) for k, w in ix.weights])).as_(f"{ix.name}_index")
                  for ix in plan.indices]

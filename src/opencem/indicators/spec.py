@@ -172,6 +172,10 @@ class Cube(Strict):
     dimensions: list[str] = Field(default_factory=list)  # none: one row per time bucket
     grains: list[Grain] = Field(default_factory=lambda: ["day"], min_length=1)
     grid_resolution: int = Field(default=8, ge=0, le=15)
+    # Evidence rule: a KQI is scored only where its sources have at least this many records in
+    # the group (a quarter-hour with two sessions says little about a cell). PM counters are
+    # exempt: each counter row already aggregates a whole period of events.
+    min_samples: int = Field(default=1, ge=1)
     description: str = ""
 
     def table(self, grain: str) -> str:

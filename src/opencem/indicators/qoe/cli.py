@@ -36,7 +36,7 @@ def _user_errors(fn):
 
 
 def _fail(message: str):
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None
 
 
