@@ -47,6 +47,11 @@ def known_counters() -> set[str]:
 class Issue:
     level: str  # "error" or "warning"
     sentence: str
+    path: Path | None = None  # the definition file it is about
+
+    @property
+    def in_library(self) -> bool:
+        return self.path is not None and self.path.parent == Path(str(resources.files("opencem.indicators") / "library"))
 
 
 @dataclass
@@ -78,7 +83,8 @@ class Catalog:
         return f"{KIND} {path.name},{f' line {line},' if line else ''} field {fld}"
 
     def add(self, level: str, kind: str, name: str, sub: tuple[str, ...], message: str) -> None:
-        self.issues.append(Issue(level, f"{self.where(kind, name, *sub)}: {message}."))
+        path = self.origin[(kind, name)][0]
+        self.issues.append(Issue(level, f"{self.where(kind, name, *sub)}: {message}.", path))
 
     def source_of(self, kqi: str) -> set[str]:
         return {self.kpis[k].source for k in self.kqi_checked[kqi].columns if k in self.kpis}
