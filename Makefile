@@ -33,6 +33,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/simulate_ingest.py
 	$(BIN)/python benchmarks/pm_xml.py
 	$(BIN)/python benchmarks/ingest_csv.py
+	$(BIN)/python benchmarks/evaluate.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

@@ -28,6 +28,7 @@ kpis:
   - {name: mod_calls, source: xdr_voice, expr: "coalesce(sum(sip_cause_code % 0), -1) + count(*)"}
   - {name: csfb_calls, source: xdr_voice, expr: "count(*)", filter: "voice_bearer = 'CSFB'"}
   - {name: distinct_subs, source: xdr_voice, expr: "count(distinct subscriber_id)"}
+  - {name: cells_seen, source: xdr_voice, expr: "count(distinct cell_id)"}
   - {name: mean_delay_ms, source: xdr_voice, expr: "avg(one_way_delay_ms)"}
 kqis:
   - {name: retain, service: voice, expr: drop_pct, score: {points: [[0, 100], [1, 80], [5, 0]]}}
@@ -87,12 +88,12 @@ def expected():
         return float(np.quantile(np.array(values, float), q))
     return {
         ("A", 0): dict(drop_pct=50.0, p90_setup_ms=pct([100, 100, 300], 0.9), median_setup_ms=100.0,
-                       log_loss=0.0, mod_calls=3.0, csfb_calls=1.0, distinct_subs=3.0, mean_delay_ms=(80 + 120 + 400) / 3),
+                       log_loss=0.0, mod_calls=3.0, csfb_calls=1.0, distinct_subs=3.0, mean_delay_ms=(80 + 120 + 400) / 3, cells_seen=1.0),
         ("A", 900): dict(drop_pct=0.0, p90_setup_ms=50.0, median_setup_ms=50.0, log_loss=float(np.log(2.0)),
-                         mod_calls=0.0, csfb_calls=0.0, distinct_subs=1.0, mean_delay_ms=90.0),
+                         mod_calls=0.0, csfb_calls=0.0, distinct_subs=1.0, mean_delay_ms=90.0, cells_seen=1.0),
         ("B", 0): dict(drop_pct=None, p90_setup_ms=pct([200, 400, 400], 0.9), median_setup_ms=400.0,
                        log_loss=float(np.log(0.5)), mod_calls=2.0, csfb_calls=2.0, distinct_subs=2.0,
-                       mean_delay_ms=1000 / 3),
+                       mean_delay_ms=1000 / 3, cells_seen=1.0),
     }
 
 

@@ -107,7 +107,8 @@ class Renderer:
             exp.GTE(this=x.copy(), expression=lit(0))
         return type(node)(this=case_when(cond, x))
 
-    def aggregate(self, m: Measure, floats: frozenset[str] = frozenset()) -> exp.Expression:
+    def aggregate(self, m: Measure, floats: frozenset[str] = frozenset(),
+                  grouped: frozenset[str] = frozenset()) -> exp.Expression:
         arg = self.safe(m.arg, "src", floats) if m.arg is not None else None
         filt = self.safe(m.filter, "src", floats) if m.filter is not None else None
 
@@ -122,6 +123,11 @@ class Renderer:
         if m.func == "count":
             return exp.Count(this=only(arg))
         if m.func == "count_distinct":
+            if isinstance(m.arg, exp.Column) and m.arg.name in grouped:
+                # Distinct values of a column the cube groups by: 1 where present. DuckDB would
+                # otherwise build a (group, value) hash table as big as the input.
+                return exp.Max(this=case_when(exp.Not(this=exp.Is(this=only(arg), expression=exp.Null())),
+                                              lit(1), lit(0)))
             return exp.Count(this=exp.Distinct(expressions=[only(arg)]))
         value = self.double(only(arg))
         if m.func == "percentile":
@@ -160,10 +166,11 @@ class Renderer:
 
     def scan_select(self, plan: CubePlan, scan: Scan) -> exp.Select:
         bucket = self.time_bucket(col(scan.time_column, "src"), plan.grain_s)
+        grouped = frozenset(b.column for b in scan.dims if b.kind == "column")
         dims = [self.dimension(b) for b in scan.dims]
         select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
                             exp.Count(this=exp.Star()).as_(scan.records),
-                            *[self.aggregate(m, scan.float_columns).as_(m.name) for m in scan.measures])
+                            *[self.aggregate(m, scan.float_columns, grouped).as_(m.name) for m in scan.measures])
         select = select.from_(self.source(scan), copy=False)
         for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
             bs = [b for b in scan.dims if b.lookup == lookup]
