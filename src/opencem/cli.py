@@ -362,17 +362,15 @@ def demo_cmd(
                   f"{time.perf_counter() - started:.1f} s")
     lake = ws.lake
     _print_relation(run_user_sql(lake, """
-        SELECT c.cell, strftime(c.period_start, '%Y-%m-%d %H:%M') AS quarter_hour, round(c.cei, 1) AS cei,
+        SELECT c.cell, strftime(c.period_start, '%Y-%m-%d') AS day, round(c.cei, 1) AS cei,
                round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS mobile_data,
-               round(c.video_index, 1) AS video,
+               round(c.video_index, 1) AS video, round(c.home_broadband_index, 1) AS broadband,
                (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM ground_truth g JOIN cells k
                   ON g.location_id IN (k.cell_id, k.site_id)
-                WHERE k.cell_id = c.cell AND c.period_start >= g.start_time
-                  AND c.period_start < g.end_time) AS injected_fault
-        FROM cube_cell_15min c WHERE c.cei IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY c.cell ORDER BY c.cei) = 1
-        ORDER BY c.cei LIMIT 12"""),
-        "Cells with the worst quarter-hour CEI, beside the fault the simulator injected there")
+                WHERE k.cell_id = c.cell AND g.start_time < c.period_start + INTERVAL 1 DAY
+                  AND g.end_time > c.period_start) AS injected_fault
+        FROM cube_cell_day c WHERE c.cei IS NOT NULL ORDER BY c.cei LIMIT 12"""),
+        "Worst cell-days by CEI, beside the fault the simulator injected there")
     _print_relation(run_user_sql(lake, """
         SELECT segment, count(*) AS customer_days, round(avg(cei), 1) AS mean_cei,
                round(100 * avg(poor_experience::INT), 2) AS poor_experience_pct
