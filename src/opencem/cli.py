@@ -366,7 +366,7 @@ def demo_cmd(
                round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS mobile_data,
                round(c.video_index, 1) AS video, round(c.home_broadband_index, 1) AS broadband,
                (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM ground_truth g JOIN cells k
-                  ON g.location_id IN (k.cell_id, k.site_id)
+                  ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
                 WHERE k.cell_id = c.cell AND g.start_time < c.period_start + INTERVAL 1 DAY
                   AND g.end_time > c.period_start) AS injected_fault
         FROM cube_cell_day c WHERE c.cei IS NOT NULL ORDER BY c.cei LIMIT 12"""),
