@@ -210,12 +210,23 @@ def _columns(cursor) -> list[str]:
     return [d[0] for d in cursor.description]
 
 
+WIDE = 12  # columns beyond which rows print as one column-value list each
+
+
 def _print_relation(cursor, title: str | None = None, limit: int = 50) -> None:
-    table = RichTable(*_columns(cursor), title=title)
+    columns = _columns(cursor)
     rows = cursor.fetchmany(limit + 1)
-    for row in rows[:limit]:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    console.print(table)
+    if len(columns) > WIDE:  # a cube table has a hundred columns: print rows as records
+        for i, row in enumerate(rows[:limit]):
+            record = RichTable("column", "value", title=f"{title or 'row'} {i + 1}", title_justify="left")
+            for name, v in zip(columns, row):
+                record.add_row(name, "" if v is None else str(v))
+            console.print(record)
+    else:
+        table = RichTable(*columns, title=title)
+        for row in rows[:limit]:
+            table.add_row(*["" if v is None else str(v) for v in row])
+        console.print(table)
     if len(rows) > limit:
         console.print(f"(first {limit} rows; use --limit or --format csv for more)")
 
