@@ -360,15 +360,8 @@ def demo_cmd(
         FROM xdr_voice v JOIN cells c USING (cell_id) GROUP BY ALL ORDER BY calls DESC"""),
         "Voice by city")
     console.rule("[bold]4. evaluate KPIs, KQIs and the Customer Experience Index")
-    from .indicators.catalog import load_catalog
-    from .indicators.evaluate import evaluate
-
     started = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task("evaluating", total=None)
-        report = evaluate(ws.lake, load_catalog(ws.tables(), ws.definition_files()),
-                          progress=lambda step, done, total: bar.update(task, completed=done, total=total,
-                                                                        description=step))
+    report = evaluate_with_progress(workspace_catalog())
     console.print(f"{len(report.cubes)} cube tables, {sum(c.rows for c in report.cubes):,} rows in "
                   f"{time.perf_counter() - started:.1f} s")
     lake = ws.lake
@@ -393,7 +386,7 @@ def demo_cmd(
 
 
 # Indicator engine and QoE calculators (their modules import the helpers above).
-from .indicators.commands import cei_app, evaluate_cmd, kpi_app  # noqa: E402
+from .indicators.commands import cei_app, evaluate_cmd, evaluate_with_progress, kpi_app, workspace_catalog  # noqa: E402
 from .indicators.qoe.cli import qoe_app  # noqa: E402
 
 app.command("evaluate")(evaluate_cmd)

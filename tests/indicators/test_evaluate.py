@@ -105,10 +105,9 @@ def test_cell_kpis_equal_hand_written_queries(workspace):
         assert by_key[(day, cell)][2] == pytest.approx(expected, rel=1e-12)
     for (day, cell), expected in users.items():
         assert by_key[(day, cell)][4] == expected
-    # Scores and the CEI follow the definitions: drop 0.5% -> 100, 3% -> 0, linear between;
-    # CEI = (3 * voice + 1 * data) / 4 where both exist.
-    for day_cell, row in by_key.items():
-        drop, score, cei = row[0], row[6], row[7]
+    # Scores follow the definitions: drop 0.5% -> 100, 3% -> 0, linear between.
+    for row in by_key.values():
+        drop, score = row[0], row[6]
         if drop is not None:
             assert score == pytest.approx(min(100, max(0, 100 * (3 - drop) / 2.5)))
     # Outage cells: availability below 100 only where the simulator injected an outage.

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq

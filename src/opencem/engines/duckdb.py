@@ -31,14 +31,24 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     counts = {}
     for name, spec in lake.tables.items():
         files = lake.files(name, manifest)
-        if files:
-            listing = ", ".join(_quote(lake.root / f.path) for f in files)
-            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)')
-        else:
-            con.register(f"__empty_{name}", pa.table({f.name: pa.array([], f.type) for f in spec.schema}))
-            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__empty_{name}"')
+        register_files(con, name, [lake.root / f.path for f in files], spec.schema)
         counts[name] = sum(f.rows for f in files)
     return counts
+
+
+def register_files(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path], schema: pa.Schema) -> None:
+    """A view over exactly these Parquet files (none: an empty view with ``schema``)."""
+    if paths:
+        listing = ", ".join(_quote(p) for p in paths)
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)')
+    else:
+        register_arrow(con, name, schema.empty_table())
+
+
+def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """A view over an Arrow table built in Python (a small dimension, e.g. cell -> H3)."""
+    con.register(f"__arrow_{name}", table)
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__arrow_{name}"')
 
 
 def connect(lake: Lake, threads: int | None = None) -> duckdb.DuckDBPyConnection:

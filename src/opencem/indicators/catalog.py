@@ -27,10 +27,12 @@ COUNTER_SOURCES = {"pm_counters": PIVOT_KEYS}
 SNAPSHOT_LOOKUPS = ("cells", "subscribers")
 
 
+LIBRARY = Path(str(resources.files("opencem.indicators") / "library"))
+
+
 def library_files() -> list[Path]:
     """The standard library shipped with opencem (src/opencem/indicators/library/*.yaml)."""
-    folder = resources.files("opencem.indicators") / "library"
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(LIBRARY.glob("*.yaml"))
 
 
 def known_counters() -> set[str]:
@@ -51,7 +53,7 @@ class Issue:
 
     @property
     def in_library(self) -> bool:
-        return self.path is not None and self.path.parent == Path(str(resources.files("opencem.indicators") / "library"))
+        return self.path is not None and self.path.parent == LIBRARY
 
 
 @dataclass

@@ -26,8 +26,18 @@ EngineOpt = Annotated[str, typer.Option(help="duckdb (embedded, default) or spar
 def workspace_catalog(extra: list[Path] = ()) -> Catalog:
     """The standard library, the workspace's indicators/*.yaml, then ``extra`` files."""
     ws = STATE["ws"]
-    cat = load_catalog(ws.tables(), [*ws.definition_files(), *extra])
-    return cat
+    return load_catalog(ws.tables(), [*ws.definition_files(), *extra])
+
+
+def evaluate_with_progress(cat: Catalog, engine: str = "duckdb", **options):
+    """``evaluate`` on the workspace's lake behind a progress bar (one step per cube-day)."""
+    from .evaluate import evaluate
+
+    with _progress() as bar:
+        task = bar.add_task(f"evaluating on {engine}", total=None)
+        return evaluate(STATE["ws"].lake, cat, engine, **options,
+                        progress=lambda step, done, total: bar.update(task, completed=done, total=total,
+                                                                      description=step))
 
 
 def _print_issues(cat: Catalog) -> None:
@@ -132,8 +142,6 @@ def evaluate_cmd(
 ) -> None:
     """Compute KPIs, KQIs and the CEI over the experience cube and write the cube tables to
     the lake. Only days whose inputs or definitions changed are recomputed."""
-    from .evaluate import evaluate
-
     for g in grain or []:
         if g not in GRAINS:
             err_console.print(f"[red]error:[/red] --grain {g!r} is not one of {', '.join(GRAINS)}")
@@ -142,12 +150,8 @@ def evaluate_cmd(
     _print_issues(cat)
     ws = STATE["ws"]
     started = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task(f"evaluating on {engine}", total=None)
-        report = evaluate(ws.lake, cat, engine, _parse_date(start, "--from"), _parse_date(end, "--to"),
-                          grain or None, cube or None, full=full,
-                          progress=lambda step, done, total: bar.update(task, completed=done, total=total,
-                                                                        description=step))
+    report = evaluate_with_progress(cat, engine, start=_parse_date(start, "--from"), end=_parse_date(end, "--to"),
+                                    grains=grain or None, only=cube or None, full=full)
     table = RichTable("cube table", "days computed", "days unchanged", "rows written", "seconds",
                       title=f"Evaluated on {engine} into {ws.lake.root}")
     notes = []

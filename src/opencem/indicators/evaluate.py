@@ -18,7 +18,6 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from ..geo import h3_cells
@@ -28,7 +27,6 @@ from .catalog import Catalog
 from .plan import CubePlan, compile_cube
 from .render import RENDERERS, DuckDBRenderer, grid_table
 from .results import conform, result_table, type_name
-from .spec import Cube
 
 ENGINES = ("duckdb", "spark")
 
@@ -42,21 +40,18 @@ class DuckDBRunner:
     name = "duckdb"
 
     def __init__(self, threads: int | None = None):
+        from ..engines import duckdb as engine
+
+        self.engine = engine
         self.con = duckdb.connect(config={"threads": threads} if threads else {})
         self.con.execute("SET TimeZone = 'UTC'")
         self.renderer = RENDERERS["duckdb"]()
 
     def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
-        if paths:
-            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
-            self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM '
-                             f"read_parquet([{listing}], hive_partitioning = false)")
-        else:
-            self.register_arrow(name, schema.empty_table())
+        self.engine.register_files(self.con, name, paths, schema)
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
-        self.con.register(f"__arrow_{name}", table)
-        self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "__arrow_{name}"')
+        self.engine.register_arrow(self.con, name, table)
 
     def run(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
@@ -122,13 +117,8 @@ def plans_for(cat: Catalog, tables: dict[str, Table], grains: list[str] | None =
     return [p for p in plans if p.scans]
 
 
-def plan_fingerprint(plan: CubePlan) -> str:
-    return hashlib.sha256(DuckDBRenderer().render(plan).encode()).hexdigest()[:16]
-
-
-def _days(files: list[LakeFile], start: date | None, end: date | None) -> set[str]:
-    return {f.date for f in files if (start is None or f.date >= start.isoformat())
-            and (end is None or f.date <= end.isoformat())}
+def _in_window(day: str, start: date | None, end: date | None) -> bool:
+    return (start is None or day >= start.isoformat()) and (end is None or day <= end.isoformat())
 
 
 def _lookups(plan: CubePlan) -> set[str]:
@@ -152,28 +142,32 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
     report = EvaluateReport(engine)
     work = []
     for plan in plans:
-        fp_plan = plan_fingerprint(plan)
+        # The fingerprint is the engine-neutral plan as DuckDB SQL, so switching engines
+        # does not recompute; a DuckDB run reuses that rendering.
+        neutral = DuckDBRenderer().render(plan)
+        fp_plan = hashlib.sha256(neutral.encode()).hexdigest()[:16]
         lookup_fp = {t: sorted(f.path for f in lake.files(t, manifest)) for t in sorted(_lookups(plan))}
         by_day: dict[str, list[LakeFile]] = {}
         for source in plan.sources:
             for f in lake.files(source, manifest):
                 by_day.setdefault(f.date, []).append(f)
-        days = sorted(_days([f for fs in by_day.values() for f in fs], start, end))
+        days = sorted(d for d in by_day if _in_window(d, start, end))
         previous = manifest.derived.get(plan.table, {}).get("days", {})
         fingerprints = {d: _digest([fp_plan, lookup_fp, sorted(f.path for f in by_day[d])]) for d in days}
         todo = [d for d in days if full or previous.get(d) != fingerprints[d]]
         result = CubeResult(plan.table, days_unchanged=len(days) - len(todo), omitted=plan.omitted)
         report.cubes.append(result)
-        work.append((plan, by_day, todo, fingerprints, result))
-    total = sum(len(w[2]) for w in work)
+        work.append((plan, neutral, by_day, todo, fingerprints, result))
+    total = sum(len(todo) for _, _, _, todo, _, _ in work)
     done = 0
+    grids: dict[int, pa.Table] = {}
     with lake.transaction() as txn:
-        for plan, by_day, todo, fingerprints, result in work:
+        for plan, neutral, by_day, todo, fingerprints, result in work:
             if not todo:
                 continue
             started = time.perf_counter()
-            _register_lookups(run, lake, txn.manifest, plan)
-            sql = run.renderer.render(plan)
+            _register_lookups(run, lake, txn.manifest, plan, grids)
+            sql = neutral if run.name == "duckdb" else run.renderer.render(plan)
             spec = None
             for day in todo:
                 for source in plan.sources:
@@ -203,9 +197,9 @@ def run_plan(lake: Lake, plan: CubePlan, engine: str = "duckdb", start: date | N
     """Compute a plan over the days in [start, end] without writing anything."""
     run = runner(engine, threads)
     manifest = lake.manifest()
-    _register_lookups(run, lake, manifest, plan)
+    _register_lookups(run, lake, manifest, plan, {})
     for source in plan.sources:
-        files = [f for f in lake.files(source, manifest) if f.date in _days([f], start, end)]
+        files = [f for f in lake.files(source, manifest) if _in_window(f.date, start, end)]
         run.register_files(source, [lake.root / f.path for f in files], lake.tables[source].schema)
     return run.run(run.renderer.render(plan))
 
@@ -214,12 +208,17 @@ def _digest(parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _register_lookups(run, lake: Lake, manifest: Manifest, plan: CubePlan) -> None:
+def _register_lookups(run, lake: Lake, manifest: Manifest, plan: CubePlan, grids: dict[int, pa.Table]) -> None:
+    """Views of the snapshot tables the plan looks up, and its cell -> H3 table (``grids``
+    keeps those per resolution for the run)."""
     for name in sorted(_lookups(plan)):
         spec = lake.tables[name]
         run.register_files(name, [lake.root / f.path for f in lake.files(name, manifest)], spec.schema)
     if any(b.kind == "grid" for s in plan.scans for b in s.dims):
-        run.register_arrow(grid_table(plan.grid_resolution), cell_grid(lake, manifest, plan.grid_resolution))
+        res = plan.grid_resolution
+        if res not in grids:
+            grids[res] = cell_grid(lake, manifest, res)
+        run.register_arrow(grid_table(res), grids[res])
 
 
 def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:

@@ -9,7 +9,7 @@ nothing here knows any SQL dialect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 from sqlglot import exp
@@ -220,7 +220,7 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
         if func == "count" and arg is None:
             func = "count_star"
         m = Measure("", func, row_level(arg) if arg is not None else None, filt, fraction)
-        found = measures.setdefault(m.key, Measure(f"m{len(measures)}", *list(m.__dict__.values())[1:]))
+        found = measures.setdefault(m.key, replace(m, name=f"m{len(measures)}"))
         return exp.column(found.name)
 
     kpis = []

@@ -40,9 +40,7 @@ def preview(lake: Lake, cat: Catalog, name: str, dims: list[str], grain: str, st
         raise PlanError("no CEI is defined for these dimensions")
     records = [c for c in table.column_names if c.startswith("records_")]
     table = table.select(["period_start", *dims, *records, *columns])
-    key = columns[-1] if name in cat.kqis or name == "cei" else columns[0]
-    if name == "cei":
-        key = "cei"
+    key = columns[-1] if name in cat.kqis else columns[0]  # a KQI sorts by its score
     order = [(key, "ascending", "at_end")] if worst else \
         [("period_start", "ascending", "at_end"), *[(d, "ascending", "at_end") for d in dims]]
     table = table.take(pc.sort_indices(table, sort_keys=order))

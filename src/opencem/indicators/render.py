@@ -190,7 +190,7 @@ class Renderer:
 
     def score(self, value: exp.Expression, points: tuple[tuple[float, float], ...]) -> exp.Expression:
         """Piecewise-linear, clamped: slopes are computed here, so no division reaches SQL."""
-        (x0, s0), (xn, sn) = points[0], points[-1]
+        (x0, s0), (_, sn) = points[0], points[-1]
         case = exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null()),
                              exp.If(this=exp.LTE(this=value.copy(), expression=lit(x0)), true=lit(s0))])
         for (xa, sa), (xb, sb) in zip(points, points[1:]):

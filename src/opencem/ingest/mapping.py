@@ -58,8 +58,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ..schema import TABLES, Table
 from ..specfile import SpecError, line_of, read_yaml
-# The conversion step; names other than text_of and EPOCH_FORMATS are re-exported for callers.
-from .mapping_apply import EPOCH_FORMATS, Applied, BadValues, apply_target, text_of, times, values_failing
+from .mapping_apply import EPOCH_FORMATS, text_of
 
 Scalar = bool | int | float | str | None
 

@@ -14,7 +14,7 @@ import numpy as np
 from .config import SimConfig
 from .faults import FaultPlan
 from .geography import BANDWIDTH_MHZ, Network
-from .population import SEGMENTS, Population
+from .population import Population
 
 DAY_MS = 86_400_000
 THROTTLE_KBPS = 256.0  # policer rate once the data cap is reached

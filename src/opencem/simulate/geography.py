@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 from .. import geo
 from ..schema.network import CELLS
 from .config import SimConfig, rng_for
-from .ids import ids, take
+from .ids import take
 
 REF_LAT, REF_LON = 45.0, 10.0
 KM_PER_DEG_LAT = 110.574
