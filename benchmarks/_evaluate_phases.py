@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/_evaluate_phases.py PHASE WORKDIR [ARGS]
 
-Phases: ``generate ROWS SEED``; ``opencem ENGINE``; ``duckdb``; ``pandas DAYS``; ``pyspark``;
-``check OPENCEM_LABEL BASELINE``. A timed phase prints one JSON line: ``seconds`` is the work
-itself, from after imports (and after the Spark session is up) to the results written as
-Parquet, so interpreter and JVM start-up are not counted against either side.
+Phases: ``generate ROWS SEED``; ``opencem ENGINE``; ``duckdb``; ``duckdb_only``; ``pandas DAYS``;
+``pyspark``; ``check OPENCEM_LABEL BASELINE``. A timed phase prints one JSON line: ``seconds``
+is the work itself, from after imports (and after the Spark session is up) to the results
+written as Parquet (``duckdb_only`` writes nothing), so interpreter and JVM start-up are not
+counted against either side.
 """
 
 from __future__ import annotations
@@ -213,7 +214,6 @@ def run_opencem(work: Path, engine: str) -> dict:
 
 
 DUCKDB_CUBE = """
-COPY (
   SELECT {bucket} AS period_start, {column} AS {dimension},
          count(*)::DOUBLE AS sessions,
          100.0 * count(*) FILTER (http_status BETWEEN 200 AND 399) / count(*) AS http_success_pct,
@@ -223,7 +223,6 @@ COPY (
          count(DISTINCT subscriber_id)::DOUBLE AS users
   FROM read_parquet([{files}])
   GROUP BY ALL
-) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """
 BUCKETS = {"cube_cell_15min": "time_bucket(INTERVAL 15 MINUTE, start_time)",
            "cube_subscriber_day": "date_trunc('day', start_time)"}
@@ -239,8 +238,34 @@ def run_duckdb(work: Path) -> dict:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # buckets and days in UTC
     for table, (dimension, column, _) in CUBES.items():
-        con.execute(DUCKDB_CUBE.format(bucket=BUCKETS[table], column=column, dimension=dimension,
-                                       files=files, out=out / f"{table}.parquet"))
+        query = DUCKDB_CUBE.format(bucket=BUCKETS[table], column=column, dimension=dimension, files=files)
+        con.execute(f"COPY ({query}) TO '{out / table}.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    return timed(started, cpu_started)
+
+
+def run_duckdb_only(work: Path) -> dict:
+    """DuckDB alone on opencem's own queries: the SQL ``evaluate`` renders, run per UTC day with
+    the results fetched as Arrow and dropped (nothing converted, written or committed). This is
+    the engine's share of opencem's time; the rest is opencem's. It bounds what any tuning
+    outside the engine could reach on this machine."""
+    from opencem.indicators.catalog import library_files, load_catalog
+    from opencem.indicators.evaluate import DuckDBRunner, plans_for
+    from opencem.ingest.lake import Lake
+
+    lake = Lake(work / "lake")
+    defs = work / "definitions.yaml"
+    defs.write_text(DEFINITIONS)
+    started, cpu_started = time.perf_counter(), cpu_s()
+    dims = [p for p in library_files() if p.name == "dimensions.yaml"]
+    plans = plans_for(load_catalog(lake.tables, [*dims, defs], library=False), lake.tables)
+    run = DuckDBRunner()
+    files = lake.files("xdr_data")
+    for plan in plans:
+        sql = run.renderer.render(plan)
+        for day in sorted({f.date for f in files}):
+            run.register_files("xdr_data", [lake.root / f.path for f in files if f.date == day],
+                               lake.tables["xdr_data"].schema)
+            run.run(sql)
     return timed(started, cpu_started)
 
 
@@ -358,6 +383,8 @@ def main() -> None:
         result = run_opencem(work, args[0])
     elif phase == "duckdb":
         result = run_duckdb(work)
+    elif phase == "duckdb_only":
+        result = run_duckdb_only(work)
     elif phase == "pandas":
         result = run_pandas(work, int(args[0]))
     elif phase == "pyspark":
