@@ -427,3 +427,13 @@ def test_sql_matches_numpy_in_spark(spark):
     spark.createDataFrame(rows, schema=schema).createOrReplaceTempView("p1203_sessions")
     sql = f"SELECT {expr.sql(dialect='spark')} AS mos FROM p1203_sessions ORDER BY row_id"
     _check([row["mos"] for row in spark.sql(sql).collect()], _expected(table, "mobile", 1080))
+
+
+def test_output_states_what_was_assumed_and_ignored():
+    plain = evaluate_session(session(constant(30)))
+    with_audio = evaluate_session({**session(constant(30)),
+                                   "I11": {"segments": [{"codec": "aaclc", "start": 0, "duration": 30, "bitrate": 128}]}})
+    assert any("random forest" in a for a in plain["assumptions"])
+    assert any(a.startswith("no audio input") for a in plain["assumptions"])
+    assert any(a.startswith("I11 audio segments ignored") for a in with_audio["assumptions"])
+    assert with_audio["mos"] == plain["mos"]  # the audio is not modelled, so it cannot move the score

@@ -252,7 +252,20 @@ def evaluate_session(session: dict) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise ValueError(f"I23 must be an object with a stalling list, got {block!r}.")
     stalls = _stalls(block.get("stalling", []), media_end)
-    return integrate(o22, stalls)
+    return {**integrate(o22, stalls), "assumptions": _assumptions(session)}
+
+
+def _assumptions(session: dict) -> list[str]:
+    """What this implementation did differently from the full Recommendation for this input,
+    in the output, so a score is never read as more than it is."""
+    notes = ["P.1203.3 random forest (25 % of O.46) replaced by the parametric branch: its trees "
+             "are not available to opencem"]
+    audio = session.get("I11")
+    if isinstance(audio, dict) and audio.get("segments"):
+        notes.append("I11 audio segments ignored: no P.1203.2 audio model, audio taken as transparent (O.21 = 5)")
+    else:
+        notes.append("no audio input: audio taken as transparent (O.21 = 5)")
+    return notes
 
 
 def _field(session: dict, group: str, key: str) -> Any:
