@@ -74,3 +74,22 @@ def test_ibm_telco_churn_imports_through_the_shipped_mapping(tmp_path):
                  "(SELECT count(*) FROM churn_events) AS c, (SELECT min(churned_at)::DATE::VARCHAR "
                  "FROM churn_events) AS d", "--format", "json")
     assert json.loads(counts.output) == [{"s": 7043, "c": 1869, "d": "2024-01-31"}]
+
+
+def test_demo_runs_end_to_end_and_puts_faults_beside_the_worst_cells(tmp_path):
+    ws = tmp_path / "ws"
+    out = run("--workspace", str(ws), "demo", "--subscribers", "3000", "--days", "1")
+    assert out.exit_code == 0, out.output
+    for step in ("1. simulate", "2. ingest", "3. a first look", "4. evaluate", "Worst cell-days",
+                 "Customer experience by segment"):
+        assert step in out.output
+    # What the table shows, read back from the lake: the worst cell-day by CEI sits in a fault.
+    worst = run("-w", str(ws), "sql", """
+        SELECT c.cell, c.cei, count(g.fault_type) AS faults
+        FROM (SELECT * FROM cube_cell_day WHERE cei IS NOT NULL ORDER BY cei LIMIT 1) c
+        JOIN cells k ON k.cell_id = c.cell
+        LEFT JOIN ground_truth g ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
+             AND g.start_time < c.period_start + INTERVAL 1 DAY AND g.end_time > c.period_start
+        GROUP BY ALL""", "--format", "json")
+    row = json.loads(worst.output)[0]
+    assert row["cei"] < 60 and row["faults"] >= 1, row

@@ -366,15 +366,15 @@ def demo_cmd(
                   f"{time.perf_counter() - started:.1f} s")
     lake = ws.lake
     _print_relation(run_user_sql(lake, """
-        SELECT c.cell, strftime(c.period_start, '%Y-%m-%d') AS day, round(c.cei, 1) AS cei,
-               round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS mobile_data,
-               round(c.video_index, 1) AS video, round(c.home_broadband_index, 1) AS broadband,
+        SELECT c.cell, strftime(c.period_start, '%m-%d') AS day, round(c.cei, 1) AS cei,
+               round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS data,
+               round(c.video_index, 1) AS video, round(c.home_broadband_index, 1) AS home_bb,
                (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM ground_truth g JOIN cells k
                   ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
                 WHERE k.cell_id = c.cell AND g.start_time < c.period_start + INTERVAL 1 DAY
-                  AND g.end_time > c.period_start) AS injected_fault
+                  AND g.end_time > c.period_start) AS fault
         FROM cube_cell_day c WHERE c.cei IS NOT NULL ORDER BY c.cei LIMIT 12"""),
-        "Worst cell-days by CEI, beside the fault the simulator injected there")
+        "Worst cell-days by CEI (indices 0-100), beside the fault the simulator injected there")
     _print_relation(run_user_sql(lake, """
         SELECT segment, count(*) AS customer_days, round(avg(cei), 1) AS mean_cei,
                round(100 * avg(poor_experience::INT), 2) AS poor_experience_pct
