@@ -93,3 +93,27 @@ def test_qoe_video_reads_a_p1203_session_file(ws):
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert 1 <= out["mos"] <= 5 and len(out["per_second"]) == 60
+
+
+def test_a_file_deleted_by_hand_is_named_with_its_remedy(lake, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(lake.root, ws.root / "lake")
+    assert run(ws, "evaluate", "--cube", "cube_segment_day").exit_code == 0
+    query = "SELECT count(*) AS n, round(sum(cei), 6) AS s FROM cube_segment_day"
+    before = json.loads(run(ws, "sql", query, "--format", "json").output)
+    cube_file = sorted((ws.root / "lake" / "cube_segment_day").rglob("*.parquet"))[0]
+    cube_file.unlink()
+    damaged = run(ws, "sql", query)
+    said = " ".join(damaged.output.split())
+    assert damaged.exit_code == 2 and "Traceback" not in damaged.output
+    assert f"the lake is damaged: {cube_file.relative_to(ws.root / 'lake')}" in said
+    assert "recompute it with `opencem evaluate --full --cube cube_segment_day`" in said
+    assert run(ws, "evaluate", "--full", "--cube", "cube_segment_day").exit_code == 0
+    assert json.loads(run(ws, "sql", query, "--format", "json").output) == before
+    # A source file has no recomputation: the sentence says so, and evaluate stops cleanly.
+    source_file = sorted((ws.root / "lake" / "xdr_voice").rglob("*.parquet"))[0]
+    source_file.unlink()
+    stopped = run(ws, "evaluate", "--full", "--cube", "cube_segment_day")
+    said = " ".join(stopped.output.split())
+    assert stopped.exit_code == 2 and "Traceback" not in stopped.output
+    assert f"{source_file.relative_to(ws.root / 'lake')}" in said and "restore it from a backup" in said

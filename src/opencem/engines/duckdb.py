@@ -31,7 +31,7 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     counts = {}
     for name, spec in lake.tables.items():
         files = lake.files(name, manifest)
-        register_files(con, name, [lake.root / f.path for f in files], spec.schema)
+        register_files(con, name, lake.paths(files), spec.schema)
         counts[name] = sum(f.rows for f in files)
     return counts
 

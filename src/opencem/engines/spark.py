@@ -150,11 +150,10 @@ def register_lake(spark: SparkSession, lake: Lake) -> dict[str, int]:
     """Create a temp view per canonical table (empty tables get an empty, typed view).
     Returns the committed row count per table."""
     manifest = lake.manifest()
-    root = lake.root.resolve()
     counts = {}
     for name, spec in lake.tables.items():
         files = lake.files(name, manifest)
-        register_files(spark, name, [root / f.path for f in files], spec.schema)
+        register_files(spark, name, lake.paths(files), spec.schema)
         counts[name] = sum(f.rows for f in files)
     return counts
 

@@ -171,7 +171,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
             spec = None
             for day in todo:
                 for source in plan.sources:
-                    paths = [lake.root / f.path for f in by_day.get(day, []) if f.path.startswith(source + "/")]
+                    paths = lake.paths([f for f in by_day.get(day, []) if f.path.startswith(source + "/")])
                     run.register_files(source, paths, tables[source].schema)
                 out = run.run(sql)
                 spec = spec or _spec(plan, out, cat)
@@ -200,7 +200,7 @@ def run_plan(lake: Lake, plan: CubePlan, engine: str = "duckdb", start: date | N
     _register_lookups(run, lake, manifest, plan, {})
     for source in plan.sources:
         files = [f for f in lake.files(source, manifest) if _in_window(f.date, start, end)]
-        run.register_files(source, [lake.root / f.path for f in files], lake.tables[source].schema)
+        run.register_files(source, lake.paths(files), lake.tables[source].schema)
     return run.run(run.renderer.render(plan))
 
 
@@ -213,7 +213,7 @@ def _register_lookups(run, lake: Lake, manifest: Manifest, plan: CubePlan, grids
     keeps those per resolution for the run)."""
     for name in sorted(_lookups(plan)):
         spec = lake.tables[name]
-        run.register_files(name, [lake.root / f.path for f in lake.files(name, manifest)], spec.schema)
+        run.register_files(name, lake.paths(lake.files(name, manifest)), spec.schema)
     if any(b.kind == "grid" for s in plan.scans for b in s.dims):
         res = plan.grid_resolution
         if res not in grids:
@@ -228,7 +228,7 @@ def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
     files = lake.files("cells", manifest)
     if not files:
         return pa.table({"cell_id": pa.array([], pa.string()), "grid": pa.array([], pa.string())})
-    cells = pa.concat_tables(pq.read_table(lake.root / f.path, columns=["cell_id", "lat", "lon"]) for f in files)
+    cells = pa.concat_tables(pq.read_table(p, columns=["cell_id", "lat", "lon"]) for p in lake.paths(files))
     lat = cells.column("lat").to_numpy(zero_copy_only=False).astype(float)
     lon = cells.column("lon").to_numpy(zero_copy_only=False).astype(float)
     return pa.table({"cell_id": cells.column("cell_id"), "grid": h3_cells(lat, lon, resolution)})

@@ -105,6 +105,21 @@ class Lake:
         manifest = manifest or self.manifest()
         return manifest.files(table, snapshot=self.tables[table].is_snapshot)
 
+    def paths(self, files: list[LakeFile]) -> list[Path]:
+        """Where committed files are. A file the manifest lists but the disk lacks (deleted or
+        moved by hand) is reported here in one sentence, not deep inside an engine's reader."""
+        paths = [self.root / f.path for f in files]
+        missing = [f.path for f, p in zip(files, paths) if not p.is_file()]
+        if missing:
+            table = missing[0].split("/")[0]
+            spec = self.tables.get(table)
+            remedy = (f"recompute it with `opencem evaluate --full --cube {table}`"
+                      if spec is not None and spec.domain == "indicators" else "restore it from a backup")
+            more = f" (and {len(missing) - 1} more file(s))" if len(missing) > 1 else ""
+            raise LakeError(f"the lake is damaged: {missing[0]}{more}, listed in {self.root / MANIFEST}, "
+                            f"is missing; {remedy}")
+        return paths
+
     def rows(self, table: str, manifest: Manifest | None = None) -> int:
         return sum(f.rows for f in self.files(table, manifest))
 

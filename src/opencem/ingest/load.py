@@ -286,8 +286,8 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, map
 def _cell_inventory(lake: Lake, txn: Transaction) -> set[str]:
     """Cell ids of the committed cells snapshot (to join PM object DNs to cells)."""
     ids: set[str] = set()
-    for f in lake.files("cells", txn.manifest):
-        ids.update(pq.read_table(lake.root / f.path, columns=["cell_id"]).column(0).to_pylist())
+    for path in lake.paths(lake.files("cells", txn.manifest)):
+        ids.update(pq.read_table(path, columns=["cell_id"]).column(0).to_pylist())
     return ids
 
 
