@@ -92,6 +92,8 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         ("spark.sql.execution.arrow.pyspark.enabled", "true"),
         ("spark.sql.execution.arrow.pyspark.fallback.enabled", "false"),  # fail, don't crawl
         ("spark.ui.enabled", "false"),
+        # opencem keeps no managed tables; left unset, Spark makes ./spark-warehouse wherever it runs.
+        ("spark.sql.warehouse.dir", str(Path(tempfile.gettempdir()) / "opencem-spark-warehouse")),
         ("spark.ui.showConsoleProgress", "false"),
         # Views name every file; past 32 paths Spark would start a job just to stat them.
         ("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000"),
