@@ -170,3 +170,8 @@ def test_cube_tables_are_lake_tables_with_units(workspace):
     assert [s[0] for s in segs] == ["enterprise", "postpaid", "premium", "prepaid", "youth"]
     t = Lake(workspace.lake.root, workspace.tables())
     assert t.rows("cube_segment_day") == 10
+    # Stored with a dictionary for the keys only: computed measures hardly ever repeat.
+    meta = pq.ParquetFile(t.paths(t.files("cube_segment_day"))[0]).metadata
+    encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["segment"] and "RLE_DICTIONARY" in encodings["period_start"]
+    assert "RLE_DICTIONARY" not in encodings["voice_retainability_score"]
