@@ -148,7 +148,7 @@ class Renderer:
         # Per-row model values (E-model, P.1203) computed once, then aggregated by many KPIs.
         for layer in scan.derived:
             extra = [self.safe(e, "src", scan.float_columns).as_(name) for name, e in layer]
-            rows = exp.select(exp.Star(), *extra, copy=False).from_(rows, copy=False).subquery("src")
+            rows = exp.select(exp.Star(), *extra, copy=False).from_(rows, copy=False).subquery("src", copy=False)
         return rows
 
     def rows(self, scan: Scan) -> exp.Expression:
@@ -162,7 +162,7 @@ class Renderer:
         where = exp.And(this=exp.In(this=col("counter_name"), expressions=[lit(n) for n, _ in scan.counters]),
                         expression=not_suspect) if scan.counters else not_suspect
         inner = exp.select(*keys, *pivots, copy=False).from_(scan.source, copy=False).where(where, copy=False).group_by(*keys, copy=False)
-        return inner.subquery("src")
+        return inner.subquery("src", copy=False)
 
     def scan_select(self, plan: CubePlan, scan: Scan) -> exp.Select:
         bucket = self.time_bucket(col(scan.time_column, "src"), plan.grain_s)
@@ -177,7 +177,7 @@ class Renderer:
             key = TABLES[lookup].keys[0]
             sub = exp.select(col(key).as_("k"), *[col(c).as_(c) for c in sorted({b.column for b in bs})], copy=False).from_(lookup, copy=False)
             on = exp.EQ(this=col(bs[0].key, "src"), expression=col("k", f"l_{lookup}"))
-            select = select.join(sub.subquery(f"l_{lookup}"), on=on, join_type="left", copy=False)
+            select = select.join(sub.subquery(f"l_{lookup}", copy=False), on=on, join_type="left", copy=False)
         if any(b.kind == "grid" for b in scan.dims):
             on = exp.EQ(this=col("cell_id", "src"), expression=col("cell_id", "g"))
             select = select.join(exp.to_table(grid_table(plan.grid_resolution)).as_("g"), on=on, join_type="left", copy=False)
@@ -263,7 +263,7 @@ class Renderer:
         query = exp.select(exp.Star(), *flags, copy=False).from_("indexed", copy=False)
         if plan.cei_weights:
             query = exp.select(exp.Star(), exp.LT(this=col("cei"), expression=lit(float(plan.cei_poor_below)))
-                               .as_("poor_experience")).from_(query.subquery("f"), copy=False)
+                               .as_("poor_experience")).from_(query.subquery("f", copy=False), copy=False)
         for name, cte in ctes:
             query = query.with_(name, as_=cte, copy=False)
         return query
