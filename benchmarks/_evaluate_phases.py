@@ -195,21 +195,26 @@ def generate(work: Path, rows: int, seed: int) -> dict:
 
 
 # -- implementations -----------------------------------------------------------------------
-def run_opencem(work: Path, engine: str) -> dict:
+def catalog(work: Path, lake):
+    """The fixed KPI set and the two cubes, with the standard library's dimensions."""
     from opencem.indicators.catalog import library_files, load_catalog
+
+    defs = work / "definitions.yaml"
+    defs.write_text(DEFINITIONS)
+    dims = [p for p in library_files() if p.name == "dimensions.yaml"]
+    return load_catalog(lake.tables, [*dims, defs], library=False)
+
+
+def run_opencem(work: Path, engine: str) -> dict:
     from opencem.indicators.evaluate import evaluate
     from opencem.ingest.lake import Lake
 
     lake = Lake(work / "lake")
-    defs = work / "definitions.yaml"
-    defs.write_text(DEFINITIONS)
     if engine == "spark":
         from opencem.engines.spark import spark_session
         spark_session()  # JVM start-up is not the engine's work; evaluate() reuses this session
     started, cpu_started = time.perf_counter(), cpu_s()
-    dims = [p for p in library_files() if p.name == "dimensions.yaml"]
-    cat = load_catalog(lake.tables, [*dims, defs], library=False)
-    report = evaluate(lake, cat, engine=engine, full=True)
+    report = evaluate(lake, catalog(work, lake), engine=engine, full=True)
     return timed(started, cpu_started, cubes={c.table: {"rows": c.rows, "seconds": c.seconds} for c in report.cubes})
 
 
@@ -248,21 +253,18 @@ def run_duckdb_only(work: Path) -> dict:
     the results fetched as Arrow and dropped (nothing converted, written or committed). This is
     the engine's share of opencem's time; the rest is opencem's. It bounds what any tuning
     outside the engine could reach on this machine."""
-    from opencem.indicators.catalog import library_files, load_catalog
     from opencem.indicators.evaluate import DuckDBRunner, plans_for
     from opencem.ingest.lake import Lake
 
     lake = Lake(work / "lake")
-    defs = work / "definitions.yaml"
-    defs.write_text(DEFINITIONS)
     started, cpu_started = time.perf_counter(), cpu_s()
-    dims = [p for p in library_files() if p.name == "dimensions.yaml"]
-    plans = plans_for(load_catalog(lake.tables, [*dims, defs], library=False), lake.tables)
+    plans = plans_for(catalog(work, lake), lake.tables)
     run = DuckDBRunner()
     files = lake.files("xdr_data")
+    days = sorted({f.date for f in files})
     for plan in plans:
         sql = run.renderer.render(plan)
-        for day in sorted({f.date for f in files}):
+        for day in days:
             run.register_files("xdr_data", [lake.root / f.path for f in files if f.date == day],
                                lake.tables["xdr_data"].schema)
             run.run(sql)

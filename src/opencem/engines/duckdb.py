@@ -27,12 +27,10 @@ def _quote(path: Path) -> str:
 def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     """Create a view per canonical table (empty tables get an empty, typed view).
     Returns the committed row count per table."""
-    manifest = lake.manifest()
     counts = {}
-    for name, spec in lake.tables.items():
-        files = lake.files(name, manifest)
-        register_files(con, name, lake.paths(files), spec.schema)
-        counts[name] = sum(f.rows for f in files)
+    for name, spec, paths, rows in lake.readable():
+        register_files(con, name, paths, spec.schema)
+        counts[name] = rows
     return counts
 
 

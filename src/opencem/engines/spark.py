@@ -151,12 +151,10 @@ def spark_schema(schema: pa.Schema) -> StructType:
 def register_lake(spark: SparkSession, lake: Lake) -> dict[str, int]:
     """Create a temp view per canonical table (empty tables get an empty, typed view).
     Returns the committed row count per table."""
-    manifest = lake.manifest()
     counts = {}
-    for name, spec in lake.tables.items():
-        files = lake.files(name, manifest)
-        register_files(spark, name, lake.paths(files), spec.schema)
-        counts[name] = sum(f.rows for f in files)
+    for name, spec, paths, rows in lake.readable():
+        register_files(spark, name, paths, spec.schema)
+        counts[name] = rows
     return counts
 
 

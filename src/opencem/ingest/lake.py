@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -128,6 +129,13 @@ class Lake:
             raise LakeError(f"the lake is damaged: {missing[0]}{more}, listed in {self.root / MANIFEST}, "
                             f"is missing; {remedy}")
         return paths
+
+    def readable(self) -> Iterator[tuple[str, Table, list[Path], int]]:
+        """Every table as a query engine should see it: name, spec, its files (checked) and rows."""
+        manifest = self.manifest()
+        for name, spec in self.tables.items():
+            files = self.files(name, manifest)
+            yield name, spec, self.paths(files), sum(f.rows for f in files)
 
     def rows(self, table: str, manifest: Manifest | None = None) -> int:
         return sum(f.rows for f in self.files(table, manifest))
