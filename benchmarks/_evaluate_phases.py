@@ -27,13 +27,13 @@ kpis:
   - {name: rtt_ran_p95_ms, source: xdr_data, expr: "percentile(tcp_rtt_ran_ms, 0.95)"}
   - {name: users, source: xdr_data, expr: "count(distinct subscriber_id)"}
 cubes:
-  - {dimensions: [cell], grains: [15min]}
-  - {dimensions: [subscriber], grains: [day]}
+  - {dimensions: [cell_id], grains: [15min]}
+  - {dimensions: [subscriber_id], grains: [day]}
 """
 KPIS = ("sessions", "http_success_pct", "dl_throughput_avg_kbps", "dl_volume_mb", "rtt_ran_p95_ms", "users")
 EXACT = {"sessions", "users"}  # counts: must be equal, not just close
 # cube table -> (dimension column in the result, xdr_data column it comes from, bucket seconds)
-CUBES = {"cube_cell_15min": ("cell", "cell_id", 900), "cube_subscriber_day": ("subscriber", "subscriber_id", 86_400)}
+CUBES = {"cube_cell_15min": ("cell_id", "cell_id", 900), "cube_subscriber_day": ("subscriber_id", "subscriber_id", 86_400)}
 
 FIRST_DAY = datetime(2026, 3, 2, tzinfo=UTC)
 CELLS = 20_000
@@ -178,7 +178,7 @@ class XdrGenerator:
 
 def generate(work: Path, rows: int, seed: int) -> dict:
     """Write ``rows`` sessions over DAYS UTC days to the lake at WORKDIR/lake, CHUNK_ROWS a file."""
-    from opencem.ingest.lake import Lake
+    from opencem.lake import Lake
     from opencem.schema import TABLES
 
     gen = XdrGenerator(seed)
@@ -207,7 +207,7 @@ def catalog(work: Path, lake):
 
 def run_opencem(work: Path, engine: str) -> dict:
     from opencem.indicators.evaluate import evaluate
-    from opencem.ingest.lake import Lake
+    from opencem.lake import Lake
 
     lake = Lake(work / "lake")
     if engine == "spark":
@@ -253,8 +253,10 @@ def run_duckdb_only(work: Path) -> dict:
     the results fetched as Arrow and dropped (nothing converted, written or committed). This is
     the engine's share of opencem's time; the rest is opencem's. It bounds what any tuning
     outside the engine could reach on this machine."""
-    from opencem.indicators.evaluate import DuckDBRunner, plans_for
-    from opencem.ingest.lake import Lake
+    from opencem.engines.duckdb import DuckDBRunner
+    from opencem.indicators.evaluate import plans_for
+    from opencem.indicators.render import DuckDBRenderer
+    from opencem.lake import Lake
 
     lake = Lake(work / "lake")
     started, cpu_started = time.perf_counter(), cpu_s()
@@ -263,7 +265,7 @@ def run_duckdb_only(work: Path) -> dict:
     files = lake.files("xdr_data")
     days = sorted({f.date for f in files})
     for plan in plans:
-        sql = run.renderer.render(plan)
+        sql = DuckDBRenderer().render(plan)
         for day in days:
             run.register_files("xdr_data", [lake.root / f.path for f in files if f.date == day],
                                lake.tables["xdr_data"].schema)

@@ -82,7 +82,7 @@ def run(code: str, args: list[str], one_core: bool = False) -> dict:
 
 def simulator_files(cells: int, periods: int, out: Path) -> list[Path]:
     """The simulator's alpha XML writer on a counter table shaped like the simulator's."""
-    from opencem.ingest.counters import CANONICAL_COUNTERS
+    from opencem.schema.counters import CANONICAL_COUNTERS
     from opencem.simulate.pm_files import write_pm_files
 
     rng = np.random.default_rng(7)

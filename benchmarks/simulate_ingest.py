@@ -75,7 +75,7 @@ for name, spec in TABLES.items():
 INGEST = """
 import sys
 from pathlib import Path
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.load import ingest
 report = ingest(Lake(Path(sys.argv[1])), [Path(p) for p in sys.argv[2:]])
 assert report.count('rejected') == 0, [f.message for f in report.files if f.status == 'rejected']

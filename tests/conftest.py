@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.load import ingest
 from opencem.simulate.config import SimConfig
 from opencem.simulate.run import simulate

@@ -2,26 +2,63 @@
 once as a sentence naming the file, line and field.
 
 Layer 1 is YAML syntax, layer 2 the typed model (pydantic, unknown keys are errors), layer 3
-the semantic rules a model's validators apply. Callers get :class:`SpecError` with all issues.
+the semantic rules each loader applies. Every loader (table schemas, counter dictionaries,
+mapping files, KPI/KQI/CEI definitions) reports problems as :class:`Issue`; callers get
+:class:`SpecError` holding all of them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .errors import OpencemError
+
 M = TypeVar("M", bound=BaseModel)
+Level = Literal["error", "warning"]
 
 
-class SpecError(ValueError):
-    """One or more problems in a definition file; ``issues`` holds one sentence each."""
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a definition file. ``str()`` gives the sentence a user reads:
+    ``<kind> <file>, line <n>, field <field>: <message>.``; a problem with the file as a whole
+    (no field) reads ``<kind> <file> line <n> <message>.`` (e.g. "is not valid YAML: ...")."""
 
-    def __init__(self, issues: list[str]):
-        self.issues = issues
-        super().__init__(" ".join(issues))
+    message: str
+    level: Level = "error"
+    kind: str = ""  # what sort of file: "Mapping", "Table schema", "Definition file", ...
+    file: Path | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        head = " ".join(p for p in (self.kind, self.file.name if self.file else "") if p)
+        if self.field is None:
+            where = f" line {self.line}" if self.line else ""
+            return f"{head}{where} {self.message}.".lstrip()
+        parts = [head, *([f"line {self.line}"] if self.line else []), f"field {self.field}"]
+        return ", ".join(p for p in parts if p) + f": {self.message}."
+
+    @property
+    def sentence(self) -> str:
+        return str(self)
+
+
+class SpecError(OpencemError, ValueError):
+    """One or more problems in a definition file; ``issues`` holds them (``str()`` of each is
+    its sentence)."""
+
+    def __init__(self, issues: list[Issue | str]):
+        self.issues = [i if isinstance(i, Issue) else Issue(i.rstrip("."), kind="") for i in issues]
+        super().__init__(" ".join(self.sentences))
+
+    @property
+    def sentences(self) -> list[str]:
+        return [str(i) for i in self.issues]
 
 
 def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
@@ -32,17 +69,17 @@ def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{kind} {path} cannot be read ({exc})."]) from None
+        raise SpecError([Issue(f"cannot be read ({exc})", kind=kind, file=path)]) from None
     try:
         root = yaml.compose(text, Loader=loader)
         data = yaml.load(text, Loader=loader)  # noqa: S506 - callers pass SafeLoader subclasses
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{kind} {path.name}{where} is not valid YAML: {reason}."]) from None
+        raise SpecError([Issue(f"is not valid YAML: {reason}", kind=kind, file=path,
+                               line=mark.line + 1 if mark is not None else None)]) from None
     if not isinstance(data, dict):
-        raise SpecError([f"{kind} {path.name} must be a YAML mapping {expects}."])
+        raise SpecError([Issue(f"must be a YAML mapping {expects}", kind=kind, file=path)])
     return root, data
 
 
@@ -54,26 +91,24 @@ def load_spec(path: Path, model: type[M], kind: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        issues = sorted((line_of(root, _loc(e)) or 0, _sentence(kind, path, root, e)) for e in exc.errors())
-        raise SpecError([sentence for _, sentence in issues]) from None
+        issues = [issue_of(kind, path, root, e) for e in exc.errors()]
+        raise SpecError(sorted(issues, key=lambda i: (i.line or 0, str(i)))) from None
+
+
+def issue_of(kind: str, path: Path | None, root: yaml.Node | None, error: dict) -> Issue:
+    """A pydantic validation error as an :class:`Issue` with the line of its YAML node."""
+    loc = _loc(error)
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    return Issue(msg, kind=kind, file=path, line=line_of(root, loc), field=field_path(loc))
 
 
 def _loc(error: dict) -> list[str]:
     return [str(p) for p in error["loc"] if not str(p).startswith("function-after")]
 
 
-def _sentence(kind: str, path: Path, root: yaml.Node | None, error: dict) -> str:
-    loc = _loc(error)
-    field = _field_path(loc)
-    line = line_of(root, loc)
-    where = f" line {line}," if line else ""
-    msg = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling)"
-    return f"{kind} {path.name},{where} field {field}: {msg}."
-
-
-def _field_path(loc: list[str]) -> str:
+def field_path(loc: list[str]) -> str:
     """columns[1].unit style: list positions and dotted keys in brackets."""
     out = ""
     for part in loc:

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ingest.lake import Lake, Manifest
+from .errors import OpencemError
+from .lake import MANIFEST, Lake, Manifest
 from .schema import TABLES, Table
 from .schema.user import load_user_tables
 
@@ -54,7 +55,7 @@ class Workspace:
     def tables(self) -> dict[str, Table]:
         """Canonical tables, the ones the workspace defines in ``sources/``, and the cube
         tables ``opencem evaluate`` wrote."""
-        from .indicators.results import derived_tables
+        from .lake.derived import derived_tables
 
         sources = {**TABLES, **load_user_tables(self.sources_dir, TABLES)}
         return {**derived_tables(Manifest.load(self.root / "lake").derived), **sources}
@@ -62,3 +63,20 @@ class Workspace:
     @property
     def lake(self) -> Lake:
         return Lake(self.root / "lake", self.tables())
+
+    @property
+    def exists(self) -> bool:
+        """Whether anything was ever loaded here (the lake has a manifest)."""
+        return (self.root / "lake" / MANIFEST).is_file()
+
+    def require(self) -> Workspace:
+        """This workspace, or a :class:`NoWorkspace` error if nothing was loaded into it yet."""
+        if not self.exists:
+            raise NoWorkspace(f"no opencem workspace in {self.root} (nothing has been loaded there); "
+                              "load data with `opencem ingest PATH...` or `opencem demo`, or point "
+                              f"--workspace or ${ENV_VAR} at an existing workspace")
+        return self
+
+
+class NoWorkspace(OpencemError):
+    """A command that reads the lake, run where there is none."""

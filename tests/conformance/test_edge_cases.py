@@ -14,7 +14,7 @@ from opencem.indicators.catalog import library_files, load_catalog
 from opencem.indicators.evaluate import run_plan
 from opencem.indicators.plan import compile_cube
 from opencem.indicators.spec import Cube
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.schema import TABLES
 from tests.conformance.test_engines import spark_or_skip
 
@@ -102,9 +102,9 @@ def test_edge_cases_match_hand_computed_values(tiny, engine):
     if engine == "spark":
         spark_or_skip()
     lake, cat = tiny
-    plan = compile_cube(cat, TABLES, Cube(dimensions=["cell"]), "15min")
+    plan = compile_cube(cat, TABLES, Cube(dimensions=["cell_id"]), "15min")
     out = run_plan(lake, plan, engine, date(2026, 1, 5), date(2026, 1, 5))
-    got = {(r["cell"], int((r["period_start"] - T0).total_seconds())): r for r in out.to_pylist()}
+    got = {(r["cell_id"], int((r["period_start"] - T0).total_seconds())): r for r in out.to_pylist()}
     assert set(got) == set(expected())
     for key, values in expected().items():
         row = got[key]

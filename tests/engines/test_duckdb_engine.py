@@ -28,7 +28,7 @@ def test_files_outside_the_lake_cannot_be_read(lake):
 
 
 def test_empty_tables_are_typed(tmp_path):
-    from opencem.ingest.lake import Lake
+    from opencem.lake import Lake
 
     cur = run_user_sql(Lake(tmp_path / "empty"), "SELECT count(*), max(rsrp_dbm) FROM xdr_data")
     assert cur.fetchone() == (0, None)

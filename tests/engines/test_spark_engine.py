@@ -11,7 +11,7 @@ import pytest
 from opencem.engines.duckdb import connect
 from opencem.engines.spark import (EngineError, find_java, register_arrow, register_lake, run,
                                    spark_session, stop)
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 
 
 @pytest.fixture(scope="session")

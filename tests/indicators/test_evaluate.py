@@ -13,7 +13,7 @@ import pytest
 from opencem.engines.duckdb import connect, run_user_sql
 from opencem.indicators.catalog import library_files, load_catalog
 from opencem.indicators.evaluate import evaluate
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.load import ingest
 from opencem.workspace import Workspace
 
@@ -53,7 +53,7 @@ cei:
     - {name: voice, weight: 3, kqis: {voice_retainability: 1}}
     - {name: mobile_data, weight: 1, kqis: {ran_accessibility: 1}}
 cubes:
-  - {dimensions: [cell], grains: [15min, day]}
+  - {dimensions: [cell_id], grains: [15min, day]}
   - {dimensions: [segment], grains: [day]}
 """
 
@@ -82,7 +82,7 @@ def test_cell_kpis_equal_hand_written_queries(workspace):
     assert [c.table for c in report.cubes] == ["cube_cell_15min", "cube_cell_day", "cube_segment_day"]
     con = connect(workspace.lake)
     con.execute("SET TimeZone = 'UTC'")
-    got = con.execute("SELECT period_start, cell, call_drop_rate_pct, setup_time_p95_ms, rrc_setup_success_pct, "
+    got = con.execute("SELECT period_start, cell_id, call_drop_rate_pct, setup_time_p95_ms, rrc_setup_success_pct, "
                       "availability_pct, data_users, dl_volume_mb, voice_retainability_score, cei "
                       "FROM cube_cell_day").fetchall()
     by_key = {(r[0], r[1]): r[2:] for r in got}
@@ -136,7 +136,7 @@ def test_only_changed_days_are_recomputed(workspace, tmp_path):
     again = evaluate(lake, cat)
     assert all(c.days_computed == [] and c.days_unchanged == 2 for c in again.cubes)
     # New voice records arrive for the second day only: that day is recomputed, the first kept.
-    before = run_user_sql(workspace.lake, "SELECT period_start, cell, call_drop_rate_pct FROM cube_cell_day").fetchall()
+    before = run_user_sql(workspace.lake, "SELECT period_start, cell_id, call_drop_rate_pct FROM cube_cell_day").fetchall()
     late = tmp_path / "late" / "xdr_voice-late.parquet"
     late.parent.mkdir()
     con = duckdb.connect()
@@ -148,7 +148,7 @@ def test_only_changed_days_are_recomputed(workspace, tmp_path):
     by_table = {c.table: c for c in third.cubes}
     assert by_table["cube_cell_day"].days_computed == ["2026-11-03"]
     assert by_table["cube_cell_day"].days_unchanged == 1
-    after = run_user_sql(workspace.lake, "SELECT period_start, cell, call_drop_rate_pct FROM cube_cell_day").fetchall()
+    after = run_user_sql(workspace.lake, "SELECT period_start, cell_id, call_drop_rate_pct FROM cube_cell_day").fetchall()
     old, new = {r[:2]: r[2] for r in before}, {r[:2]: r[2] for r in after}
     assert len(new) == len(old)
     assert all(new[k] == old[k] for k in old if k[0].date() == date(2026, 11, 2))

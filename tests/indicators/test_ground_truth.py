@@ -38,7 +38,7 @@ def test_faulty_cells_rank_among_the_worst_during_the_fault(evaluated, fault_typ
     found = faults(con, fault_type)
     assert found, f"the standard simulation injects a {fault_type}"
     for cell, start, end in found:
-        means = dict(con.execute("""SELECT cell, avg(cei) FROM cube_cell_15min WHERE period_start >= ?
+        means = dict(con.execute("""SELECT cell_id, avg(cei) FROM cube_cell_15min WHERE period_start >= ?
             AND period_start < ? AND cei IS NOT NULL GROUP BY 1""", [start, end]).fetchall())
         assert len(means) > 30 and cell in means
         others = np.array([v for c, v in means.items() if c != cell])
@@ -52,8 +52,8 @@ def test_cells_behind_a_degraded_backhaul_score_worse(evaluated):
     _, _, con = evaluated
     (site, start, end), = faults(con, "backhaul_degradation")
     rows = con.execute("""SELECT k.site_id = ? AS hit, avg(c.cei) FROM cube_cell_15min c
-        JOIN cells k ON k.cell_id = c.cell WHERE period_start >= ? AND period_start < ?
-        GROUP BY c.cell, hit""", [site, start, end]).fetchall()
+        JOIN cells k ON k.cell_id = c.cell_id WHERE period_start >= ? AND period_start < ?
+        GROUP BY c.cell_id, hit""", [site, start, end]).fetchall()
     hit = [v for h, v in rows if h]
     rest = [v for h, v in rows if not h]
     assert hit and max(hit) < np.median(rest) - 10
@@ -66,13 +66,13 @@ def test_subscribers_with_account_or_device_faults_score_worse(evaluated, fault_
     hits = faults(con, fault_type)
     assert len(hits) >= 10
     con.execute("CREATE OR REPLACE TEMP TABLE hit AS SELECT * FROM (VALUES " +
-                ", ".join("(?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)" for _ in hits) + ") t(subscriber, s, e)",
+                ", ".join("(?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)" for _ in hits) + ") t(subscriber_id, s, e)",
                 [v for h in hits for v in h])
     # Subscriber-days the fault covered (a data cap is reached part-way through the window).
-    hit = con.execute(f"""SELECT {column} FROM cube_subscriber_day c JOIN hit USING (subscriber)
+    hit = con.execute(f"""SELECT {column} FROM cube_subscriber_day c JOIN hit USING (subscriber_id)
         WHERE c.period_start >= date_trunc('day', s) AND c.period_start < e AND {column} IS NOT NULL""").fetchall()
-    rest = con.execute(f"""SELECT {column} FROM cube_subscriber_day WHERE subscriber NOT IN
-        (SELECT subscriber FROM hit) AND {column} IS NOT NULL""").fetchall()
+    rest = con.execute(f"""SELECT {column} FROM cube_subscriber_day WHERE subscriber_id NOT IN
+        (SELECT subscriber_id FROM hit) AND {column} IS NOT NULL""").fetchall()
     hit, rest = np.array([r[0] for r in hit]), np.array([r[0] for r in rest])
     assert len(hit) >= 10
     # Ranking: a faulty subscriber-day scores below a healthy one most of the time.

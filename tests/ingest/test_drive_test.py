@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opencem.ingest.drive_test import read_drive_test_csv, read_drive_test_zip
+from opencem.ingest.drive_test_zip import read_drive_test_csv, read_drive_test_zip
 from opencem.ingest.validate import IngestError, conform
 from opencem.schema.network import DRIVE_TESTS
 

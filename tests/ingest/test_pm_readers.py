@@ -400,7 +400,7 @@ def test_vendor_csv_bad_time_is_reported(tmp_path):
 # --- dictionaries --------------------------------------------------------------------------------
 
 def test_bundled_dictionaries_cover_the_canonical_counters():
-    from opencem.ingest.counters import CANONICAL_COUNTERS
+    from opencem.schema.counters import CANONICAL_COUNTERS
 
     alpha, beta = load_dictionary("alpha"), load_dictionary("beta")
     assert set(alpha.counters) == set(beta.counters) == set(CANONICAL_COUNTERS)
@@ -418,7 +418,7 @@ def test_bundled_dictionaries_cover_the_canonical_counters():
     ("vendor: x\nformat: csv\ncounters: {}\n",
      "Counter dictionary bad.yaml, field (top level): 'csv' layout is required for format csv and only allowed there."),
     ("vendor: x\nformat: parquet\ncounters: {}\n",
-     "Counter dictionary bad.yaml, line 2, field format: Input should be 'xml_32435' or 'csv'."),
+     "Counter dictionary bad.yaml, line 2, field format: Input should be 'xml_32435', 'csv', 'omes' or 'nanocell_pmfile'."),
     ("vendor: x\nformat: xml_32435\ncounters:\n  HO.ExeAtt: {from: a, scale: lots}\n",
      "Counter dictionary bad.yaml, line 4, field counters[HO.ExeAtt].scale: Input should be a valid number, "
      "unable to parse string as a number."),
@@ -439,7 +439,7 @@ def test_every_dictionary_problem_is_reported_at_once(tmp_path):
     with pytest.raises(DictionaryError) as err:
         load_dictionary(path)
     # In file order; the consistency rules run once the fields themselves are valid.
-    assert err.value.issues == [
+    assert err.value.sentences == [
         "Counter dictionary bad.yaml, line 3, field extra: unknown key (check the spelling).",
         "Counter dictionary bad.yaml, line 5, field counters.A.form: unknown key (check the spelling).",
     ]

@@ -509,7 +509,7 @@ def test_bad_mapping_files_report_every_problem(tmp_path, text, issues):
     path = write_mapping(tmp_path, text, "bad.yaml")
     with pytest.raises(MappingError) as err:
         load_mapping(path)
-    assert err.value.issues == issues
+    assert err.value.sentences == issues
 
 
 def test_mapping_built_in_code_needs_no_file(tmp_path):
@@ -525,7 +525,7 @@ def test_mapping_built_in_code_needs_no_file(tmp_path):
         {"table": "churn_events", "columns": {"subscriber_id": "id", "churn_at": {"option": "as_of"}}}]})
     with pytest.raises(MappingError) as err:
         read_mapped(path, wrong)
-    assert err.value.issues == [
+    assert err.value.sentences == [
         "Mapping, field targets.0.columns.churn_at: table churn_events has no column 'churn_at' "
         "(did you mean 'churned_at'?).",
         "Mapping, field targets.0.columns: required column 'churned_at' of table churn_events has no source."]
@@ -586,7 +586,7 @@ def test_mapping_errors_are_spec_errors_for_the_cli(tmp_path):
 
     with pytest.raises(SpecError) as err:
         load_mapping(write_mapping(tmp_path, "source: {format: xml}\ntargets: []\n", "bad.yaml"))
-    assert err.value.issues == [
+    assert err.value.sentences == [
         "Mapping bad.yaml, line 1, field source.format: Input should be 'csv', 'jsonl' or 'parquet'.",
         "Mapping bad.yaml, line 2, field targets: List should have at least 1 item after validation, not 0."]
 

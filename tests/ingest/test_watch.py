@@ -15,7 +15,7 @@ import pytest
 
 from opencem.engines.duckdb import connect
 from opencem.ingest import watch as watch_mod
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.watch import watch
 
 
@@ -107,7 +107,7 @@ def test_killed_between_commit_and_move_the_restart_loads_nothing_twice(tmp_path
 WATCHER = """
 import sys
 from pathlib import Path
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.watch import watch
 watch(Lake(Path(sys.argv[1])), Path(sys.argv[2]), interval_s=0.02,
       on_file=lambda p, r: print("took", p.name, flush=True))

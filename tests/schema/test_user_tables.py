@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from opencem.cli import app
+from opencem.cli.main import app
 from opencem.engines.duckdb import run_user_sql
 from opencem.ingest.load import ingest
 from opencem.schema import TABLES
@@ -25,7 +25,7 @@ def test_bad_schema_files_give_the_expected_sentence(bad):
     expected = bad.with_suffix(".txt").read_text().strip()
     with pytest.raises(SpecError) as err:
         load_table_spec(bad, TABLES)
-    assert err.value.issues == [expected]
+    assert err.value.sentences == [expected]
 
 
 def test_a_new_feed_needs_only_a_schema_file(tmp_path):

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 from lxml import etree
 
-from opencem.ingest.counters import CANONICAL_COUNTERS
+from opencem.schema.counters import CANONICAL_COUNTERS
 from opencem.ingest.pm_csv import read_vendor_csv
 from opencem.ingest.pm_xml import read_meascollec
 from opencem.simulate.pm_files import XML_NS, format_values, write_pm_files

@@ -11,13 +11,36 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ..ingest.lake import Lake
+from ..lake import Lake
+from . import EngineError
 
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-class QueryError(Exception):
-    """A query opencem refuses or DuckDB cannot run, in one sentence."""
+class QueryError(EngineError):
+    """A query opencem refuses or DuckDB cannot run, in DuckDB's words."""
+
+
+class DuckDBRunner:
+    """The :class:`~opencem.engines.Runner` on an in-memory DuckDB (UTC session)."""
+
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None):
+        self.con = duckdb.connect(config={"threads": threads} if threads else {})
+        self.con.execute("SET TimeZone = 'UTC'")
+
+    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
+        register_files(self.con, name, paths, schema)
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        register_arrow(self.con, name, table)
+
+    def run(self, sql: str) -> pa.Table:
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as err:
+            raise QueryError(_message(err)) from None
 
 
 def _quote(path: Path) -> str:
@@ -68,23 +91,44 @@ def read_only_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def query_lake(lake: Lake, sql: str, limit: int | None = None) -> pa.Table:
+    """One read-only query over the lake's tables, as Arrow (see :func:`run_user_sql`); with
+    ``limit``, at most that many rows."""
+    check_read_only(sql)
+    con = read_only_connection(lake)
+    try:
+        rel = con.sql(sql)
+        return (rel.limit(limit) if limit is not None and rel is not None else rel).to_arrow_table()
+    except duckdb.Error as err:
+        raise QueryError(_message(err)) from None
+    finally:
+        con.close()
+
+
 def run_user_sql(lake: Lake, sql: str) -> duckdb.DuckDBPyConnection:
     """Run one read-only query (SELECT, WITH ... SELECT, EXPLAIN, DESCRIBE, SHOW); returns
     the cursor (``description``, ``fetchmany``, ``fetchall``)."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as err:
-        raise QueryError(f"the query does not parse: {_first_line(err)}") from None
-    if len(statements) != 1:
-        raise QueryError(f"give exactly one statement (got {len(statements)})")
-    if statements[0].type not in ALLOWED_STATEMENTS:
-        raise QueryError(f"only read-only queries are allowed here, not {statements[0].type.name}")
+    check_read_only(sql)
     con = read_only_connection(lake)
     try:
         return con.execute(sql)
     except duckdb.Error as err:
-        raise QueryError(_first_line(err)) from None
+        raise QueryError(_message(err)) from None
 
 
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0]
+def check_read_only(sql: str) -> None:
+    """Exactly one statement, and one that only reads; else :class:`QueryError`."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as err:
+        raise QueryError(f"the query does not parse: {_message(err)}") from None
+    if len(statements) != 1:
+        raise QueryError(f"give exactly one statement (got {len(statements)})")
+    if statements[0].type not in ALLOWED_STATEMENTS:
+        raise QueryError(f"only read-only queries are allowed here, not {statements[0].type.name}")
+
+
+def _message(err: Exception) -> str:
+    """DuckDB's whole message: its first line says what is wrong, and the rest (candidate
+    columns, the query line with a caret under the place) says where."""
+    return str(err).strip()

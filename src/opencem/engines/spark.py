@@ -33,15 +33,30 @@ from pyspark.sql import SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
-from ..ingest.lake import Lake
+from ..lake import Lake
+from . import EngineError
 
 DEFAULT_DRIVER_MEMORY = "4g"  # a quarter of a 24 GB machine: room for DuckDB and the API too
 
 _session: SparkSession | None = None
 
 
-class EngineError(Exception):
-    """A query Spark cannot run, or a session that cannot start, in one sentence."""
+class SparkRunner:
+    """The :class:`~opencem.engines.Runner` on the process's Spark session."""
+
+    name = "spark"
+
+    def __init__(self, threads: int | None = None):
+        self.spark = spark_session(threads)
+
+    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
+        register_files(self.spark, name, paths, schema)
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        register_arrow(self.spark, name, table)
+
+    def run(self, sql: str) -> pa.Table:
+        return run(self.spark, sql)
 
 
 def find_java() -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..schema import Table
-from ..specfile import SpecError, line_of, load_spec, read_yaml
+from ..specfile import Issue, SpecError, line_of, load_spec, read_yaml
 from .expr import Checked, check_filter, check_kpi, check_kqi, suggest
 from .spec import CEI, KPI, KQI, Cube, DefinitionFile, Dimension
 
@@ -36,24 +36,21 @@ def library_files() -> list[Path]:
 
 
 def known_counters() -> set[str]:
-    """Canonical counter names the bundled vendor dictionaries produce."""
+    """Counter names KPIs can count on: the canonical catalogue and whatever the bundled vendor
+    dictionaries produce."""
+    from ..schema.counters import CANONICAL_COUNTERS
+
     folder = resources.files("opencem.ingest") / "dictionaries"
-    names: set[str] = set()
+    names: set[str] = set(CANONICAL_COUNTERS)
     for p in folder.iterdir():
         if p.name.endswith(".yaml"):
             names |= set((yaml.safe_load(p.read_text()) or {}).get("counters", {}))
     return names
 
 
-@dataclass(frozen=True)
-class Issue:
-    level: str  # "error" or "warning"
-    sentence: str
-    path: Path | None = None  # the definition file it is about
-
-    @property
-    def in_library(self) -> bool:
-        return self.path is not None and self.path.parent == LIBRARY
+def from_library(issue: Issue) -> bool:
+    """Whether an issue is about a file of the standard library (its warnings are intended)."""
+    return issue.file is not None and issue.file.parent == LIBRARY
 
 
 @dataclass
@@ -71,22 +68,23 @@ class Catalog:
 
     @property
     def errors(self) -> list[str]:
-        return [i.sentence for i in self.issues if i.level == "error"]
+        """The sentences of the error-level issues."""
+        return [str(i) for i in self.issues if i.level == "error"]
 
     def raise_errors(self) -> None:
-        if self.errors:
-            raise SpecError(self.errors)
+        errors = [i for i in self.issues if i.level == "error"]
+        if errors:
+            raise SpecError(errors)
 
-    def where(self, kind: str, name: str, *sub: str) -> str:
+    def issue(self, level: str, kind: str, name: str, sub: tuple[str, ...], message: str) -> Issue:
+        """An issue at definition ``name`` of section ``kind`` (and ``sub`` below it)."""
         path, root, loc = self.origin[(kind, name)]
         loc = [*loc, *sub]
-        line = line_of(root, loc)
         fld = loc[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
-        return f"{KIND} {path.name},{f' line {line},' if line else ''} field {fld}"
+        return Issue(message, level, KIND, path, line_of(root, loc), fld)
 
     def add(self, level: str, kind: str, name: str, sub: tuple[str, ...], message: str) -> None:
-        path = self.origin[(kind, name)][0]
-        self.issues.append(Issue(level, f"{self.where(kind, name, *sub)}: {message}.", path))
+        self.issues.append(self.issue(level, kind, name, sub, message))
 
     def source_of(self, kqi: str) -> set[str]:
         return {self.kpis[k].source for k in self.kqi_checked[kqi].columns if k in self.kpis}
@@ -96,7 +94,7 @@ def load_catalog(tables: dict[str, Table], files: list[Path] = (), library: bool
     """Read the library (unless ``library`` is False) and ``files`` in order, later
     definitions replacing earlier ones by name, then check everything together."""
     cat = Catalog()
-    parse_errors: list[str] = []
+    parse_errors: list[Issue] = []
     for path in [*(library_files() if library else []), *map(Path, files)]:
         try:
             doc = load_spec(path, DefinitionFile, KIND)
@@ -105,7 +103,7 @@ def load_catalog(tables: dict[str, Table], files: list[Path] = (), library: bool
             continue
         root, _ = read_yaml(path, KIND)
         _merge(cat, path, root, doc)
-    cat.issues += [Issue("error", s) for s in parse_errors]
+    cat.issues += parse_errors
     _check_kpis(cat, tables)
     _check_kqis(cat)
     _check_cei(cat)
@@ -122,8 +120,8 @@ def _merge(cat: Catalog, path: Path, root: yaml.Node, doc: DefinitionFile) -> No
             key = (section, item.name)
             if item.name in seen:
                 cat.origin.setdefault(key, (path, root, [section, str(i)]))
-                cat.issues.append(Issue("error", f"{KIND} {path.name}, line {line_of(root, [section, str(i)])}, "
-                                        f"field {section}[{i}].name: {item.name} is defined twice in this file."))
+                cat.issues.append(Issue(f"{item.name} is defined twice in this file", "error", KIND, path,
+                                        line_of(root, [section, str(i)]), f"{section}[{i}].name"))
                 continue
             seen.add(item.name)
             store[item.name] = item

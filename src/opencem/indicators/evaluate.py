@@ -17,70 +17,23 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
+from ..engines import ENGINES, runner
+from ..errors import OpencemError
 from ..geo import h3_cells
-from ..ingest.lake import Lake, LakeFile, Manifest
+from ..lake import Lake, LakeFile, Manifest
 from ..schema import Table
 from .catalog import Catalog
 from .plan import CubePlan, compile_cube
 from .render import RENDERERS, DuckDBRenderer, grid_table
-from .results import conform, result_table, type_name
+from ..lake.derived import conform, result_table, type_name
 
-ENGINES = ("duckdb", "spark")
+__all__ = ["ENGINES", "EvaluateError", "evaluate", "run_plan"]
 
 
-class EvaluateError(ValueError):
+class EvaluateError(OpencemError, ValueError):
     """An evaluation that cannot go ahead, in one sentence."""
-
-
-# -- engines: register inputs, run one query -----------------------------------------------
-class DuckDBRunner:
-    name = "duckdb"
-
-    def __init__(self, threads: int | None = None):
-        from ..engines import duckdb as engine
-
-        self.engine = engine
-        self.con = duckdb.connect(config={"threads": threads} if threads else {})
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.renderer = RENDERERS["duckdb"]()
-
-    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
-        self.engine.register_files(self.con, name, paths, schema)
-
-    def register_arrow(self, name: str, table: pa.Table) -> None:
-        self.engine.register_arrow(self.con, name, table)
-
-    def run(self, sql: str) -> pa.Table:
-        return self.con.sql(sql).to_arrow_table()
-
-
-class SparkRunner:
-    name = "spark"
-
-    def __init__(self, threads: int | None = None):
-        from ..engines import spark as engine
-
-        self.engine = engine
-        self.spark = engine.spark_session(threads)
-        self.renderer = RENDERERS["spark"]()
-
-    def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
-        self.engine.register_files(self.spark, name, paths, schema)
-
-    def register_arrow(self, name: str, table: pa.Table) -> None:
-        self.engine.register_arrow(self.spark, name, table)
-
-    def run(self, sql: str) -> pa.Table:
-        return self.engine.run(self.spark, sql)
-
-
-def runner(engine: str, threads: int | None = None):
-    if engine not in ENGINES:
-        raise EvaluateError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    return DuckDBRunner(threads) if engine == "duckdb" else SparkRunner(threads)
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -98,6 +51,14 @@ class CubeResult:
 class EvaluateReport:
     engine: str
     cubes: list[CubeResult] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """What was left out of the cubes and why, each sentence once with the cubes it is about."""
+        cubes: dict[str, list[str]] = {}
+        for c in self.cubes:
+            for sentence in c.omitted:
+                cubes.setdefault(sentence, []).append(c.table)
+        return [f"{', '.join(tables)}: {sentence}" for sentence, tables in cubes.items()]
 
 
 def plans_for(cat: Catalog, tables: dict[str, Table], grains: list[str] | None = None,
@@ -167,7 +128,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
                 continue
             started = time.perf_counter()
             _register_lookups(run, lake, txn.manifest, plan, grids)
-            sql = neutral if run.name == "duckdb" else run.renderer.render(plan)
+            sql = neutral if run.name == "duckdb" else RENDERERS[run.name]().render(plan)
             spec = None
             for day in todo:
                 for source in plan.sources:
@@ -201,7 +162,7 @@ def run_plan(lake: Lake, plan: CubePlan, engine: str = "duckdb", start: date | N
     for source in plan.sources:
         files = [f for f in lake.files(source, manifest) if _in_window(f.date, start, end)]
         run.register_files(source, lake.paths(files), lake.tables[source].schema)
-    return run.run(run.renderer.render(plan))
+    return run.run(RENDERERS[run.name]().render(plan))
 
 
 def _digest(parts) -> str:

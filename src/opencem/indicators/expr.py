@@ -9,12 +9,13 @@ never run arbitrary SQL. Each problem is one sentence, with a suggestion for a l
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
+
+from ..errors import suggest
 
 # Aggregates users may write; median(x) is percentile(x, 0.5).
 AGGREGATES = {"sum", "count", "count_if", "avg", "min", "max", "median", "percentile",
@@ -50,14 +51,6 @@ class Checked:
     @property
     def ok(self) -> bool:
         return not self.issues
-
-
-def suggest(name: str, candidates: Collection[str]) -> str:
-    """' (did you mean x?)' for a close match, else ''."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    if not match:
-        match = [c for c in candidates if c.lower() == name.lower()]
-    return f" (did you mean {match[0]}?)" if match else ""
 
 
 def reference_name(col: exp.Column) -> str:

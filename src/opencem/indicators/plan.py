@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 from sqlglot import exp
 
+from ..errors import OpencemError
 from ..schema import Table
 from .catalog import COUNTER_SOURCES, PIVOT_KEYS, Catalog
 from .expr import AGG_NODES, MACROS, function_name, reference_name
@@ -104,7 +105,7 @@ class CubePlan:
         return [s.source for s in self.scans]
 
 
-class PlanError(ValueError):
+class PlanError(OpencemError, ValueError):
     """A cube or definition that cannot be planned, in one sentence."""
 
 

@@ -7,7 +7,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..ingest.lake import Lake
+from ..lake import Lake
 from .catalog import Catalog
 from .evaluate import run_plan
 from .expr import suggest

@@ -179,7 +179,8 @@ class Cube(Strict):
     description: str = ""
 
     def table(self, grain: str) -> str:
-        return "cube_" + "_".join(self.dimensions or ["total"]) + "_" + grain
+        """cube_<dimensions>_<grain>, each dimension without an ``_id`` suffix (cube_cell_day)."""
+        return "cube_" + "_".join(d.removesuffix("_id") for d in self.dimensions or ["total"]) + "_" + grain
 
 
 class DefinitionFile(Strict):

@@ -3,18 +3,19 @@
 One file per vendor (``dictionaries/<vendor>.yaml``). Each canonical counter names its source:
 ``{from: NAME, scale: F}`` (rename, value * F) or ``{sum: [A, B, ...], scale: F}`` (sum of several
 vendor counters, then * F). ``scale`` converts the vendor unit into the canonical unit of
-:data:`opencem.ingest.counters.CANONICAL_COUNTERS`. Unknown keys are errors, reported all at once
+:data:`opencem.schema.counters.CANONICAL_COUNTERS`. Unknown keys are errors, reported all at once
 with file, line and field.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..specfile import SpecError, load_spec
 
@@ -65,13 +66,59 @@ class CsvLayout(BaseModel):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
 
 
+class Detect(BaseModel):
+    """How to recognise the vendor's files when they are not under ``pm/<vendor>/``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The fileHeader vendorName (3GPP) or VendorName (PmFile), compared case-insensitively.
+    vendor_names: list[str] = []
+    # Regular expressions searched in the sender (3GPP fileSender localDn/elementType; PmFile
+    # InfoModelReferenced, SenderName, DnPrefix).
+    senders: list[str] = []
+    # A regular expression most of the file's counter names match (e.g. ^pm[A-Z] for Ericsson).
+    counter_pattern: str | None = None
+
+    @field_validator("senders")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            re.compile(pattern)
+        return value
+
+    @field_validator("counter_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    def score(self, sniffed) -> tuple[int, str]:
+        """How strongly a file's header (an :class:`~opencem.ingest.vendors.Sniffed`) points
+        at this vendor (0: not at all), and the evidence in words."""
+        if sniffed.vendor_name and sniffed.vendor_name.lower() in {v.lower() for v in self.vendor_names}:
+            return 3, f"vendorName {sniffed.vendor_name!r}"
+        for pattern in self.senders:
+            if sniffed.sender and re.search(pattern, sniffed.sender):
+                return 2, f"sender {sniffed.sender!r}"
+        if self.counter_pattern and sniffed.counters:
+            hits = [c for c in sniffed.counters if re.search(self.counter_pattern, c)]
+            if len(hits) >= 0.8 * len(sniffed.counters):
+                return 1, f"counter names like {hits[0]}"
+        return 0, ""
+
+
 class CounterDictionary(BaseModel):
     """How one vendor's PM data maps onto canonical counters."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     vendor: str
-    format: Literal["xml_32435", "csv"]
+    # The file layout: 3GPP TS 32.435 XML, a wide CSV export, Nokia OMeS XML, or China
+    # Mobile's NanoCell PmFile XML.
+    format: Literal["xml_32435", "csv", "omes", "nanocell_pmfile"]
+    description: str = ""
+    detect: Detect | None = None
     csv: CsvLayout | None = None
     # Counters the dictionary does not name are kept under their vendor name (true) or dropped.
     keep_unmapped: bool = True

@@ -1,14 +1,17 @@
 """``opencem ingest``: find source files, read them into parts, conform, commit at once.
 
-Every file is fingerprinted by content: the same content twice adds nothing; new content at
-a path loaded before replaces the rows the old content loaded (operators re-deliver
-corrected PM and xDR files under the same name). A file that cannot be read at all is
-copied to the workspace's rejected area with a note of why; the rest of the batch goes on.
+Every file is fingerprinted by its content and by what decides how it is read: the mapping
+file, the counter dictionary, and an ``--as-of`` date given for snapshot or mapped sources. The
+same fingerprint twice adds nothing; a new fingerprint at a path loaded before (corrected
+content, a corrected mapping, a new as-of date) replaces the rows the earlier load of that
+path committed, in the same commit. ``reload`` loads a file again even when nothing changed,
+replacing what its earlier load committed. A file that cannot be read at all is copied to the
+workspace's rejected area with a note of why; the rest of the batch goes on. ``dry_run`` does
+all of it without committing anything and keeps the quarantined rows for the report.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
@@ -26,10 +29,11 @@ from ..schema import Table
 from ..schema.ops import INGEST_LOG, QUARANTINE
 from ..specfile import SpecError
 from .dictionary import DictionaryError
-from .lake import Lake, Transaction
+from ..lake import Lake, Transaction
 from .parts import Part
 from .pm_xml import PMFileError
 from .validate import IngestError, conform
+from .vendors import DictionaryChoice, choose_dictionary
 
 Progress = Callable[[str, int, int], None]  # (file, rows read, files in the call) after each file
 TABULAR = (".csv", ".csv.gz", ".jsonl", ".ndjson", ".json", ".parquet")
@@ -40,7 +44,7 @@ class SourceFile:
     path: Path
     table: str | None  # target table when the file's name or place says; None for mapped files
     kind: str  # parquet, tabular, pm_xml, pm_csv, mapped, drive_test_zip
-    vendor: str | None = None
+    vendor: str | None = None  # from the pm/<vendor>/ folder or --vendor; else detected
 
 
 @dataclass
@@ -53,11 +57,15 @@ class FileResult:
     rows_quarantined: int = 0
     message: str = ""
     fingerprint: str | None = None
+    dictionary: str | None = None  # PM files: the counter dictionary used and why
+    unmapped: tuple[str, ...] = ()  # PM files: vendor counters no dictionary entry maps
 
 
 @dataclass
 class IngestReport:
     files: list[FileResult] = field(default_factory=list)
+    dry_run: bool = False
+    quarantine: pa.Table | None = None  # the quarantined rows (dry runs keep them to show)
 
     def rows(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -73,6 +81,20 @@ class IngestReport:
     def count(self, status: str) -> int:
         """Source files with this status (a file feeding several tables counts once)."""
         return len({f.source.path for f in self.files if f.status == status})
+
+    @property
+    def outcome(self) -> str:
+        """``ok`` (everything loaded, or already was), ``partial`` (some files rejected or
+        rows quarantined; the rest committed) or ``nothing`` (every file rejected, or every
+        row read quarantined)."""
+        files = {f.source.path for f in self.files}
+        rejected = {f.source.path for f in self.files if f.status == "rejected"}
+        read = sum(f.rows_read for f in self.files if f.status != "rejected")
+        accepted = sum(f.rows_accepted for f in self.files if f.status != "rejected")
+        if files and (rejected == files or (read > 0 and accepted == 0 and self.quarantined > 0
+                                            and not any(f.status == "duplicate" for f in self.files))):
+            return "nothing"
+        return "partial" if rejected or self.quarantined else "ok"
 
 
 def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None = None
@@ -135,6 +157,7 @@ def _vendor_from_path(parts: list[str]) -> str | None:
 
 
 def fingerprint(path: Path) -> str:
+    """SHA-256 of a file's content."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -142,49 +165,35 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def dictionary_path(vendor: str | None, folder: Path | None = None) -> Path | None:
-    """The vendor's counter dictionary file: the workspace's own first, then the bundled one."""
-    from .dictionary import DICTIONARY_DIR
-
-    if vendor is None:
-        return None
-    for base in filter(None, (folder, DICTIONARY_DIR)):
-        path = Path(base) / f"{vendor}.yaml"
-        if path.is_file():
-            return path
-    return None
-
-
-@functools.lru_cache(maxsize=32)
-def _load_dictionary(path: Path, mtime_ns: int):
-    from .dictionary import load_dictionary
-
-    return load_dictionary(path)
-
-
-def _dictionary(vendor: str | None, folder: Path | None = None):
-    """The vendor's counter dictionary, or None where 3GPP names need no mapping."""
-    path = dictionary_path(vendor, folder)
-    return None if path is None else _load_dictionary(path, path.stat().st_mtime_ns)
+def load_key(content: str, **how: str | None) -> str:
+    """The fingerprint a load is remembered by: the content's, plus whatever decides how it is
+    read (mapping, dictionary, as-of date); an unchanged file read differently is new."""
+    used = {k: v for k, v in how.items() if v is not None}
+    if not used:
+        return content  # plain files keep the content fingerprint of earlier versions
+    return hashlib.sha256(json.dumps({"content": content, **used}, sort_keys=True).encode()).hexdigest()
 
 
 def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
-               tables: dict[str, Table] | None = None) -> Iterable[Part]:
+               tables: dict[str, Table] | None = None, choice: DictionaryChoice | None = None) -> Iterable[Part]:
     """Read one source file with the reader its kind calls for. ``mapping`` is a loaded
-    Mapping for mapped sources; ``options`` may carry ``dictionaries`` (the workspace's
-    counter dictionary folder) and ``as_of``; ``tables`` is the lake's table registry."""
+    Mapping for mapped sources, ``choice`` the PM file's format and counter dictionary
+    (:func:`~opencem.ingest.vendors.choose_dictionary`); ``options`` may carry ``as_of``;
+    ``tables`` is the lake's table registry."""
     options = options or {}
-    folder = options.get("dictionaries")
+    dictionary = choice.dictionary if choice else None
     if src.kind == "parquet":
         return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
-        from .pm_xml import iter_pm_xml_parts
+        fmt = choice.format if choice else "xml_32435"
+        if fmt in ("xml_32435", None):  # None: not a known layout; the 3GPP reader says why
+            from .pm_xml import iter_pm_xml_parts
 
-        return iter_pm_xml_parts(src.path, vendor=_dictionary(src.vendor, folder))
+            return iter_pm_xml_parts(src.path, vendor=dictionary)
+        raise IngestError(f"{src.path}: no reader for PM format {fmt} yet")
     if src.kind == "pm_csv":
         from .pm_csv import read_vendor_csv
 
-        dictionary = _dictionary(src.vendor, folder)
         if dictionary is None:
             raise IngestError(f"{src.path}: no counter dictionary for vendor {src.vendor!r}; put "
                               "the export under pm/<vendor>/ and add <workspace>/dictionaries/<vendor>.yaml")
@@ -198,7 +207,7 @@ def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
 
         return read_mapped(src.path, mapping, options, tables)
     if src.kind == "drive_test_zip":
-        from .drive_test import read_drive_test_zip
+        from .drive_test_zip import read_drive_test_zip
 
         return read_drive_test_zip(src.path)
     raise IngestError(f"{src.path}: unsupported source kind {src.kind}")
@@ -206,64 +215,91 @@ def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
 
 def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: Progress | None = None,
            mapping: Path | None = None, rejected_dir: Path | None = None,
-           dictionaries: Path | None = None) -> IngestReport:
-    """Load every file under ``paths`` into ``lake`` in one atomic batch. ``rejected_dir``
-    keeps copies of unreadable files; ``dictionaries`` holds the workspace's own vendor
-    counter dictionaries (they win over the bundled ones)."""
+           dictionaries: Path | None = None, reload: bool = False, dry_run: bool = False,
+           vendor: str | None = None) -> IngestReport:
+    """Load every file under ``paths`` into ``lake`` in one atomic batch.
+
+    ``rejected_dir`` keeps copies of unreadable files; ``dictionaries`` holds the workspace's
+    own vendor counter dictionaries (they win over the bundled ones); ``vendor`` forces one
+    dictionary for every PM file instead of detecting it. ``reload`` loads files again even
+    if they were loaded before, replacing what that earlier load committed; ``dry_run`` reads
+    and checks everything and commits nothing."""
     sources, declared = discover(paths, lake.tables, mapping)
+    mapping_key = None
     if mapping is not None:  # a bad mapping fails the whole call, before anything is read
         from .mapping import load_mapping
 
+        mapping_key = fingerprint(Path(mapping))
         mapping = load_mapping(mapping, lake.tables)
-    as_of = as_of or declared or datetime.now(UTC).date()
-    options = {"as_of": as_of, "dictionaries": dictionaries}
-    report = IngestReport()
-    with lake.transaction() as txn:
+    explicit = as_of or declared
+    options = {"as_of": explicit or datetime.now(UTC).date(), "dictionaries": dictionaries,
+               "vendor": vendor, "reload": reload, "mapping_key": mapping_key,
+               "as_of_key": explicit.isoformat() if explicit else None}
+    report = IngestReport(dry_run=dry_run)
+    with lake.transaction(dry_run=dry_run, keep=(QUARANTINE.name,)) as txn:
         inventory = _cell_inventory(lake, txn)
         for src in sources:
-            results = _ingest_file(txn, lake, src, as_of, mapping, options, inventory)
+            results = _ingest_file(txn, lake, src, mapping, options, inventory)
             report.files += results
-            if rejected_dir is not None and results[0].status == "rejected":
+            if rejected_dir is not None and results[0].status == "rejected" and not dry_run:
                 _set_aside(src.path, results[0].message, rejected_dir / txn.batch)
             if progress:
                 progress(str(src.path), sum(r.rows_read for r in results), len(sources))
         _write_log(txn, lake, report)
+    if dry_run and txn.kept.get(QUARANTINE.name):
+        report.quarantine = pa.concat_tables(txn.kept[QUARANTINE.name])
     return report
 
 
-def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, mapping,
-                 options: dict, inventory: set[str]) -> list[FileResult]:
+def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options: dict,
+                 inventory: set[str]) -> list[FileResult]:
     """Read, conform and stage one file, part by part; all of it or (rejected) none of it."""
-    digest = fingerprint(src.path)
-    key = str(src.path.resolve())
+    content = fingerprint(src.path)
+    path_key = str(src.path.resolve())
     if src.kind == "unknown":
-        return [FileResult(src, None, "rejected", fingerprint=digest, message=(
+        return [FileResult(src, None, "rejected", fingerprint=content, message=(
             f"{src.path}: cannot tell which table this file belongs to; name it after a table "
             "(e.g. xdr_voice.csv), give a --mapping file, or put PM files under pm/<vendor>/"))]
-    if txn.seen(digest):
+    try:
+        choice = choose_dictionary(src, options["dictionaries"], options["vendor"])
+    except (DictionaryError, IngestError) as err:
+        return [FileResult(src, src.table, "rejected", message=str(err), fingerprint=content)]
+    snapshot = src.kind == "mapped" or (src.table in lake.tables and lake.tables[src.table].is_snapshot)
+    digest = load_key(content, mapping=options["mapping_key"] if src.kind == "mapped" else None,
+                      dictionary=choice.key, as_of=options["as_of_key"] if snapshot else None)
+    seen = txn.seen(digest)
+    if digest in txn.sources or (seen and not options["reload"]):
         return [FileResult(src, src.table, "duplicate", message="same content already loaded",
-                           fingerprint=digest)]
-    previous = txn.previous_fingerprint(key)
-    status = "replaced" if previous and previous != digest else "loaded"
-    note = f"replaces the content loaded in batch {txn.seen(previous)['batch']}" \
-        if status == "replaced" and txn.seen(previous) else ""
+                           fingerprint=digest, dictionary=choice.label)]
+    previous = txn.previous_fingerprint(path_key)
+    reloaded = bool(seen) and options["reload"]
+    status = "replaced" if reloaded or (previous and previous != digest) else "loaded"
+    if reloaded:
+        txn.supersede(digest)
+        note = f"reloaded: replaces the rows batch {seen['batch']} loaded"
+    elif status == "replaced" and txn.seen(previous):
+        note = f"replaces the content loaded in batch {txn.seen(previous)['batch']}"
+    else:
+        note = ""
     results: dict[str, FileResult] = {}
     pm_cells: set[str] = set()
+    names: set[str] = set()
     mark = txn.savepoint()
     try:
-        for part in read_parts(src, mapping, options, lake.tables):
+        for part in read_parts(src, mapping, options, lake.tables, choice):
             if part.table not in lake.tables:
                 raise IngestError(f"{src.path}: table {part.table!r} is not a canonical table nor one "
                                   "defined in the workspace's sources/")
             c = conform(part.data, lake.tables[part.table], str(src.path))
-            txn.append(lake.tables[part.table], c.accepted, snapshot_date=as_of, source=digest)
+            txn.append(lake.tables[part.table], c.accepted, snapshot_date=options["as_of"], source=digest)
             _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
             if part.table == "cells":
                 inventory.update(c.accepted.column("cell_id").to_pylist())
             if part.table == "pm_counters":
                 pm_cells.update(pc.unique(c.accepted.column("cell_id").drop_null()).to_pylist())
+                names.update(pc.unique(c.accepted.column("counter_name")).to_pylist())
             r = results.setdefault(part.table, FileResult(src, part.table, status, message=note,
-                                                          fingerprint=digest))
+                                                          fingerprint=digest, dictionary=choice.label))
             r.rows_read += part.rows_read
             r.rows_accepted += c.accepted.num_rows
             r.rows_quarantined += c.n_quarantined + len(part.rejects)
@@ -275,10 +311,12 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, as_of: date, map
         return [FileResult(src, src.table, "rejected", fingerprint=digest,
                            message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
     if "pm_counters" in results:
+        pm = results["pm_counters"]
+        pm.unmapped = tuple(sorted(choice.unmapped(names)))
         unknown = _unknown_cells(pm_cells, inventory)
-        results["pm_counters"].message = "; ".join(filter(None, [note, unknown]))
-    txn.record_source(digest, key, {"tables": sorted(results),
-                                    "rows": sum(r.rows_read for r in results.values())})
+        pm.message = "; ".join(filter(None, [note, unknown]))
+    txn.record_source(digest, path_key, {"tables": sorted(results), "content": content,
+                                         "rows": sum(r.rows_read for r in results.values())})
     return list(results.values()) or [FileResult(src, src.table, status, message="no records",
                                                  fingerprint=digest)]
 

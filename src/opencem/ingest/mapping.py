@@ -36,14 +36,13 @@ one sentence each with file, line and field. YAML 1.2 booleans: only ``true``/``
 booleans, so ``Yes``/``No``/``on`` stay text as they are in most source files.
 
 Applying a mapping to source columns (filters, value maps, scales, times) is
-:mod:`opencem.ingest.mapping_apply`, kept apart so this module is the file format and its checks;
-``apply_target``, ``times`` and ``values_failing`` are importable from here as well.
+:mod:`opencem.ingest.mapping_apply`, kept apart so this module is the file format and its checks
+(mapping_apply imports this module, never the other way round).
 """
 
 from __future__ import annotations
 
 import codecs
-import difflib
 import re
 import string
 from datetime import datetime
@@ -56,11 +55,21 @@ import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ..errors import suggest
 from ..schema import TABLES, Table
-from ..specfile import SpecError, line_of, read_yaml
-from .mapping_apply import EPOCH_FORMATS, text_of
+from ..specfile import Issue, SpecError, line_of, read_yaml
 
 Scalar = bool | int | float | str | None
+EPOCH_FORMATS = {"epoch_s": 1000, "epoch_ms": 1}  # -> multiplier to milliseconds
+
+
+def text_of(value: Scalar) -> str | None:
+    """The canonical text of a YAML scalar, as ingest casts it (``true``, ``12``, ``0.5``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class MappingError(SpecError):
@@ -239,28 +248,28 @@ def load_mapping(path: str | Path, tables: dict[str, Table] | None = None) -> Ma
     except ValidationError as exc:
         issues += [(_loc(e), _message(e)) for e in exc.errors()]
     if issues:
-        found = sorted({(line_of(root, loc) or 0, _sentence(path, root, loc, msg)) for loc, msg in issues})
-        raise MappingError([sentence for _, sentence in found])
+        found = {_issue(path, root, loc, msg) for loc, msg in issues}
+        raise MappingError(sorted(found, key=lambda i: (i.line or 0, str(i))))
     return mapping
 
 
 # --- semantic rules: each returns (location, message) issues ------------------------------------
 
-Issue = tuple[list[str], str]
+Problem = tuple[list[str], str]  # (location in the file, message)
 
 
 def check_mapping(m: Mapping, tables: dict[str, Table] | None = None) -> None:
     """The schema rules for a mapping built in code; raises :class:`MappingError`."""
     issues = semantic_issues(m.model_dump(by_alias=True, exclude_unset=True), tables)
     if issues:
-        raise MappingError([f"Mapping, field {'.'.join(loc)}: {msg}." for loc, msg in issues])
+        raise MappingError([Issue(msg, kind="Mapping", field=".".join(loc)) for loc, msg in issues])
 
 
-def semantic_issues(data: dict, tables: dict[str, Table] | None = None) -> list[Issue]:
+def semantic_issues(data: dict, tables: dict[str, Table] | None = None) -> list[Problem]:
     """Apply every rule to each part of ``data`` that is well-formed on its own, so one run
     reports schema problems alongside the shape problems pydantic finds elsewhere."""
     tables = TABLES if tables is None else tables
-    issues: list[Issue] = []
+    issues: list[Problem] = []
     try:
         issues += _source_options(Source.model_validate(data.get("source")))
     except ValidationError:
@@ -283,7 +292,7 @@ def _column_or_none(value: Any) -> ColumnSource | None:
 
 
 def _target_issues(at: list[str], table: str, tables: dict[str, Table],
-                   columns: dict[str, ColumnSource | None]) -> list[Issue]:
+                   columns: dict[str, ColumnSource | None]) -> list[Problem]:
     targets = [name for name, t in tables.items() if t.domain != "ops"]  # opencem writes ops tables
     if table not in targets:
         return [(at + ["table"], f"unknown table {table!r}{_did_you_mean(table, targets)}")]
@@ -301,12 +310,11 @@ def _target_issues(at: list[str], table: str, tables: dict[str, Table],
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return suggest(word, choices, quote=True)
 
 
-def _source_options(s: Source) -> list[Issue]:
-    issues: list[Issue] = []
+def _source_options(s: Source) -> list[Problem]:
+    issues: list[Problem] = []
     if s.format != "csv":
         issues += [(["source", k], f"only applies to format csv, not {s.format}")
                    for k in CSV_ONLY if k in s.model_fields_set]
@@ -326,9 +334,9 @@ def _source_options(s: Source) -> list[Issue]:
     return issues
 
 
-def _fits_column(at: list[str], field: pa.Field, cs: ColumnSource) -> list[Issue]:
+def _fits_column(at: list[str], field: pa.Field, cs: ColumnSource) -> list[Problem]:
     """Options suit the column's type and constants convert to it."""
-    issues: list[Issue] = []
+    issues: list[Problem] = []
     kind = field.type
     is_time = pa.types.is_timestamp(kind)
     numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
@@ -411,9 +419,7 @@ def _message(error: dict) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-def _sentence(path: Path, root: yaml.Node | None, loc: list[str], msg: str) -> str:
+def _issue(path: Path, root: yaml.Node | None, loc: list[str], msg: str) -> Issue:
     field = ".".join(p.replace("from_", "from").replace("in_", "in") if p in ("from_", "in_") else p
                      for p in loc) or "(top level)"
-    line = line_of(root, loc)
-    where = f" line {line}," if line else ""
-    return f"Mapping {path.name},{where} field {field}: {msg.rstrip('.')}."
+    return Issue(msg.rstrip("."), kind="Mapping", file=path, line=line_of(root, loc), field=field)

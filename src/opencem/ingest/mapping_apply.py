@@ -7,8 +7,8 @@ zones). Values that do not convert are reported per row (:class:`BadValues`) for
 reject; a column where none converts means the mapping is wrong and raises
 :class:`~opencem.ingest.validate.IngestError`. Everything is vectorised over Arrow arrays.
 
-Separate from :mod:`opencem.ingest.mapping` (the mapping file format and its checks), which
-uses :func:`text_of` and :data:`EPOCH_FORMATS` from here to check constants the same way.
+Separate from :mod:`opencem.ingest.mapping` (the mapping file format and its checks); imports
+flow one way, from here to there.
 """
 
 from __future__ import annotations
@@ -16,32 +16,19 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import TIMESTAMP, Table
+from .mapping import EPOCH_FORMATS, ColumnSource, Scalar, Target, text_of
 from .validate import IngestError
 
-if TYPE_CHECKING:  # the mapping models import this module
-    from .mapping import ColumnSource, Scalar, Target
-
-EPOCH_FORMATS = {"epoch_s": 1000, "epoch_ms": 1}  # -> multiplier to milliseconds
 _ISO = (r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
         r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$")
 _ZONED = r"[T ]\d{2}:\d{2}.*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _NUMBER = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf|infinity|nan)$"
-
-
-def text_of(value: Scalar) -> str | None:
-    """The canonical text of a YAML scalar, as ingest casts it (``true``, ``12``, ``0.5``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @dataclass

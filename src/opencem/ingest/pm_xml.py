@@ -43,6 +43,7 @@ from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary, apply_dictionary_long, load_dictionary
 from .parts import Part, Reject
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
+                          _Rest,
                           _Header, _header, _local, _p_slot, _parse_time, _refuse_entities, _words)
 from .pm_xml_scan import _FastPath
 
@@ -152,20 +153,6 @@ def _apply_dictionary(batch: _Batch, dictionary: CounterDictionary) -> _Batch:
 
 
 # --- reading the file ----------------------------------------------------------------------------
-
-class _Rest:
-    """A stream that starts with ``first`` and continues with ``stream``."""
-
-    def __init__(self, first: bytes, stream: BinaryIO):
-        self.first, self.stream = first, stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.first:
-            out = self.first if n < 0 or n >= len(self.first) else self.first[:n]
-            self.first = self.first[len(out):]
-            return out
-        return self.stream.read(n)
-
 
 class _Reader(_FastPath):
     """One file: the fast path while measInfos are plain, then lxml for the rest."""

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
+from ..errors import OpencemError
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .parts import Reject
@@ -44,13 +46,27 @@ _P = re.compile(r"[ \t\r\n]*(\d{1,9})[ \t\r\n]*", re.ASCII)
 _SPLIT = re.compile(r"[ \t\r\n]+")
 
 
-class PMFileError(ValueError):
+class PMFileError(OpencemError, ValueError):
     """A PM file that cannot be read; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"PM file {self.path.name}: {reason}.")
+
+
+class _Rest:
+    """A stream that starts with ``first`` and continues with ``stream``."""
+
+    def __init__(self, first: bytes, stream: BinaryIO):
+        self.first, self.stream = first, stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self.first:
+            out = self.first if n < 0 or n >= len(self.first) else self.first[:n]
+            self.first = self.first[len(out):]
+            return out
+        return self.stream.read(n)
 
 
 @dataclass

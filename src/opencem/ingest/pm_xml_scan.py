@@ -18,7 +18,6 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -26,10 +25,7 @@ import pyarrow as pa
 from lxml import etree
 
 from .parts import Reject
-from .pm_xml_rows import LIST_SLOT, ROOT_ELEMENTS, SAFE, PMFileError, _Header, _header, _local, _refuse_entities
-
-if TYPE_CHECKING:  # the reader this path is mixed into
-    from .pm_xml import _Rest
+from .pm_xml_rows import LIST_SLOT, ROOT_ELEMENTS, SAFE, PMFileError, _Header, _header, _local, _refuse_entities, _Rest
 
 _ENCODING = re.compile(rb"^<\?xml[^>]*?encoding[ \t\r\n]*=[ \t\r\n]*[\"']([A-Za-z0-9._-]+)")
 # The plain layout: anything else between measInfos, or inside measValues, hands over to lxml.

@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import OpencemError
 from ..schema import Table
 
 
-class IngestError(Exception):
+class IngestError(OpencemError):
     """A whole file cannot be loaded; the message is one sentence naming file and problem."""
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lake import Lake, LakeError
+from ..lake import Lake, LakeError
 from .load import IngestReport, ingest
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -48,7 +48,7 @@ def _move(path: Path, folder: Path) -> Path:
 
 def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | None = None,
           stop: Callable[[], bool] = lambda: False, on_file: Callable[[Path, IngestReport], None] | None = None,
-          max_scans: int | None = None, dictionaries: Path | None = None) -> WatchStats:
+          max_scans: int | None = None, dictionaries: Path | None = None, vendor: str | None = None) -> WatchStats:
     """Scan ``folder`` every ``interval_s`` and load what settled, until ``stop()`` is true
     (or after ``max_scans`` scans)."""
     folder = Path(folder)
@@ -68,7 +68,7 @@ def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | Non
             if seen.get(path) != signature:
                 continue  # still being written, or new: look again next scan
             try:
-                report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries)
+                report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries, vendor=vendor)
             except LakeError:
                 break  # another process is writing to the lake: try again next scan
             status = report.files[0].status

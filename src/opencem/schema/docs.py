@@ -1,8 +1,8 @@
-"""Render the canonical data model as Markdown (docs/data-model.md) or a terminal table."""
+"""The data model as Markdown (docs/data-model.md) or as a table of columns (``opencem schema``)."""
 
 from __future__ import annotations
 
-from rich.table import Table as RichTable
+import pyarrow as pa
 
 from . import TABLES, Table, description_of, unit_of
 
@@ -43,12 +43,15 @@ def render_markdown() -> str:
     return "\n".join(lines)
 
 
-def render_table(name: str) -> RichTable:
-    return render_spec(TABLES[name])
-
-
-def render_spec(spec: Table) -> RichTable:
-    table = RichTable("column", "type", "unit", "description", title=f"{spec.name}: {spec.description}")
-    for f in spec.columns:
-        table.add_row(f.name + ("" if f.nullable else " *"), str(f.type), unit_of(f), description_of(f))
-    return table
+def columns_table(specs: dict[str, Table], with_table: bool = True) -> pa.Table:
+    """One row per column of each table: name, type, unit, whether it is a key or may be
+    null, its valid range and description."""
+    rows = []
+    for name, spec in specs.items():
+        for f in spec.columns:
+            rng = spec.ranges.get(f.name)
+            rows.append({**({"table": name} if with_table else {}), "column": f.name, "type": str(f.type),
+                         "unit": unit_of(f) or None, "key": f.name in spec.keys, "nullable": f.nullable,
+                         "valid_range": None if rng is None else f"{rng[0]} .. {rng[1]}",
+                         "description": description_of(f)})
+    return pa.Table.from_pylist(rows)

@@ -23,7 +23,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..specfile import SpecError, load_spec
+from ..specfile import Issue, SpecError, load_spec
 from .base import TIMESTAMP, Table, col
 
 TYPES: dict[str, pa.DataType] = {
@@ -89,8 +89,8 @@ def load_table_spec(path: Path, builtin: dict[str, Table]) -> Table:
     """Read one schema file; a name clashing with a built-in table is an error."""
     spec = load_spec(path, TableSpec, "Table schema")
     if spec.table in builtin:
-        raise SpecError([f"Table schema {Path(path).name}, field table: {spec.table!r} is a built-in "
-                         "table; choose another name."])
+        raise SpecError([Issue(f"{spec.table!r} is a built-in table; choose another name",
+                               kind="Table schema", file=Path(path), field="table")])
     return spec.to_table()
 
 
@@ -104,9 +104,25 @@ def load_user_tables(folder: Path, builtin: dict[str, Table]) -> dict[str, Table
             issues += err.issues
             continue
         if table.name in tables:
-            issues.append(f"Table schema {path.name}, field table: {table.name!r} is already defined "
-                          "by another schema file.")
+            issues.append(Issue(f"{table.name!r} is already defined by another schema file",
+                                kind="Table schema", file=path, field="table"))
         tables[table.name] = table
     if issues:
         raise SpecError(issues)
     return tables
+
+
+def add_table_spec(path: Path, folder: Path) -> Table:
+    """Check schema file ``path`` and copy it into the workspace's ``folder`` as
+    ``<table>.schema.yaml`` (replacing one of the same name)."""
+    import shutil
+
+    from . import TABLES
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([Issue("does not exist", kind="Table schema", file=path)])
+    table = load_table_spec(path, TABLES)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, folder / f"{table.name}{SCHEMA_SUFFIX}")
+    return table

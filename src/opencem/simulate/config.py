@@ -6,7 +6,9 @@ import zlib
 from datetime import date
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError
 
 
 class SimConfig(BaseModel):
@@ -34,3 +36,14 @@ def rng_for(seed: int, stream: str) -> np.random.Generator:
     """An independent, stable random stream per purpose, so adding draws in one module
     never shifts the numbers another module sees for the same seed."""
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])
+
+
+def make_config(**options) -> SimConfig:
+    """A :class:`SimConfig` from command-line options; an option out of range is a
+    :class:`~opencem.errors.ConfigError` naming it (``--subscribers``)."""
+    try:
+        return SimConfig(**options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the options"
+        raise ConfigError(f"{name}: {first['msg']}") from None

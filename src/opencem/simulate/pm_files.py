@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..ingest.counters import CANONICAL_COUNTERS
+from ..schema.counters import CANONICAL_COUNTERS
 
 XML_NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 KEY_COLUMNS = ("cell_id", "site_id", "managed_element", "technology", "vendor", "period_start",

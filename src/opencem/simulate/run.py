@@ -2,6 +2,7 @@
 
 Output layout (what ``opencem ingest`` reads)::
 
+    OUT/.opencem-simulation                 marker: this folder is the simulator's to replace
     OUT/manifest.json                       config, row counts, files
     OUT/tables/<table>.parquet              snapshots and whole-window tables
     OUT/tables/<table>/<YYYY-MM-DD>.parquet per-day session tables
@@ -14,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from . import behaviour, drive_test, fixed_iot, mobile
+from ..folders import replace_folder
+from . import behaviour, drive_routes, fixed_iot, mobile
 from .config import SimConfig, rng_for
 from .faults import ground_truth_table, plan_faults
 from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
@@ -35,6 +36,7 @@ from .population import build_population, subscribers_table
 
 Progress = Callable[[str], None]
 
+MARKER = ".opencem-simulation"  # written first, so even an interrupted run's folder can be replaced
 VOICE_PER_DAY, DATA_PER_DAY, VIDEO_PER_DAY = 3.0, 8.0, 1.2
 # Sessions are generated for this many subscribers at a time, bounding memory at any scale.
 CHUNK_SUBSCRIBERS = 250_000
@@ -52,12 +54,12 @@ def total_steps(cfg: SimConfig) -> int:
     return 3 + cfg.days + 2
 
 
-def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None) -> SimResult:
-    """Simulate ``cfg`` into ``out_dir`` (replaced if it exists). Deterministic for a seed."""
+def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, force: bool = False) -> SimResult:
+    """Simulate ``cfg`` into ``out_dir``. Deterministic for a seed. The folder is replaced only
+    if it is new, empty or an earlier simulator output (its :data:`MARKER` file), or with
+    ``force``; see :func:`opencem.folders.replace_folder`."""
     step = progress or (lambda _msg: None)
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    out_dir = replace_folder(Path(out_dir), MARKER, "opencem simulate", force)
     (out_dir / "tables").mkdir(parents=True)
     result = SimResult(out_dir)
 
@@ -124,7 +126,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None) ->
         write("broadband_sessions", bb_table, label)
         exp.add("broadband_outage_s", bb_sub, day, bb_outage)
         counters.append(pm_counters(net, plan, traffic, day, rng))
-        write("drive_tests", drive_test.drive_tests(cfg, net, plan, day), label)
+        write("drive_tests", drive_routes.drive_tests(cfg, net, plan, day), label)
         step(f"traffic {label}")
 
     rng = rng_for(cfg.seed, "alarms")

@@ -22,9 +22,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import cache
 from typing import NamedTuple
 
-import numpy as np
+
+class _LazyNumpy:
+    """NumPy, imported on first use: scoring one call from the command line needs none."""
+
+    def __getattr__(self, name: str):
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 RO_WB = 129.0  # G.107.1 basic signal-to-noise ratio on the wideband scale
 WB_SCALE = 1.29  # G.107.1 Annex A: R_nb-equivalent = R_wb / 1.29
@@ -151,16 +162,39 @@ def fixed(p: G107Parameters) -> Fixed:
                  rle_scale=10.5 * (p.WEPL + 7))
 
 
-class NumpyOps:
-    """The functions `rating()` needs, on NumPy arrays (the SQL twin lives in sql.py)."""
+class ScalarOps:
+    """The functions `rating()` needs, on plain floats: one call scored without NumPy."""
 
-    ln = staticmethod(np.log)
-    exp = staticmethod(np.exp)
-    power = staticmethod(np.power)
-    sqrt = staticmethod(np.sqrt)
-    maximum = staticmethod(np.maximum)
-    minimum = staticmethod(np.minimum)
-    where = staticmethod(np.where)
+    ln = staticmethod(math.log)
+    exp = staticmethod(math.exp)
+    power = staticmethod(math.pow)
+    sqrt = staticmethod(math.sqrt)
+    maximum = staticmethod(max)
+    minimum = staticmethod(min)
+    where = staticmethod(lambda cond, a, b: a if cond else b)
+
+
+@cache
+def numpy_ops():
+    """The functions `rating()` needs, on NumPy arrays (the SQL twin lives in sql.py)."""
+    import numpy
+
+    class NumpyOps:
+        ln = staticmethod(numpy.log)
+        exp = staticmethod(numpy.exp)
+        power = staticmethod(numpy.power)
+        sqrt = staticmethod(numpy.sqrt)
+        maximum = staticmethod(numpy.maximum)
+        minimum = staticmethod(numpy.minimum)
+        where = staticmethod(numpy.where)
+
+    return NumpyOps
+
+
+def __getattr__(name: str):
+    if name == "NumpyOps":
+        return numpy_ops()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rating(ops, k: Fixed, ta, t, tr, ppl, burst_ratio, ie, bpl, wideband) -> dict:
@@ -279,9 +313,9 @@ def emodel(one_way_delay_ms, packet_loss_pct, codec="AMR-WB", burst_ratio=1.0,
     shape = np.broadcast_shapes(ta.shape, ppl.shape, burst.shape, ie.shape,
                                 *(v.shape for v in row.values()))
     with np.errstate(invalid="ignore"):  # NaN inputs give NaN outputs, quietly
-        out = rating(NumpyOps, k, ta, row.get("T", ta), row.get("Tr", 2 * ta), ppl, burst,
+        out = rating(numpy_ops(), k, ta, row.get("T", ta), row.get("Tr", 2 * ta), ppl, burst,
                      ie, bpl, wideband)
-        out["mos"] = mos_of(NumpyOps, out["r"], wideband)
+        out["mos"] = mos_of(numpy_ops(), out["r"], wideband)
     out["r_nb"] = out["r"] * np.where(wideband, 1 / WB_SCALE, 1.0)
     out["band"] = np.where(wideband, "wb", "nb")
     # + 0.0 turns the -0.0 of Idte at T = 0 into 0.0 for display.
@@ -318,5 +352,22 @@ def r_narrowband_equivalent(r, band="nb"):
 def mos_from_r(r, band="nb"):
     """MOS (1..4.5) from R on the band's scale: G.107 Annex B, or G.107.1 Annex A for 'wb'."""
     with np.errstate(invalid="ignore"):
-        value = mos_of(NumpyOps, _as_float(r), _wideband_flags(band))
+        value = mos_of(numpy_ops(), _as_float(r), _wideband_flags(band))
     return float(value) if np.ndim(value) == 0 else value
+
+
+def emodel_call(one_way_delay_ms: float, packet_loss_pct: float, codec: str = "AMR-WB",
+                burst_ratio: float = 1.0, **overrides: float) -> dict:
+    """:func:`emodel` for one call in plain floats, through :class:`ScalarOps` (no NumPy):
+    the same formulas, so both give the same values (tested)."""
+    c = CODECS[canonical_codec(codec)]
+    t, tr = overrides.pop("T", None), overrides.pop("Tr", None)
+    k = fixed(parameters(**overrides))
+    ta = float(one_way_delay_ms)
+    wideband = c.band == "wb"
+    out = rating(ScalarOps, k, ta, ta if t is None else float(t), 2 * ta if tr is None else float(tr),
+                 float(packet_loss_pct), float(burst_ratio), c.ie, c.bpl, wideband)
+    out["mos"] = mos_of(ScalarOps, out["r"], wideband)
+    out["r_nb"] = out["r"] * (1 / WB_SCALE if wideband else 1.0)
+    out["band"] = c.band
+    return {key: v if key == "band" else v + 0.0 for key, v in out.items()}

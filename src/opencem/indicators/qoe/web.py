@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 FASTEST_S = 0.5  # page load time that scores MOS 5 and below which nothing improves, s
 SLOWEST_S = 15.0  # page load time that scores MOS 1, s
 
@@ -42,7 +40,13 @@ def web_mos_of(ops, page_load_ms, fastest_s: float = FASTEST_S, slowest_s: float
 
 def web_mos(page_load_ms, fastest_s: float = FASTEST_S, slowest_s: float = SLOWEST_S):
     """Web-browsing MOS (1..5) from page load time in ms; scalar or NumPy array (NaN stays NaN)."""
-    from .emodel import NumpyOps
+    if isinstance(page_load_ms, (int, float)) and math.isfinite(page_load_ms):
+        from .emodel import ScalarOps  # one number: no NumPy
 
-    value = web_mos_of(NumpyOps, np.asarray(page_load_ms, dtype=float), fastest_s, slowest_s)
+        return float(web_mos_of(ScalarOps, float(page_load_ms), fastest_s, slowest_s))
+    import numpy as np
+
+    from .emodel import numpy_ops
+
+    value = web_mos_of(numpy_ops(), np.asarray(page_load_ms, dtype=float), fastest_s, slowest_s)
     return float(value) if np.ndim(value) == 0 else value

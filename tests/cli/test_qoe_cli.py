@@ -9,7 +9,7 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from opencem.indicators.qoe.cli import qoe_app
+from opencem.cli.qoe import app as qoe_app
 from opencem.indicators.qoe.emodel import emodel
 from opencem.indicators.qoe.web import web_mos
 

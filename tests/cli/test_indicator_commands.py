@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from opencem.cli import app
+from opencem.cli.main import app
 from opencem.engines.duckdb import run_user_sql
 from opencem.indicators.catalog import load_catalog
 from opencem.workspace import Workspace
@@ -82,10 +82,13 @@ def test_cei_calibrate_writes_weights_that_load_and_reports_holdout_fit(ws, tmp_
     assert abs(sum(weights) - 1) < 0.01 and all(w >= 0 for w in weights)
 
 
-def test_cei_calibrate_needs_the_subscriber_cube(tmp_path):
-    empty = Workspace(tmp_path / "empty")
-    result = run(empty, "cei", "calibrate")
+def test_cei_calibrate_needs_the_subscriber_cube(tmp_path, lake):
+    fresh = Workspace(tmp_path / "fresh")
+    shutil.copytree(lake.root, fresh.root / "lake")  # loaded, but never evaluated
+    result = run(fresh, "cei", "calibrate")
     assert result.exit_code == 2 and "run `opencem evaluate --cube cube_subscriber_day` first" in " ".join(result.output.split())
+    nothing = run(Workspace(tmp_path / "empty"), "cei", "calibrate")
+    assert nothing.exit_code == 2 and "no opencem workspace in" in " ".join(nothing.output.split())
 
 
 def test_qoe_video_reads_a_p1203_session_file(ws):

@@ -25,13 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import OpencemError
 from ..schema import TABLES, Table
 
 MANIFEST = "_manifest.json"
 MS_PER_DAY = 86_400_000
 
 
-class LakeError(Exception):
+class LakeError(OpencemError):
     """A lake operation that cannot go ahead, with a one-sentence reason."""
 
 
@@ -141,8 +142,15 @@ class Lake:
         return sum(f.rows for f in self.files(table, manifest))
 
     @contextmanager
-    def transaction(self):
-        """Write files, then commit them together; an exception leaves nothing visible."""
+    def transaction(self, dry_run: bool = False, keep: tuple[str, ...] = ()):
+        """Write files, then commit them together; an exception leaves nothing visible.
+
+        ``dry_run`` goes through the same steps without writing or committing anything (and
+        without the writer's lock, so a check never waits for a load); rows staged for the
+        tables in ``keep`` are held in memory (``txn.kept``) for the caller to show."""
+        if dry_run:
+            yield Transaction(self, self.manifest(), dry_run=True, keep=keep)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as lock:
             try:
@@ -169,9 +177,12 @@ class Lake:
 
 
 class Transaction:
-    def __init__(self, lake: Lake, manifest: Manifest):
+    def __init__(self, lake: Lake, manifest: Manifest, dry_run: bool = False, keep: tuple[str, ...] = ()):
         self.lake = lake
         self.manifest = manifest
+        self.dry_run = dry_run
+        self.keep = keep
+        self.kept: dict[str, list[pa.Table]] = {}
         self.batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.staging = lake.root / ".staging" / self.batch
         self.staged: list[tuple[Path, LakeFile]] = []
@@ -214,6 +225,11 @@ class Transaction:
         k = len(self.staged)
         rel = f"{spec.name}/date={day}/part-{self.batch}-{k:05d}.parquet"
         tmp = self.staging / rel
+        if self.dry_run:
+            if spec.name in self.keep:
+                self.kept.setdefault(spec.name, []).append(table)
+            self.staged.append((tmp, LakeFile(rel, table.num_rows, day, self.batch, source)))
+            return
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd", row_group_size=1_000_000,
                        use_dictionary=_dictionary_columns(spec))
@@ -224,16 +240,23 @@ class Transaction:
         recomputed for those days replace them, even where a day now has no rows)."""
         self.replaced += [(name, day) for day in days]
 
-    def savepoint(self) -> tuple[int, int]:
-        return len(self.staged), len(self.replaced)
+    def savepoint(self) -> tuple[int, int, dict[str, int]]:
+        return len(self.staged), len(self.replaced), {k: len(v) for k, v in self.kept.items()}
 
-    def rollback_to(self, mark: tuple[int, int]) -> None:
+    def rollback_to(self, mark: tuple[int, int, dict[str, int]]) -> None:
         """Forget what was staged since ``savepoint()`` (a file found broken part-way)."""
-        staged, replaced = mark
+        staged, replaced, kept = mark
         for tmp, _lf in self.staged[staged:]:
             tmp.unlink(missing_ok=True)
         del self.staged[staged:]
         del self.replaced[replaced:]
+        for name, tables in self.kept.items():
+            del tables[kept.get(name, 0):]
+
+    def supersede(self, fingerprint: str) -> None:
+        """Drop, at commit, the rows an earlier load with this fingerprint committed (a reload
+        of the same file replaces them with the rows staged now)."""
+        self.superseded.add(fingerprint)
 
     def record_source(self, fingerprint: str, path: str, info: dict) -> None:
         """Remember a loaded file by content and by path; a new content at a known path
@@ -248,6 +271,8 @@ class Transaction:
         return self.paths.get(path) or self.manifest.paths.get(path)
 
     def commit(self) -> None:
+        if self.dry_run:
+            return
         if not self.staged and not self.sources and not self.replaced and not self.derived_changed:
             return
         m = self.manifest

@@ -17,9 +17,9 @@ import pyarrow as pa
 from scipy import optimize, stats
 
 from ..engines.duckdb import connect
-from ..ingest.lake import Lake
-from .catalog import Catalog
-from .evaluate import EvaluateError
+from ..lake import Lake
+from ..indicators.catalog import Catalog
+from ..indicators.evaluate import EvaluateError
 
 TARGETS = ("nps", "complaints")
 CUBE = "cube_subscriber_day"
@@ -34,6 +34,13 @@ class Calibration:
     weights: dict[str, dict[str, float]]  # index -> KQI -> weight
     index_weights: dict[str, float]
     fit: dict[str, dict[str, float]] = field(default_factory=dict)  # hand|calibrated -> metric -> value
+
+    def fit_table(self) -> pa.Table:
+        """The held-out correlations, one row per set of weights (hand-set, calibrated)."""
+        metrics = ["pearson", "spearman", *(["auc"] if self.target == "complaints" else [])]
+        return pa.Table.from_pylist([{"weights": label, **{m: values.get(m) for m in metrics},
+                                      "holdout_customers": self.holdout, "customers": self.customers}
+                                     for label, values in self.fit.items()])
 
     def yaml(self, cat: Catalog) -> str:
         """A ``cei:`` section with the calibrated weights, ready for the workspace."""

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from opencem.engines.duckdb import connect
-from opencem.ingest.lake import Lake
+from opencem.lake import Lake
 from opencem.ingest.load import discover, ingest, table_of
 from opencem.ingest.validate import IngestError
 from opencem.schema import TABLES
@@ -152,8 +152,8 @@ def test_a_failed_batch_leaves_nothing_visible(tmp_path, sim_dir):
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-from opencem.ingest import lake as lake_mod
-from opencem.ingest.lake import Lake
+from opencem.lake import lake as lake_mod
+from opencem.lake import Lake
 from opencem.ingest.load import ingest
 original = lake_mod.Transaction._stage
 def slow_stage(self, *a, **k):
@@ -224,7 +224,7 @@ def test_a_new_vendor_needs_only_a_dictionary_file(tmp_path, sim_dir):
     (landing / export.name).write_bytes(export.read_bytes())
     lake = Lake(tmp_path / "lake")
     report = ingest(lake, [landing])
-    assert report.count("rejected") == 1 and "no counter dictionary for vendor 'gamma'" in report.files[0].message
+    assert report.count("rejected") == 1 and "No counter dictionary for vendor 'gamma' (folder pm/gamma/)" in report.files[0].message
     own = tmp_path / "dictionaries"
     own.mkdir()
     (own / "gamma.yaml").write_text((DICTIONARY_DIR / "beta.yaml").read_text().replace("vendor: beta", "vendor: gamma"))

@@ -1,0 +1,1 @@
+"""Analytics on top of the indicator cubes: CEI calibration now; churn, NPS and forecasts next."""

@@ -1,0 +1,60 @@
+"""``opencem demo``: simulate an operator, ingest it, evaluate the indicators, and show them."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from . import output
+from .context import workspace
+from .indicators import evaluate_with_progress, print_issues, workspace_catalog
+from .simulate import simulate_into
+
+app = typer.Typer()
+APPS = [(app, None)]
+
+
+@app.command("demo", rich_help_panel="Start here")
+def demo_cmd(
+    ctx: typer.Context,
+    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 400_000,
+    days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate an operator into the workspace, ingest it, evaluate the Customer Experience
+    Index, and show the worst cells beside the faults that were injected there."""
+    from ..ingest.load import ingest
+    from ..simulate import tour
+
+    ws = workspace(ctx)
+    output.rule("[bold]1. simulate a digital-twin operator")
+    simulate_into(ws.root / "sim", subscribers=subscribers, days=days, seed=seed)
+    output.rule("[bold]2. ingest into the lake")
+    started = time.perf_counter()
+    with output.progress("ingesting") as update:
+        report = ingest(ws.lake, [ws.root / "sim"], rejected_dir=ws.rejected_dir,
+                        dictionaries=ws.dictionaries_dir,
+                        progress=lambda name, rows, total: update(advance=1, total=total))
+    output.say(f"{len(report.files)} files, {sum(report.rows().values()):,} rows in "
+               f"{time.perf_counter() - started:.1f} s; {report.count('rejected')} rejected, "
+               f"{report.quarantined:,} rows quarantined")
+    output.rule("[bold]3. a first look")
+    lake = ws.lake
+    output.emit(tour.injected_faults(lake), title="Injected faults (ground truth)")
+    output.emit(tour.voice_by_city(lake), title="Voice by city")
+    output.rule("[bold]4. evaluate KPIs, KQIs and the Customer Experience Index")
+    cat = workspace_catalog(ws)
+    print_issues(cat)
+    started = time.perf_counter()
+    result = evaluate_with_progress(ws, cat)
+    output.say(f"{len(result.cubes)} cube tables, {sum(c.rows for c in result.cubes):,} rows in "
+               f"{time.perf_counter() - started:.1f} s")
+    lake = ws.lake
+    output.emit(tour.worst_cell_days(lake),
+                title="Worst cell-days by CEI (indices 0-100), beside the fault the simulator injected there")
+    output.emit(tour.experience_by_segment(lake), title="Customer experience by segment")
+    output.say(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")
+    output.say(f"Try: [bold].venv/bin/opencem kpi preview call_drop_pct --by device_model --worst "
+               f"--workspace {ws.root}[/bold]")

@@ -1,0 +1,162 @@
+"""``opencem ingest``: load files into the lake, check them (``--dry-run``), watch a landing
+folder, and show the ingest log (``--report``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import output
+from .context import workspace
+from .options import parse_date
+from .output import Format, FormatOpt, OutputOpt
+
+app = typer.Typer()
+APPS = [(app, None)]
+
+EXIT_OF = {"ok": output.EXIT_OK, "partial": output.EXIT_PARTIAL, "nothing": output.EXIT_NOTHING_LOADED}
+
+
+@app.command("ingest", rich_help_panel="Data")
+def ingest_cmd(
+    ctx: typer.Context,
+    paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH...", help="Files or folders to load.")] = None,
+    as_of: Annotated[str | None, typer.Option(metavar="DATE", help=(
+        "Snapshot date for cells/subscribers, and the date mapping files can use (YYYY-MM-DD). A new "
+        "date on a file loaded before loads it again, replacing its earlier rows."))] = None,
+    mapping: Annotated[Path | None, typer.Option(metavar="FILE", help=(
+        "Column mapping file for sources whose columns differ from the canonical ones. A corrected "
+        "mapping loads the files again, replacing their earlier rows."))] = None,
+    vendor: Annotated[str | None, typer.Option(metavar="NAME", help=(
+        "Read every PM file with this vendor's counter dictionary (default: detected from the file "
+        "or its pm/<vendor>/ folder)."))] = None,
+    reload: Annotated[bool, typer.Option("--reload", help=(
+        "Load the files again even if they were loaded before; the rows their earlier load "
+        "committed are replaced in the same commit."))] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+        "Read and check everything, show what would load and why rows would be quarantined, "
+        "and commit nothing."))] = False,
+    watch: Annotated[Path | None, typer.Option(metavar="DIR", help=(
+        "Watch this landing folder and load files as they arrive (Ctrl-C to stop)."))] = None,
+    interval: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds between scans with --watch.")] = 5.0,
+    report: Annotated[bool, typer.Option("--report", help="Show the ingest log instead of loading.")] = False,
+    section: Annotated[str | None, typer.Option(metavar="NAME", help=(
+        "With --report: only this part (summary, quarantine or rejected); csv and parquet need one."))] = None,
+    fmt: FormatOpt = Format.table,
+    out: OutputOpt = None,
+) -> None:
+    """Load source files into the workspace lake: validated, atomic, nothing loaded twice.
+
+    Exit code 0 when everything loaded (or already was), 3 when some files were rejected or
+    rows quarantined (the rest is committed), 4 when nothing could be loaded, 2 on bad input."""
+    ws = workspace(ctx)
+    if report:
+        _show_log(ws, section, fmt, out)
+        return
+    if watch is not None:
+        _watch(ws, watch, interval, Path(mapping) if mapping else None, vendor)
+        return
+    if not paths:
+        output.fail("give at least one file or folder to ingest, or --watch DIR, or --report")
+    from ..ingest.load import ingest
+
+    started = time.perf_counter()
+    with output.progress("checking" if dry_run else "ingesting") as update:
+        result = ingest(ws.lake, paths, as_of=parse_date(as_of, "--as-of"), mapping=mapping,
+                        rejected_dir=ws.rejected_dir, dictionaries=ws.dictionaries_dir, reload=reload,
+                        dry_run=dry_run, vendor=vendor,
+                        progress=lambda name, rows, total: update(advance=1, total=total,
+                                                                  description=Path(name).name))
+    _print_result(ws, result, time.perf_counter() - started, fmt, out)
+    raise typer.Exit(EXIT_OF[result.outcome])
+
+
+def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> None:
+    rows = result.rows()
+    if fmt is Format.table:
+        title = "Would load (dry run: nothing committed)" if result.dry_run else f"Ingested into {ws.lake.root}"
+        output.emit(output.arrow([{"table": t, "rows loaded": n} for t, n in sorted(rows.items())],
+                                 columns=["table", "rows loaded"]), title=title, output=out)
+    else:
+        output.emit(_files_table(result), fmt, out)
+    verb = "would load" if result.dry_run else "loaded"
+    summary = (f"{result.count('loaded')} files {verb}, {result.count('replaced')} replaced earlier content, "
+               f"{result.count('duplicate')} already loaded, {result.count('rejected')} rejected; "
+               f"{sum(rows.values()):,} rows in {elapsed:.1f} s; {result.quarantined:,} rows quarantined")
+    output.say(summary, stderr=fmt is not Format.table)
+    for f in result.files:
+        name = f.source.path.name
+        if f.status == "rejected":
+            kept = "" if result.dry_run else f" (copy kept in {ws.rejected_dir})"
+            output.say(f"[yellow]rejected:[/yellow] {output.escape(f.message)}{kept}", stderr=True)
+            continue
+        if f.dictionary and f.status != "duplicate":
+            unmapped = (f"; {len(f.unmapped)} counters no dictionary maps, kept under the vendor's names "
+                        f"(e.g. {', '.join(f.unmapped[:3])})" if f.unmapped else "")
+            output.note(f"{name}: dictionary {f.dictionary}{unmapped}")
+        if f.message and f.status != "duplicate":
+            output.note(f"{name}: {f.message}")
+    if result.dry_run and result.quarantine is not None and result.quarantine.num_rows:
+        _show_quarantine(result.quarantine)
+
+
+def _files_table(result):
+    """One row per file and table: what a script checks after a load."""
+    return output.arrow([{
+        "source_path": str(f.source.path), "table": f.table, "status": f.status, "rows_read": f.rows_read,
+        "rows_accepted": f.rows_accepted, "rows_quarantined": f.rows_quarantined, "dictionary": f.dictionary,
+        "unmapped_counters": len(f.unmapped), "message": f.message or None, "dry_run": result.dry_run,
+    } for f in result.files], columns=["source_path", "table", "status", "rows_read", "rows_accepted",
+                                       "rows_quarantined", "dictionary", "unmapped_counters", "message", "dry_run"])
+
+
+def _show_quarantine(quarantine) -> None:
+    """Why rows would be quarantined, and the first of them, on stderr."""
+    import pyarrow.compute as pc
+
+    err = output.console(stderr=True)
+    from rich.table import Table as RichTable
+
+    reasons = quarantine.group_by(["table_name", "field", "reason"]).aggregate([("row_number", "count")])
+    reasons = reasons.sort_by([("row_number_count", "descending")])
+    table = RichTable("table", "field", "reason", "rows", title="Would be quarantined")
+    for r in reasons.slice(0, 20).to_pylist():
+        table.add_row(r["table_name"], r["field"] or "", output.escape(r["reason"]), f"{r['row_number_count']:,}")
+    err.print(table)
+    first = quarantine.take(pc.sort_indices(quarantine, [("source_path", "ascending"), ("row_number", "ascending")])[:10])
+    table = RichTable("file", "row", "field", "value", "reason", title="First bad rows")
+    for r in first.to_pylist():
+        table.add_row(Path(r["source_path"]).name, str(r["row_number"]), r["field"] or "",
+                      output.escape(str(r["value"] or "")), output.escape(r["reason"]))
+    err.print(table)
+
+
+def _watch(ws, folder: Path, interval: float, mapping: Path | None, vendor: str | None) -> None:
+    from ..ingest.watch import watch
+
+    output.say(f"watching {folder} every {interval:g} s (Ctrl-C to stop); loaded files move to "
+               f"{folder / '.done'}, unreadable ones to {folder / '.rejected'}")
+
+    def on_file(path: Path, rep) -> None:
+        f = rep.files[0]
+        rows = sum(rep.rows().values())
+        output.say(f"{time.strftime('%H:%M:%S')} {path.name}: {f.status}, {rows:,} rows, "
+                   f"{rep.quarantined:,} quarantined" + (f" ({output.escape(f.message)})" if f.message else ""))
+
+    stats = watch(ws.lake, folder, interval, mapping, on_file=on_file, dictionaries=ws.dictionaries_dir,
+                  vendor=vendor)
+    output.say(f"{stats.loaded} files loaded, {stats.duplicates} duplicates, {stats.rejected} rejected")
+
+
+def _show_log(ws, section: str | None, fmt: Format, out: Path | None) -> None:
+    from ..ingest.report import SECTIONS, TITLES, ingest_log_report
+
+    if section is not None and section not in SECTIONS:
+        output.fail(f"--section {section!r} is not one of {', '.join(SECTIONS)}")
+    ws.require()
+    found = ingest_log_report(ws.lake, [section] if section else None)
+    sections = {TITLES[n] if fmt is Format.table else n: t for n, t in found.items()}
+    output.emit(sections, fmt, out, limit=20 if fmt is Format.table and section is None else None)

@@ -1,0 +1,145 @@
+"""The ``opencem`` command: mounts one Typer app per command group and owns what is global.
+
+Global options (``--workspace``, ``--version``) work before or after the subcommand. Errors a
+user can fix (:class:`~opencem.errors.OpencemError`) are caught here, once, and printed as one
+sentence with exit code 2; see :mod:`.output` for the other exit codes. Start-up stays fast
+because command modules import only Typer at the top; DuckDB, Arrow and SQLGlot load inside
+the commands that use them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup, TyperOption
+
+from .. import __version__
+from ..errors import OpencemError
+from . import context, output
+
+WORKSPACE_ENV = "OPENCEM_WORKSPACE"
+_GLOBAL_WITH_VALUE = ("--workspace", "-w")
+_GLOBAL_FLAGS = ("--version",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front, where Click parses them
+    (``opencem ingest X --workspace W`` means ``opencem --workspace W ingest X``). Nothing
+    after ``--`` moves."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--workspace=") or (arg.startswith("-w") and len(arg) > 2 and not arg.startswith("--")):
+            front.append(arg)
+        elif arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class OpencemGroup(TyperGroup):
+    """The root group: global options anywhere, user errors as one sentence."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as err:  # a usage error: one line a script's log can hold
+            if err.__class__.__name__ != "NoArgsIsHelpError":  # that one has printed the help
+                output.error(err.format_message().replace("Value error, ", ""))
+                ctx = getattr(err, "ctx", None)
+                if ctx is not None:
+                    output.say(f"[dim]see: {output.escape(ctx.command_path)} --help[/dim]", stderr=True)
+            sys.exit(err.exit_code)
+        except Abort:
+            output.say("aborted", stderr=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OpencemError as err:
+            report(err)
+            raise typer.Exit(output.EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            output.say("interrupted", stderr=True)
+            raise typer.Exit(130) from None
+
+
+def report(err: OpencemError) -> None:
+    """Print a user error: each issue of a definition file on its own line."""
+    from ..specfile import SpecError
+
+    if isinstance(err, SpecError):
+        for issue in err.issues:
+            (output.error if issue.level == "error" else output.warn)(str(issue))
+    else:
+        output.error(str(err))
+
+
+# Flags read as flags in --help ("--full"), not "--full <bool>".
+_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+
+app = typer.Typer(cls=OpencemGroup, no_args_is_help=True, add_completion=True, rich_markup_mode="markdown",
+                  help="opencem: open-source Customer Experience Management for telecom operators.",
+                  epilog="Exit codes: 0 done; 1 a check found problems; 2 bad input or options; "
+                         "3 partly loaded (files rejected or rows quarantined); 4 nothing loaded.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"opencem {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    workspace: Annotated[Path | None, typer.Option(
+        "--workspace", "-w", metavar="DIR", envvar=WORKSPACE_ENV, show_envvar=True,
+        help="Workspace folder (default ./opencem-workspace). Works before or after the subcommand.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = context.State(workspace)
+
+
+def _mount() -> None:
+    from . import demo, indicators, ingest, qoe, simulate, sources, sql
+
+    for module in (demo, simulate, ingest, sources, sql, indicators, qoe):
+        for sub, name, *panel in module.APPS:
+            app.add_typer(sub, name=name, rich_help_panel=panel[0] if panel else None)
+
+
+_mount()
+
+
+def run() -> None:
+    """Console entry point."""
+    app(prog_name="opencem")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
