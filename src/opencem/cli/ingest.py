@@ -17,6 +17,7 @@ from .output import Format, FormatOpt, OutputOpt
 app = typer.Typer()
 APPS = [(app, None)]
 
+MAX_NOTES = 10  # per-file remarks shown in table format
 EXIT_OF = {"ok": output.EXIT_OK, "partial": output.EXIT_PARTIAL, "nothing": output.EXIT_NOTHING_LOADED}
 
 
@@ -78,8 +79,8 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
     rows = result.rows()
     if fmt is Format.table:
         title = "Would load (dry run: nothing committed)" if result.dry_run else f"Ingested into {ws.lake.root}"
-        output.emit(output.arrow([{"table": t, "rows loaded": n} for t, n in sorted(rows.items())],
-                                 columns=["table", "rows loaded"]), title=title, output=out)
+        output.emit(output.arrow([{"table": t, "rows": n} for t, n in sorted(rows.items())],
+                                 columns=["table", "rows"]), title=title, output=out)
     else:
         output.emit(_files_table(result), fmt, out)
     verb = "would load" if result.dry_run else "loaded"
@@ -87,6 +88,8 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
                f"{result.count('duplicate')} already loaded, {result.count('rejected')} rejected; "
                f"{sum(rows.values()):,} rows in {elapsed:.1f} s; {result.quarantined:,} rows quarantined")
     output.say(summary, stderr=fmt is not Format.table)
+    dictionaries: dict[str, tuple[set, set]] = {}  # label -> (files, counters no entry maps)
+    notes = []
     for f in result.files:
         name = f.source.path.name
         if f.status == "rejected":
@@ -94,11 +97,22 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
             output.say(f"[yellow]rejected:[/yellow] {output.escape(f.message)}{kept}", stderr=True)
             continue
         if f.dictionary and f.status != "duplicate":
-            unmapped = (f"; {len(f.unmapped)} counters no dictionary maps, kept under the vendor's names "
-                        f"(e.g. {', '.join(f.unmapped[:3])})" if f.unmapped else "")
-            output.note(f"{name}: dictionary {f.dictionary}{unmapped}")
-        if f.message and f.status != "duplicate":
-            output.note(f"{name}: {f.message}")
+            files, unmapped = dictionaries.setdefault(f.dictionary, (set(), set()))
+            files.add(f.source.path)
+            unmapped.update(f.unmapped)
+        # What replaced what is counted in the summary line; other remarks are listed.
+        remark = "; ".join(p for p in (f.message or "").split("; ") if not p.startswith(("replaces", "reloaded")))
+        if remark and f.status != "duplicate":
+            notes.append(f"{name}: {remark}")
+    for label, (files, unmapped) in dictionaries.items():
+        names = sorted(unmapped)
+        output.note(f"{len(files)} PM file(s) read with dictionary {label}"
+                    + (f"; {len(names)} counters no entry maps are kept under the vendor's names "
+                       f"(e.g. {', '.join(names[:3])})" if names else ""))
+    for text in notes[:MAX_NOTES]:
+        output.note(text)
+    if len(notes) > MAX_NOTES:
+        output.note(f"... and {len(notes) - MAX_NOTES} more files with notes (all of them: --format json)")
     if result.dry_run and result.quarantine is not None and result.quarantine.num_rows:
         _show_quarantine(result.quarantine)
 

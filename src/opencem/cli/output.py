@@ -225,11 +225,15 @@ def _plain(table: pa.Table) -> pa.Table:
 
 
 def _records(table: pa.Table) -> list[dict]:
+    from decimal import Decimal
+
     rows = table.to_pylist()
     for row in rows:
         for k, v in row.items():
             if isinstance(v, float) and not math.isfinite(v):
                 row[k] = None  # JSON has no NaN or infinity
+            elif isinstance(v, Decimal):  # DuckDB sums of integers are HUGEINT, decimals in Arrow
+                row[k] = int(v) if v == v.to_integral_value() else float(v)
     return rows
 
 
@@ -270,6 +274,8 @@ def cell(value: Any) -> str:
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, float):
         return number(value)
+    if type(value).__name__ == "Decimal":
+        return cell(int(value) if value == value.to_integral_value() else float(value))
     if isinstance(value, datetime):
         stamp = value.strftime("%Y-%m-%d %H:%M:%S" if value.second or value.microsecond else "%Y-%m-%d %H:%M")
         return stamp + ("Z" if value.utcoffset() is not None and not value.utcoffset() else "")

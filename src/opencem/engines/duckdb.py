@@ -100,9 +100,19 @@ def query_lake(lake: Lake, sql: str, limit: int | None = None) -> pa.Table:
         rel = con.sql(sql)
         return (rel.limit(limit) if limit is not None and rel is not None else rel).to_arrow_table()
     except duckdb.Error as err:
-        raise QueryError(_message(err)) from None
+        raise QueryError(_message(_with_caret(con, sql, err))) from None
     finally:
         con.close()
+
+
+def _with_caret(con: duckdb.DuckDBPyConnection, sql: str, err: duckdb.Error) -> duckdb.Error:
+    # The relation API's errors lack the "LINE 1: ..." excerpt with a caret under the place;
+    # running the failing query once more through execute() gives the whole message.
+    try:
+        con.execute(sql)
+    except duckdb.Error as again:
+        return again
+    return err
 
 
 def run_user_sql(lake: Lake, sql: str) -> duckdb.DuckDBPyConnection:

@@ -130,7 +130,7 @@ def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
     wanted = list(cat.kpis) if kpis is None else kpis
     omitted: list[str] = []
     by_source: dict[str, list[str]] = {}
-    bindings: dict[str, tuple[DimBinding, ...]] = {}
+    bindings: dict[str, tuple[DimBinding, ...] | None] = {}  # None: the source cannot be split
     for name in wanted:
         if name not in cat.kpis:
             raise PlanError(f"unknown KPI {name}")
@@ -143,10 +143,10 @@ def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
             missing = [d for d, b in zip(cube.dimensions, found) if b is None]
             if missing:
                 omitted.append(f"{source} KPIs are left out: {source} cannot be split by {', '.join(missing)}")
-                bindings[source] = ()
+                bindings[source] = None
                 continue
             bindings[source] = tuple(found)
-        if bindings[source]:
+        if bindings[source] is not None:  # () is a cube without dimensions: one row per period
             by_source.setdefault(source, []).append(name)
     scans = tuple(_scan(cat, tables[s], names, bindings[s]) for s, names in by_source.items())
     have = {k for scan in scans for k, _ in scan.kpis}

@@ -229,8 +229,8 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     if mapping is not None:  # a bad mapping fails the whole call, before anything is read
         from .mapping import load_mapping
 
-        mapping_key = fingerprint(Path(mapping))
-        mapping = load_mapping(mapping, lake.tables)
+        loaded = load_mapping(mapping, lake.tables)
+        mapping_key, mapping = fingerprint(Path(mapping)), loaded
     explicit = as_of or declared
     options = {"as_of": explicit or datetime.now(UTC).date(), "dictionaries": dictionaries,
                "vendor": vendor, "reload": reload, "mapping_key": mapping_key,
@@ -275,7 +275,6 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
     reloaded = bool(seen) and options["reload"]
     status = "replaced" if reloaded or (previous and previous != digest) else "loaded"
     if reloaded:
-        txn.supersede(digest)
         note = f"reloaded: replaces the rows batch {seen['batch']} loaded"
     elif status == "replaced" and txn.seen(previous):
         note = f"replaces the content loaded in batch {txn.seen(previous)['batch']}"
@@ -315,6 +314,8 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
         pm.unmapped = tuple(sorted(choice.unmapped(names)))
         unknown = _unknown_cells(pm_cells, inventory)
         pm.message = "; ".join(filter(None, [note, unknown]))
+    if reloaded:  # only now: a reload that fails part-way keeps the rows the earlier load committed
+        txn.supersede(digest)
     txn.record_source(digest, path_key, {"tables": sorted(results), "content": content,
                                          "rows": sum(r.rows_read for r in results.values())})
     return list(results.values()) or [FileResult(src, src.table, status, message="no records",

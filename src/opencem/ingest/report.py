@@ -8,8 +8,9 @@ from ..engines.duckdb import query_lake
 from ..lake import Lake
 
 SECTIONS = {
-    "summary": """SELECT table_name, status, count(*) AS files, sum(rows_read) AS rows_read,
-                         sum(rows_accepted) AS rows_accepted, sum(rows_quarantined) AS rows_quarantined
+    "summary": """SELECT table_name, status, count(*) AS files, sum(rows_read)::BIGINT AS rows_read,
+                         sum(rows_accepted)::BIGINT AS rows_accepted,
+                         sum(rows_quarantined)::BIGINT AS rows_quarantined
                   FROM ingest_log GROUP BY ALL ORDER BY table_name, status""",
     "quarantine": """SELECT table_name, field, reason, count(*) AS records, min(source_path) AS example_file,
                             min(row_number) AS example_row
