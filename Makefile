@@ -34,6 +34,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/pm_xml.py
 	$(BIN)/python benchmarks/ingest_csv.py
 	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/cli_startup.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

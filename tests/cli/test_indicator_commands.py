@@ -80,6 +80,14 @@ def test_cei_calibrate_writes_weights_that_load_and_reports_holdout_fit(ws, tmp_
     assert cat.errors == []
     weights = [n.weight for n in cat.cei.indices]
     assert abs(sum(weights) - 1) < 0.01 and all(w >= 0 for w in weights)
+    # For programs: the held-out fit as rows, the same in every format, and no YAML mixed in.
+    as_json = run(ws, "cei", "calibrate", "--target", "complaints", "--format", "json")
+    fit = json.loads(as_json.stdout)
+    assert [r["weights"] for r in fit] == ["hand", "calibrated"]
+    assert all(-1 <= r["pearson"] <= 1 and 0 <= r["auc"] <= 1 and r["holdout_customers"] > 0 for r in fit)
+    as_csv = run(ws, "cei", "calibrate", "--target", "complaints", "--format", "csv").stdout
+    assert as_csv.splitlines()[0] == "weights,pearson,spearman,auc,holdout_customers,customers"
+    assert [float(line.split(",")[1]) for line in as_csv.splitlines()[1:]] == [r["pearson"] for r in fit]
 
 
 def test_cei_calibrate_needs_the_subscriber_cube(tmp_path, lake):
