@@ -91,7 +91,7 @@ def evaluate_cmd(
 
 @kpi_app.command("check")
 def check_cmd(ctx: typer.Context,
-              files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Definition files (YAML) to check.")]) -> None:
+              files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Definition files (YAML) to check.")]) -> None:
     """Validate definition files against the lake's tables and the standard library; every
     problem is reported with its file, line and field. Exit code 1 when there are errors."""
     missing = [str(f) for f in files if not f.exists()]

@@ -24,7 +24,7 @@ EXIT_OF = {"ok": output.EXIT_OK, "partial": output.EXIT_PARTIAL, "nothing": outp
 @app.command("ingest", rich_help_panel="Data")
 def ingest_cmd(
     ctx: typer.Context,
-    paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH...", help="Files or folders to load.")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(metavar="PATH", help="Files or folders to load.")] = None,
     as_of: Annotated[str | None, typer.Option(metavar="DATE", help=(
         "Snapshot date for cells/subscribers, and the date mapping files can use (YYYY-MM-DD). A new "
         "date on a file loaded before loads it again, replacing its earlier rows."))] = None,
@@ -33,7 +33,7 @@ def ingest_cmd(
         "mapping loads the files again, replacing their earlier rows."))] = None,
     vendor: Annotated[str | None, typer.Option(metavar="NAME", help=(
         "Read every PM file with this vendor's counter dictionary (default: detected from the file "
-        "or its pm/<vendor>/ folder)."))] = None,
+        "or its pm/VENDOR/ folder)."))] = None,
     reload: Annotated[bool, typer.Option("--reload", help=(
         "Load the files again even if they were loaded before; the rows their earlier load "
         "committed are replaced in the same commit."))] = False,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from .. import __version__
 from ..errors import OpencemError
@@ -97,9 +97,12 @@ def report(err: OpencemError) -> None:
         output.error(str(err))
 
 
-# Flags read as flags in --help ("--full"), not "--full <bool>".
-_display_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+# Flags read as flags in --help ("--full"), not "--full <bool>"; a parameter with a metavar
+# (FILE, DATE) shows that instead of its Python type.
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
+_argument_type = TyperArgument.display_type_rich
+TyperArgument.display_type_rich = lambda self, ctx: None if self.metavar else _argument_type(self, ctx)
 
 app = typer.Typer(cls=OpencemGroup, no_args_is_help=True, add_completion=True, rich_markup_mode="markdown",
                   help="opencem: open-source Customer Experience Management for telecom operators.",

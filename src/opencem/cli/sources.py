@@ -17,7 +17,7 @@ APPS = [(app, "sources", "Data")]
 
 @app.command("add")
 def sources_add(ctx: typer.Context,
-                schema: Annotated[Path, typer.Argument(metavar="FILE", help="A <name>.schema.yaml file.")]) -> None:
+                schema: Annotated[Path, typer.Argument(metavar="FILE", help="A NAME.schema.yaml file.")]) -> None:
     """Check a table schema file and add it to the workspace (replacing one of the same name)."""
     from ..schema.user import add_table_spec
 
