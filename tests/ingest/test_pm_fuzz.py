@@ -102,7 +102,10 @@ def infos(draw, defects: bool) -> Info:
 def pm_files(draw, defects: bool = False) -> tuple[list[list[Info]], dict]:
     data = draw(st.lists(st.lists(infos(defects), max_size=3), min_size=0 if defects else 1, max_size=3))
     style = {"prefix": draw(st.sampled_from(["", "", "", "m:"])), "pretty": draw(st.booleans()),
-             "crlf": draw(st.booleans()), "root": draw(st.sampled_from(["measCollecFile", "measDataFile"]))}
+             "crlf": draw(st.booleans()), "root": draw(st.sampled_from(["measCollecFile", "measDataFile"])),
+             # The measData's entity: (element, localDn), or none (an empty measObjLdn is then a reject).
+             "entity": draw(st.sampled_from([("managedElement", "ME"), ("measEntity", "SubNetwork=S,ManagedElement=E1"),
+                                             *([None] if defects else [])]))}
     return data, style
 
 
@@ -113,7 +116,8 @@ def render(data: list[list[Info]], style: dict) -> bytes:
            f'<{p}fileHeader fileFormatVersion="32.435 V10.0" vendorName="Acme &amp; Co">'
            f'<{p}measCollec beginTime="2026-03-01T10:00:00+01:00"/></{p}fileHeader>{nl}']
     for infos_ in data:
-        out.append(f'<{p}measData><{p}managedElement localDn="ME"/>{nl}')
+        entity = style.get("entity", ("managedElement", "ME"))
+        out.append(f'<{p}measData>' + (f'<{p}{entity[0]} localDn="{entity[1]}"/>' if entity else "") + nl)
         for info in infos_:
             out.append(f"<{p}measInfo" + (f" measInfoId={quoteattr(info.info_id)}" if info.info_id else "") + ">")
             out.append(f'{nl}<{p}job jobId="1"/><{p}granPeriod duration="{info.duration}" endTime="{info.end}"/>')
@@ -142,9 +146,12 @@ def render(data: list[list[Info]], style: dict) -> bytes:
 
 # --- what the reader should give -----------------------------------------------------------------
 
-def expected(data: list[list[Info]]) -> tuple[list[tuple], int]:
+def expected(data: list[list[Info]], style: dict) -> tuple[list[tuple], int]:
     """Rows as (ordinal, object_dn, counter, value, suspect, period_start, granularity_s), and the
-    number of rejects: one per value that cannot be used, and per measType a short list leaves out."""
+    number of rejects: one per value that cannot be used, and per measType a short list leaves out.
+    An empty (or blank) measObjLdn is the measData's entity: ManagedElement=ME for a bare localDn."""
+    entity = style.get("entity", ("managedElement", "ME"))
+    entity_dn = None if entity is None else entity[1] if "=" in entity[1] else f"ManagedElement={entity[1]}"
     rows, rejects, ordinal = [], 0, 0
     for info in (i for infos_ in data for i in infos_):
         seconds = DURATIONS.get(info.duration)
@@ -162,11 +169,12 @@ def expected(data: list[list[Info]]) -> tuple[list[tuple], int]:
         for v in info.values:
             ordinal += 1
             suspect = (v.suspect or "").strip().lower() == "true"
+            dn = v.ldn if v.ldn is None or v.ldn.strip(" \t\r\n") else entity_dn
             if v.tokens is not None:
                 pairs = list(zip(names, v.tokens))
                 missing = len(names) - len(v.tokens)
                 rejects += max(len(v.tokens) - len(names), 0)
-                if ok_info and v.ldn is not None:
+                if ok_info and dn is not None:
                     rejects += max(missing, 0)
             else:
                 pairs = []
@@ -176,11 +184,11 @@ def expected(data: list[list[Info]]) -> tuple[list[tuple], int]:
                         pairs.append((by_p[int(m.group(1))], text))
                     else:
                         rejects += 1
-            if not ok_info or v.ldn is None:
+            if not ok_info or dn is None:
                 rejects += len(pairs)
                 continue
             for counter, text in pairs:
-                rows.append((ordinal, v.ldn, counter, number(text), suspect, start, gran))
+                rows.append((ordinal, dn, counter, number(text), suspect, start, gran))
     return rows, rejects
 
 
@@ -238,7 +246,7 @@ def test_valid_files_round_trip_exactly(tmp_path, file):
     path = tmp_path / "valid.xml"
     path.write_bytes(render(data, style))
     part = read_within(path)
-    rows, n_rejects = expected(data)
+    rows, n_rejects = expected(data, style)
     assert n_rejects == 0 and part.rejects == []
     assert part.data.schema == PM_COUNTERS.schema
     got = [(int(n), r["object_dn"], r["counter_name"], r["value"], r["suspect"], r["period_start"],
@@ -255,7 +263,7 @@ def test_every_value_is_either_read_or_reported(tmp_path, file):
     path = tmp_path / "lenient.xml"
     path.write_bytes(render(data, style))
     part = read_within(path)
-    rows, n_rejects = expected(data)
+    rows, n_rejects = expected(data, style)
     got = [(int(n), r["object_dn"], r["counter_name"], r["value"], r["suspect"], r["period_start"],
             r["granularity_s"]) for n, r in zip(part.row_numbers, part.data.to_pylist())]
     assert got == rows

@@ -399,15 +399,15 @@ def test_vendor_csv_bad_time_is_reported(tmp_path):
 
 # --- dictionaries --------------------------------------------------------------------------------
 
-def test_bundled_dictionaries_cover_the_canonical_counters():
-    from opencem.schema.counters import CANONICAL_COUNTERS
+def test_bundled_dictionaries_cover_the_simulated_counters():
+    from opencem.simulate.pm_files import COUNTERS
 
     alpha, beta = load_dictionary("alpha"), load_dictionary("beta")
-    assert set(alpha.counters) == set(beta.counters) == set(CANONICAL_COUNTERS)
-    assert all(s.from_ == name and s.scale == 1.0 for name, s in alpha.counters.items())
-    assert beta.counters["RRC.ConnEstabAtt"].sum == ["RRC_ATT_MO_DATA", "RRC_ATT_MO_SIG", "RRC_ATT_MT",
-                                                     "RRC_ATT_EMERGENCY"]
-    assert beta.counters["DRB.UEThpVolDl"].scale == 0.008 and beta.csv.cell_column == "Cell Name"
+    assert set(alpha.counters) == set(beta.counters) == set(COUNTERS)
+    assert all(s.from_ == name and s.scale == 1.0 for name, [s] in alpha.counters.items())
+    assert beta.counters["RRC.ConnEstabAtt"][0].sum == ["RRC_ATT_MO_DATA", "RRC_ATT_MO_SIG", "RRC_ATT_MT",
+                                                        "RRC_ATT_EMERGENCY"]
+    assert beta.counters["DRB.UEThpVolDl"][0].scale == 0.008 and beta.csv.cell_column == "Cell Name"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -446,7 +446,8 @@ def test_every_dictionary_problem_is_reported_at_once(tmp_path):
 
 
 def test_unknown_vendor_lists_the_bundled_ones():
-    with pytest.raises(DictionaryError, match=r"No counter dictionary for vendor 'gamma' \(bundled: alpha, beta\)"):
+    with pytest.raises(DictionaryError, match=r"No counter dictionary for vendor 'gamma' \(bundled: alpha, beta, "
+                                              r"ericsson, nanocell, nokia\)"):
         load_dictionary("gamma")
 
 

@@ -14,7 +14,7 @@ from lxml import etree
 from opencem.schema.counters import CANONICAL_COUNTERS
 from opencem.ingest.pm_csv import read_vendor_csv
 from opencem.ingest.pm_xml import read_meascollec
-from opencem.simulate.pm_files import XML_NS, format_values, write_pm_files
+from opencem.simulate.pm_files import COUNTERS, XML_NS, format_values, write_pm_files
 
 NS = {"m": XML_NS}
 T0_MS = 1795478400000 - 2 * 900_000  # 2026-11-23 23:30 UTC: three periods cross midnight
@@ -36,13 +36,13 @@ def wide_counters(n_periods: int = 3, seed: int = 5) -> pa.Table:
     cols["period_start"] = pa.array(np.tile(T0_MS + np.arange(n_periods) * 900_000, len(CELLS)),
                                     pa.timestamp("ms", tz="UTC"))
     cols["granularity_s"] = pa.array(np.full(n, 900), pa.int32())
-    for name, info in CANONICAL_COUNTERS.items():
+    for name, info in ((c, CANONICAL_COUNTERS[c]) for c in COUNTERS):
         cols[name] = rng.poisson(400, n).astype(float) if info.kind == "count" else np.round(rng.uniform(0, 99, n), 3)
     cols["DRB.UEThpVolDl"] = np.round(rng.uniform(0, 5e6, n), 3)
     cols["DRB.UEThpTimeDl"] = np.round(rng.uniform(0, 9e5, n))
     cols["RRU.CellUnavailableTime"] = np.zeros(n)
     down = 1  # C000001-1-4G, second period: outage, no traffic
-    for name in CANONICAL_COUNTERS:
+    for name in COUNTERS:
         cols[name][down] = 0.0
     cols["RRU.CellUnavailableTime"][down] = 900.0
     cols["RRU.CellUnavailableTime"][n - 1] = 37.0  # minutes that do not divide evenly
@@ -127,7 +127,7 @@ def test_round_trip_gives_back_every_canonical_value(written):
                              for p in paths])
     expected = {}
     for row in table.to_pylist():
-        for name in CANONICAL_COUNTERS:
+        for name in COUNTERS:
             expected[(row["cell_id"], row["period_start"], name)] = (row[name], row["vendor"])
     got = {(r["cell_id"], r["period_start"], r["counter_name"]): (r["value"], r["vendor"], r["granularity_s"])
            for r in back.to_pylist()}

@@ -25,6 +25,7 @@ from ..geo import h3_cells
 from ..lake import Lake, LakeFile, Manifest
 from ..schema import Table
 from .catalog import Catalog
+from .explain import Yield, no_days, why_empty
 from .plan import CubePlan, compile_cube
 from .render import RENDERERS, DuckDBRenderer, grid_table
 from ..lake.derived import conform, result_table, type_name
@@ -117,6 +118,8 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
         fingerprints = {d: _digest([fp_plan, lookup_fp, sorted(f.path for f in by_day[d])]) for d in days}
         todo = [d for d in days if full or previous.get(d) != fingerprints[d]]
         result = CubeResult(plan.table, days_unchanged=len(days) - len(todo), omitted=plan.omitted)
+        if not by_day:
+            result.omitted += (no_days(plan),)
         report.cubes.append(result)
         work.append((plan, neutral, by_day, todo, fingerprints, result))
     total = sum(len(todo) for _, _, _, todo, _, _ in work)
@@ -130,6 +133,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
             _register_lookups(run, lake, txn.manifest, plan, grids)
             sql = neutral if run.name == "duckdb" else RENDERERS[run.name]().render(plan)
             spec = None
+            got = Yield()
             for day in todo:
                 for source in plan.sources:
                     paths = lake.paths([f for f in by_day.get(day, []) if f.path.startswith(source + "/")])
@@ -137,6 +141,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
                 out = run.run(sql)
                 spec = spec or _spec(plan, out, cat)
                 out = conform(out, spec)
+                got.add(plan, out)
                 txn.replace_days(plan.table, [day])
                 txn.append(spec, out)
                 result.days_computed.append(day)
@@ -149,6 +154,8 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
                          description=spec.description, engine=run.name)
             entry.setdefault("days", {}).update({d: fingerprints[d] for d in todo})
             txn.derived_changed = True
+            used = {s: [f for d in todo for f in by_day.get(d, []) if f.path.startswith(s + "/")] for s in plan.sources}
+            result.omitted += tuple(why_empty(lake, txn.manifest, plan, used, got))
             result.seconds = time.perf_counter() - started
     return report
 

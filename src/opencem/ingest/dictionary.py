@@ -1,29 +1,54 @@
 """Vendor counter dictionaries: user-editable YAML files that map vendor counters to canonical ones.
 
-One file per vendor (``dictionaries/<vendor>.yaml``). Each canonical counter names its source:
-``{from: NAME, scale: F}`` (rename, value * F) or ``{sum: [A, B, ...], scale: F}`` (sum of several
-vendor counters, then * F). ``scale`` converts the vendor unit into the canonical unit of
-:data:`opencem.schema.counters.CANONICAL_COUNTERS`. Unknown keys are errors, reported all at once
-with file, line and field.
+One file per vendor (``dictionaries/<vendor>.yaml``). Each canonical counter names its source,
+or a list of sources for different measured objects::
+
+    RRC.ConnEstabAtt: {from: pmRrcConnEstabAtt}                    # rename (aliases: older names)
+    HO.ExeAtt: {sum: [pmHoExeAttIntra, pmHoExeAttInter]}            # sum of sub-counters
+    RRC.ConnMean: {expr: "pmRrcConnLevelSum / pmRrcConnLevelSamp"}   # arithmetic, see counter_expr
+    DRB.UEThpTimeDl:                                                # per object class
+      - {from: pmUeThpTimeDl, objects: [EUtranCellFDD]}
+      - {from: pmMacTimeDlDrb, scale: 0.125, objects: [NRCellDU]}
+
+``scale`` converts the vendor unit into the canonical unit of
+:data:`opencem.schema.counters.CANONICAL_COUNTERS` (value = vendor value x scale, after the sum
+or expression). ``objects`` limits a source to measured objects of those classes (the last RDN
+class of the object DN, :data:`opencem.ingest.dn.OBJECT_CLASSES`). A ``sum`` skips missing
+parts and is null only when all are; an ``expr`` is null when a counter it needs is absent or
+null, or it divides by zero. One vendor counter may feed several entries; only two renames of
+it for the same objects conflict.
+
+Validated in layers like every definition file: YAML, the typed model (unknown keys are
+errors), then the rules below; every problem at once, each naming file, line and field.
+Applying a dictionary is :mod:`opencem.ingest.dictionary_apply`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-import pyarrow as pa
-import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..specfile import SpecError, load_spec
+from ..errors import suggest
+from ..specfile import Issue, SpecError, field_path, issue_of, line_of, read_yaml
+from . import counter_expr
+from .dn import OBJECT_CLASSES, known_class
 
 DICTIONARY_DIR = Path(__file__).parent / "dictionaries"
+KIND = "Counter dictionary"
 
 
 class DictionaryError(SpecError):
     """A counter dictionary file that cannot be used; ``issues`` holds one sentence per problem."""
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_expr(text: str) -> counter_expr.Node:
+    """The tree of a dictionary expression (cached: every batch of a file applies it again)."""
+    return counter_expr.parse(text)
 
 
 class CounterSource(BaseModel):
@@ -33,22 +58,61 @@ class CounterSource(BaseModel):
 
     from_: str | None = Field(default=None, alias="from")
     sum: list[str] | None = Field(default=None, min_length=1)
+    expr: str | None = None
     scale: float = 1.0
     # Older software releases sometimes name the same counter differently.
     aliases: list[str] = []
+    objects: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> CounterSource:
-        if (self.from_ is None) == (self.sum is None):
-            raise ValueError("give exactly one of 'from' or 'sum'")
-        if self.aliases and self.sum is not None:
+        given = [k for k, v in (("from", self.from_), ("sum", self.sum), ("expr", self.expr)) if v is not None]
+        if not given:
+            raise ValueError("give one of 'from', 'sum' or 'expr'")
+        if len(given) > 1:
+            quoted = [f"'{k}'" for k in given]
+            raise ValueError(f"give exactly one of {', '.join(quoted[:-1])} or {quoted[-1]}")
+        if self.aliases and self.from_ is None:
             raise ValueError("'aliases' only goes with 'from'")
         return self
+
+    @field_validator("expr")
+    @classmethod
+    def _arithmetic(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_expr(value)
+            except counter_expr.ExprError as err:
+                raise ValueError(f"expression {value!r} {err}") from None
+        return value
+
+    @field_validator("objects")
+    @classmethod
+    def _known_classes(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if known_class(name) is None:
+                raise ValueError(f"unknown measured object class {name!r}{suggest(name, list(OBJECT_CLASSES))}; "
+                                 "leave 'objects' out to apply the entry to every object")
+        return None if value is None else [known_class(n) for n in value]
+
+    @property
+    def kind(self) -> str:
+        return "rename" if self.from_ is not None else "sum" if self.sum is not None else "expr"
 
     @property
     def source_names(self) -> list[str]:
         """Every vendor counter name this entry reads."""
-        return [self.from_, *self.aliases] if self.from_ is not None else list(self.sum or [])
+        if self.from_ is not None:
+            return [self.from_, *self.aliases]
+        if self.sum is not None:
+            return list(self.sum)
+        return counter_expr.names(parse_expr(self.expr))
+
+    def overlaps(self, other: CounterSource) -> set[str] | None:
+        """The object classes both sources apply to (None: every class), or an empty set."""
+        if self.objects is None or other.objects is None:
+            return set(other.objects or self.objects or []) or None
+        return set(self.objects) & set(other.objects)  # spelt as OBJECT_CLASSES by the validator
 
 
 class CsvLayout(BaseModel):
@@ -74,7 +138,7 @@ class Detect(BaseModel):
     # The fileHeader vendorName (3GPP) or VendorName (PmFile), compared case-insensitively.
     vendor_names: list[str] = []
     # Regular expressions searched in the sender (3GPP fileSender localDn/elementType; PmFile
-    # InfoModelReferenced, SenderName, DnPrefix).
+    # InfoModelReferenced, SenderName, DnPrefix; OMeS the root's version).
     senders: list[str] = []
     # A regular expression most of the file's counter names match (e.g. ^pm[A-Z] for Ericsson).
     counter_pattern: str | None = None
@@ -99,13 +163,23 @@ class Detect(BaseModel):
         if sniffed.vendor_name and sniffed.vendor_name.lower() in {v.lower() for v in self.vendor_names}:
             return 3, f"vendorName {sniffed.vendor_name!r}"
         for pattern in self.senders:
-            if sniffed.sender and re.search(pattern, sniffed.sender):
-                return 2, f"sender {sniffed.sender!r}"
+            m = re.search(pattern, sniffed.sender) if sniffed.sender else None
+            if m:  # the word of the sender that matched, e.g. 'NanoCell-eNB-PM-V2.5.0'
+                start = sniffed.sender.rfind(" ", 0, m.start() + 1) + 1
+                end = sniffed.sender.find(" ", max(m.end() - 1, start))
+                return 2, f"sender '{sniffed.sender[start:None if end < 0 else end].strip()}'"
         if self.counter_pattern and sniffed.counters:
             hits = [c for c in sniffed.counters if re.search(self.counter_pattern, c)]
             if len(hits) >= 0.8 * len(sniffed.counters):
                 return 1, f"counter names like {hits[0]}"
         return 0, ""
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+Sources = Annotated[list[CounterSource], BeforeValidator(_one_or_many), Field(min_length=1)]
 
 
 class CounterDictionary(BaseModel):
@@ -122,24 +196,24 @@ class CounterDictionary(BaseModel):
     csv: CsvLayout | None = None
     # Counters the dictionary does not name are kept under their vendor name (true) or dropped.
     keep_unmapped: bool = True
-    counters: dict[str, CounterSource]
+    counters: dict[str, Sources]
 
     @model_validator(mode="after")
-    def _consistent(self) -> CounterDictionary:
+    def _layout(self) -> CounterDictionary:
         if (self.format == "csv") != (self.csv is not None):
             raise ValueError("'csv' layout is required for format csv and only allowed there")
-        seen: dict[str, str] = {}
-        for canonical, source in self.counters.items():
-            for name in source.source_names:
-                if name in seen and seen[name] != canonical:
-                    raise ValueError(f"vendor counter {name!r} feeds both {seen[name]} and {canonical}")
-                seen[name] = canonical
         return self
 
     def source_names(self) -> set[str]:
         """All vendor counter names the dictionary reads."""
-        return {n for s in self.counters.values() for n in s.source_names}
+        return {n for sources in self.counters.values() for s in sources for n in s.source_names}
 
+    def entries(self) -> list[tuple[str, int, CounterSource]]:
+        """(canonical name, position in its list, source) for every source."""
+        return [(name, i, s) for name, sources in self.counters.items() for i, s in enumerate(sources)]
+
+
+# --- loading and the rules across entries ---------------------------------------------------------
 
 def load_dictionary(vendor_or_path: str | Path) -> CounterDictionary:
     """Load a counter dictionary by vendor name (bundled file) or from a YAML path.
@@ -148,48 +222,64 @@ def load_dictionary(vendor_or_path: str | Path) -> CounterDictionary:
     """
     path = _resolve(vendor_or_path)
     try:
-        return load_spec(path, CounterDictionary, "Counter dictionary")
+        root, data = read_yaml(path, KIND)
     except SpecError as err:
         raise DictionaryError(err.issues) from None
+    lists = _listed(data)
+    try:
+        d = CounterDictionary.model_validate(data)
+    except ValidationError as exc:
+        issues = [issue_of(KIND, path, root, _singular(e, lists)) for e in exc.errors()]
+        raise DictionaryError(sorted(issues, key=lambda i: (i.line or 0, str(i)))) from None
+    problems = _rules(d)
+    if problems:
+        issues = []
+        for name, index, message in problems:
+            loc = ["counters", name, *([str(index)] if name in lists else [])]
+            issues.append(Issue(message, kind=KIND, file=path, line=line_of(root, loc), field=field_path(loc)))
+        raise DictionaryError(sorted(issues, key=lambda i: (i.line or 0, str(i))))
+    return d
 
 
-def apply_dictionary_long(table: pa.Table, dictionary: CounterDictionary) -> pa.Table:
-    """Rename, scale and sum vendor counters of a long table (PM_COUNTERS columns) into canonical ones.
+def _listed(data: dict) -> set[str]:
+    """Canonical names whose YAML value is a list of sources (the others are one mapping)."""
+    counters = data.get("counters")
+    return {str(k) for k, v in counters.items() if isinstance(v, list)} if isinstance(counters, dict) else set()
 
-    ``sum`` entries add the parts per (object_dn, period_start, granularity_s); a part that is
-    missing or null is skipped, the sum is null only when every part is, and suspect if any part is.
-    """
-    names = table["counter_name"]
-    keys = ["object_dn", "managed_element", "cell_id", "period_start", "granularity_s", "vendor"]
-    pieces = []
-    rename_from, rename_to, scales = [], [], []
-    for canonical, source in dictionary.counters.items():
-        if source.sum is None:
-            rename_from += source.source_names
-            rename_to += [canonical] * len(source.source_names)
-            scales += [source.scale] * len(source.source_names)
-            continue
-        parts = table.filter(pc.is_in(names, value_set=pa.array(source.sum, pa.string())))
-        if parts.num_rows == 0:
-            continue
-        summed = parts.group_by(keys, use_threads=False).aggregate([("value", "sum"), ("suspect", "any")])
-        columns = {k: summed[k] for k in keys}
-        columns["counter_name"] = pa.nulls(summed.num_rows, pa.string()).fill_null(canonical)
-        columns["value"] = pc.multiply(summed["value_sum"], source.scale)
-        columns["suspect"] = summed["suspect_any"]
-        pieces.append(pa.table(columns).select(table.column_names))
-    index = pc.index_in(names, value_set=pa.array(rename_from, pa.string()))
-    found = pc.is_valid(index)
-    mapped, index = table.filter(found), index.filter(found)
-    mapped = (mapped.set_column(mapped.column_names.index("counter_name"), "counter_name",
-                                pa.array(rename_to, pa.string()).take(index))
-              .set_column(mapped.column_names.index("value"), "value",
-                          pc.multiply(mapped["value"], pa.array(scales, pa.float64()).take(index))))
-    pieces.insert(0, mapped)
-    if dictionary.keep_unmapped:
-        used = pa.array(sorted(dictionary.source_names()), pa.string())
-        pieces.append(table.filter(pc.invert(pc.is_in(names, value_set=used))))
-    return pa.concat_tables([p.cast(table.schema) for p in pieces])
+
+def _singular(error: dict, lists: set[str]) -> dict:
+    """Drop the list position pydantic adds under a canonical counter written as one mapping."""
+    loc = list(error["loc"])
+    if len(loc) > 2 and loc[0] == "counters" and str(loc[1]) not in lists and loc[2] == 0:
+        return {**error, "loc": tuple(loc[:2] + loc[3:])}
+    return error
+
+
+def _rules(d: CounterDictionary) -> list[tuple[str, int, str]]:
+    """(canonical name, source position, message) for each rule broken across entries."""
+    problems: list[tuple[str, int, str]] = []
+    if d.format == "csv":
+        problems += [(name, i, "'objects' does not apply to format csv: every row of a CSV export is a cell")
+                     for name, i, s in d.entries() if s.objects is not None]
+    for name, sources in d.counters.items():
+        for j, later in enumerate(sources):
+            for i, earlier in enumerate(sources[:j]):
+                shared = earlier.overlaps(later)
+                if shared is None or shared:
+                    where = "every object" if shared is None else ", ".join(sorted(shared)) + " objects"
+                    problems.append((name, j, f"sources {i + 1} and {j + 1} both apply to {where}; give each "
+                                              "source the object classes it is for (objects: [...])"))
+    renamed: dict[str, list[tuple[str, int, CounterSource]]] = {}
+    for name, i, s in d.entries():
+        if s.kind == "rename":
+            for vendor_name in s.source_names:
+                for other, _, o in renamed.get(vendor_name, []):
+                    shared = o.overlaps(s)
+                    if other != name and (shared is None or shared):
+                        problems.append((name, i, f"vendor counter {vendor_name!r} is renamed to both {other} and "
+                                                  f"{name}; a row takes one name (use sum or expr to feed both)"))
+                renamed.setdefault(vendor_name, []).append((name, i, s))
+    return problems
 
 
 def _resolve(vendor_or_path: str | Path) -> Path:
@@ -204,3 +294,4 @@ def _resolve(vendor_or_path: str | Path) -> Path:
         known = ", ".join(sorted(p.stem for p in DICTIONARY_DIR.glob("*.yaml")))
         raise DictionaryError([f"No counter dictionary for vendor {text!r} (bundled: {known})."])
     return path
+

@@ -30,8 +30,9 @@ from ..schema.ops import INGEST_LOG, QUARANTINE
 from ..specfile import SpecError
 from .dictionary import DictionaryError
 from ..lake import Lake, Transaction
+from .cells import CellInventory
 from .parts import Part
-from .pm_xml import PMFileError
+from .pm_xml_rows import PMFileError
 from .validate import IngestError, conform
 from .vendors import DictionaryChoice, choose_dictionary
 
@@ -45,6 +46,7 @@ class SourceFile:
     table: str | None  # target table when the file's name or place says; None for mapped files
     kind: str  # parquet, tabular, pm_xml, pm_csv, mapped, drive_test_zip
     vendor: str | None = None  # from the pm/<vendor>/ folder or --vendor; else detected
+    device: str | None = None  # the folder of pm/<vendor>/<device>/<file>: names a NanoCell
 
 
 @dataclass
@@ -99,7 +101,8 @@ class IngestReport:
 
 def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None = None
              ) -> tuple[list[SourceFile], date | None]:
-    """Source files under ``paths`` and the as-of date a simulator run declares, if any."""
+    """Source files under ``paths`` and the as-of date a simulator run declares, if any. Cells
+    inventory files come first, so PM files of the same call are keyed to its cells."""
     found: list[SourceFile] = []
     as_of = None
     for root in map(Path, paths):
@@ -116,7 +119,7 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.name != "manifest.json" and not _hidden(path, root):
                 found.append(_classify(path, tables, mapping))
-    return found, as_of
+    return sorted(found, key=lambda f: f.table != "cells"), as_of
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -129,9 +132,9 @@ def _classify(path: Path, tables: dict[str, Table], mapping: Path | None) -> Sou
     if mapping is not None:
         return SourceFile(path, None, "mapped")
     if name.endswith((".xml", ".xml.gz")):
-        return SourceFile(path, "pm_counters", "pm_xml", _vendor_from_path(parts))
+        return SourceFile(path, "pm_counters", "pm_xml", *_vendor_from_path(path.parts))
     if name.endswith(".csv") and "pm" in parts[:-1]:
-        return SourceFile(path, "pm_counters", "pm_csv", _vendor_from_path(parts))
+        return SourceFile(path, "pm_counters", "pm_csv", *_vendor_from_path(path.parts))
     if name.endswith(".zip"):
         return SourceFile(path, "drive_tests", "drive_test_zip")
     if name.endswith(TABULAR):
@@ -150,10 +153,15 @@ def table_of(file_name: str, tables: dict[str, Table]) -> str | None:
     return None
 
 
-def _vendor_from_path(parts: list[str]) -> str | None:
-    if "pm" in parts and parts.index("pm") + 1 < len(parts) - 1:
-        return parts[parts.index("pm") + 1]
-    return None
+def _vendor_from_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(vendor, device) of pm/<vendor>/[<device>/]<file>: the vendor lower-case, the device as written."""
+    lower = [p.lower() for p in parts]
+    if "pm" not in lower[:-1]:
+        return None, None
+    i = len(lower) - 1 - lower[:-1][::-1].index("pm") - 1  # the last pm/ folder
+    vendor = lower[i + 1] if i + 1 < len(parts) - 1 else None
+    device = parts[-2] if vendor is not None and i + 2 < len(parts) - 1 else None
+    return vendor, device
 
 
 def fingerprint(path: Path) -> str:
@@ -186,18 +194,24 @@ def read_parts(src: SourceFile, mapping=None, options: dict | None = None,
         return [Part(src.table, pq.read_table(src.path))]
     if src.kind == "pm_xml":
         fmt = choice.format if choice else "xml_32435"
-        if fmt in ("xml_32435", None):  # None: not a known layout; the 3GPP reader says why
-            from .pm_xml import iter_pm_xml_parts
+        if fmt == "omes":
+            from .pm_omes import read_omes_parts
 
-            return iter_pm_xml_parts(src.path, vendor=dictionary)
-        raise IngestError(f"{src.path}: no reader for PM format {fmt} yet")
+            return read_omes_parts(src.path, dictionary)
+        if fmt == "nanocell_pmfile":
+            from .pm_nanocell import read_pmfile_parts
+
+            return read_pmfile_parts(src.path, dictionary, element_id=src.device)
+        from .pm_xml import iter_pm_xml_parts  # None: not a known layout; the 3GPP reader says why
+
+        return iter_pm_xml_parts(src.path, vendor=dictionary)
     if src.kind == "pm_csv":
-        from .pm_csv import read_vendor_csv
+        from .pm_csv import read_vendor_csv_part
 
         if dictionary is None:
             raise IngestError(f"{src.path}: no counter dictionary for vendor {src.vendor!r}; put "
                               "the export under pm/<vendor>/ and add <workspace>/dictionaries/<vendor>.yaml")
-        return [Part("pm_counters", read_vendor_csv(src.path, dictionary))]
+        return [read_vendor_csv_part(src.path, dictionary)]
     if src.kind == "tabular":
         from .tabular import read_tabular
 
@@ -252,7 +266,7 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
 
 
 def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options: dict,
-                 inventory: set[str]) -> list[FileResult]:
+                 inventory: CellInventory) -> list[FileResult]:
     """Read, conform and stage one file, part by part; all of it or (rejected) none of it."""
     content = fingerprint(src.path)
     path_key = str(src.path.resolve())
@@ -283,17 +297,19 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
     results: dict[str, FileResult] = {}
     pm_cells: set[str] = set()
     names: set[str] = set()
+    cells: list[pa.Table] = []
     mark = txn.savepoint()
     try:
         for part in read_parts(src, mapping, options, lake.tables, choice):
             if part.table not in lake.tables:
                 raise IngestError(f"{src.path}: table {part.table!r} is not a canonical table nor one "
                                   "defined in the workspace's sources/")
-            c = conform(part.data, lake.tables[part.table], str(src.path))
+            data = inventory.key_cells(part.data) if src.kind in ("pm_xml", "pm_csv") else part.data
+            c = conform(data, lake.tables[part.table], str(src.path))
             txn.append(lake.tables[part.table], c.accepted, snapshot_date=options["as_of"], source=digest)
             _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
             if part.table == "cells":
-                inventory.update(c.accepted.column("cell_id").to_pylist())
+                cells.append(c.accepted)
             if part.table == "pm_counters":
                 pm_cells.update(pc.unique(c.accepted.column("cell_id").drop_null()).to_pylist())
                 names.update(pc.unique(c.accepted.column("counter_name")).to_pylist())
@@ -309,6 +325,8 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
         txn.rollback_to(mark)
         return [FileResult(src, src.table, "rejected", fingerprint=digest,
                            message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
+    for table in cells:
+        inventory.add(table)
     if "pm_counters" in results:
         pm = results["pm_counters"]
         pm.unmapped = tuple(sorted(choice.unmapped(names)))
@@ -322,20 +340,24 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
                                                  fingerprint=digest)]
 
 
-def _cell_inventory(lake: Lake, txn: Transaction) -> set[str]:
-    """Cell ids of the committed cells snapshot (to join PM object DNs to cells)."""
-    ids: set[str] = set()
+def _cell_inventory(lake: Lake, txn: Transaction) -> CellInventory:
+    """The committed cells snapshot, to key PM object DNs to cells."""
+    inventory = CellInventory()
     for path in lake.paths(lake.files("cells", txn.manifest)):
-        ids.update(pq.read_table(path, columns=["cell_id"]).column(0).to_pylist())
-    return ids
+        names = pq.read_schema(path).names
+        wanted = [c for c in ("cell_id", "managed_element", "local_cell_id", "technology") if c in names]
+        inventory.add(pq.read_table(path, columns=wanted))
+    return inventory
 
 
-def _unknown_cells(cells: set[str], inventory: set[str]) -> str:
-    unknown = sorted(cells - inventory)
-    if not cells or not unknown or not inventory:
+def _unknown_cells(cells: set[str], inventory: CellInventory) -> str:
+    unknown = sorted(c for c in cells if c not in inventory.cell_ids)
+    if not unknown:
         return ""
-    return (f"{len(unknown)} of {len(cells)} cells are not in the cells inventory "
-            f"(e.g. {unknown[0]}); their counters are kept")
+    where = "the cells inventory" if inventory else "a cells inventory (none is loaded)"
+    return (f"{len(unknown)} of {len(cells)} cells are not in {where}; their counters are kept under "
+            f"derived keys such as {unknown[0]}: to key them to your cells, load the inventory (cells with "
+            "managed_element and local_cell_id), then run opencem ingest --reload on these PM files")
 
 
 def _set_aside(path: Path, reason: str, folder: Path) -> None:

@@ -1,7 +1,9 @@
 """Reader for wide vendor CSV PM exports (one row per cell and period, one column per counter).
 
 The vendor's dictionary names the time, period, NE and cell columns and maps counter columns to
-canonical counters (rename, scale, sum). Everything is done on whole columns with pyarrow.
+canonical counters; the columns become long rows first, so the dictionary is applied by the same
+code as for XML files (:mod:`opencem.ingest.dictionary_apply`). Everything is done on whole
+columns with pyarrow.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import pyarrow.csv as pacsv
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary, load_dictionary
-from .pm_xml import PMFileError
+from .dictionary_apply import map_counters
+from .parts import Part
+from .pm_xml_rows import PMFileError
 
 
 def read_vendor_csv(path: str | Path, dictionary: str | Path | CounterDictionary) -> pa.Table:
@@ -24,9 +28,17 @@ def read_vendor_csv(path: str | Path, dictionary: str | Path | CounterDictionary
 
     ``dictionary`` is a loaded dictionary, a vendor name or a YAML path; its ``csv`` layout names
     the key columns. Times without offset are read as UTC. object_dn is ``NE=<ne>,Cell=<cell>``
-    and cell_id the cell name. A mapped counter whose columns are all absent is skipped; numeric
-    columns the dictionary does not name are kept under their own name when ``keep_unmapped``.
+    and cell_id the cell name (the local cell id; ingest keys it, :mod:`opencem.ingest.cells`).
+    A mapped counter whose columns are all absent is skipped; numeric columns the dictionary
+    does not name are kept under their own name when ``keep_unmapped``. An empty field is a
+    row with a null value.
     """
+    return read_vendor_csv_part(path, dictionary).data
+
+
+def read_vendor_csv_part(path: str | Path, dictionary: str | Path | CounterDictionary) -> Part:
+    """As :func:`read_vendor_csv`, as an ingest Part whose row numbers are the CSV record
+    (1-based data line) each row came from."""
     d = dictionary if isinstance(dictionary, CounterDictionary) else load_dictionary(dictionary)
     path = Path(path)
     if d.csv is None:
@@ -60,32 +72,9 @@ def read_vendor_csv(path: str | Path, dictionary: str | Path | CounterDictionary
     if start.null_count or period.null_count:
         raise PMFileError(path, f"has empty {layout.time_column!r} or {layout.period_column!r} values")
 
-    names, values = [], []
-    for canonical, source in d.counters.items():
-        present = [c for c in source.source_names if c in table.column_names]
-        if not present:
-            continue
-        if source.sum is None:
-            value = table[present[0]]
-        else:
-            # Missing parts count as zero; the total is null only when every part is.
-            total = table[present[0]].fill_null(0.0)
-            all_null = table[present[0]].is_null()
-            for c in present[1:]:
-                total = pc.add(total, table[c].fill_null(0.0))
-                all_null = pc.and_(all_null, table[c].is_null())
-            value = pc.if_else(all_null, pa.scalar(None, pa.float64()), total)
-        names.append(canonical)
-        values.append(pc.multiply(value, source.scale))
-    if d.keep_unmapped:
-        for c in table.column_names:
-            kind = table.schema.field(c).type
-            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
-            if c not in keys and c not in sources and numeric:
-                names.append(c)
-                values.append(table[c].cast(pa.float64()))
-
-    k = len(names)
+    # Every counter column becomes rows named like it; the dictionary maps them as it maps XML.
+    counters = [c for c in table.column_names if c not in keys and _numeric(table.schema.field(c).type)]
+    k = len(counters)
     object_dn = pc.binary_join_element_wise("NE=", table[layout.ne_column], ",Cell=",
                                             table[layout.cell_column], "")
     tile = lambda col: pa.chunked_array([c for _ in range(k) for c in col.chunks],  # noqa: E731
@@ -96,9 +85,16 @@ def read_vendor_csv(path: str | Path, dictionary: str | Path | CounterDictionary
         "cell_id": tile(table[layout.cell_column]),
         "period_start": tile(start.cast(TIMESTAMP)),
         "granularity_s": tile(pc.round(period).cast(pa.int32())),
-        "counter_name": pa.array(names, pa.string()).take(pa.array(np.repeat(np.arange(k), n))),
-        "value": pa.chunked_array([c for v in values for c in v.chunks], pa.float64()),
+        "counter_name": pa.array(counters, pa.string()).take(pa.array(np.repeat(np.arange(k), n))),
+        "value": pa.chunked_array([c for name in counters for c in table[name].cast(pa.float64()).chunks],
+                                  pa.float64()),
         "vendor": pa.nulls(n * k, pa.string()).fill_null(d.vendor),
         "suspect": pa.nulls(n * k, pa.bool_()).fill_null(False),
     }
-    return pa.table(columns).cast(PM_COUNTERS.schema)
+    raw = pa.table(columns).cast(PM_COUNTERS.schema)
+    mapped, rows = map_counters(raw, d, np.tile(np.arange(1, n + 1), k))
+    return Part("pm_counters", mapped, rows)
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)

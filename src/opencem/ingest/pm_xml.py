@@ -18,6 +18,11 @@ granPeriod, no measObjLdn, an ``r`` without p or whose p no measType declares, m
 or shorter than the measTypes) are reported as :class:`~opencem.ingest.parts.Reject` rows, one per
 value or missing counter, numbered by the 1-based measValue ordinal in the file.
 
+Objects: ``object_dn`` is measObjLdn as written. An empty (or blank) measObjLdn is the measured
+entity itself, the measData's managedElement (TS 32.435) or measEntity (TS 28.532) localDn
+(:func:`~opencem.ingest.pm_xml_rows.entity_dn`); a DN that names no managed element takes its
+measData's. ``cell_id`` is the cell RDN's value; ingest keys it (:mod:`opencem.ingest.cells`).
+
 Layout: this module holds the public API, the reader that runs both paths and the lxml path;
 the fast path is :mod:`opencem.ingest.pm_xml_scan`, and measInfo headers and the collector that
 turns values into rows (what both paths share) are :mod:`opencem.ingest.pm_xml_rows`.
@@ -40,11 +45,12 @@ import pyarrow.compute as pc
 from lxml import etree
 
 from ..schema.network import PM_COUNTERS
-from .dictionary import CounterDictionary, apply_dictionary_long, load_dictionary
+from .dictionary import CounterDictionary, load_dictionary
+from .dictionary_apply import map_counters
 from .parts import Part, Reject
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
                           _Rest,
-                          _Header, _header, _local, _p_slot, _parse_time, _refuse_entities, _words)
+                          _Header, _header, _local, _p_slot, _parse_time, _refuse_entities, _words, entity_dn)
 from .pm_xml_scan import _FastPath
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -127,29 +133,8 @@ def _iter_batches(path: Path, vendor: str | Path | CounterDictionary | None) -> 
 
 def _apply_dictionary(batch: _Batch, dictionary: CounterDictionary) -> _Batch:
     """Map counter names and units; each output row keeps the first measValue it came from."""
-    raw = batch.table
-    mapped = apply_dictionary_long(raw, dictionary)
-    if mapped.num_rows == 0:
-        return _Batch(mapped, np.zeros(0, np.int64), batch.rejects)
-    if all(s.sum is None for s in dictionary.counters.values()):
-        # Renames keep the file order: renamed rows, then unmapped ones. Checked, not assumed.
-        names = raw["counter_name"]
-        used = pc.is_in(names, value_set=pa.array(sorted(dictionary.source_names()), pa.string()))
-        picked = [used] + ([pc.invert(used)] if dictionary.keep_unmapped else [])
-        index = np.concatenate([np.flatnonzero(m.to_numpy(zero_copy_only=False)) for m in picked])
-        if len(index) == mapped.num_rows and all(
-                pc.all(pc.equal(mapped[k], raw[k].take(index))).as_py() is not False
-                for k in ("object_dn", "period_start")):
-            return _Batch(mapped, batch.row_numbers[index], batch.rejects)
-    sources = {src: name for name, s in dictionary.counters.items() for src in s.source_names}
-    index = pc.index_in(raw["counter_name"], value_set=pa.array(list(sources), pa.string()))
-    out_name = pc.coalesce(pa.array(list(sources.values()), pa.string()).take(index), raw["counter_name"])
-    keys = ["object_dn", "period_start", "granularity_s", "counter_name"]
-    first = (pa.table([raw[k] for k in keys[:3]] + [out_name, pa.array(batch.row_numbers)], names=[*keys, "_row"])
-             .group_by(keys, use_threads=False).aggregate([("_row", "min")]))
-    order = pa.table([mapped[k] for k in keys] + [pa.array(np.arange(mapped.num_rows))], names=[*keys, "_i"])
-    joined = order.join(first, keys, join_type="left outer", use_threads=False).sort_by("_i")
-    return _Batch(mapped, joined["_row_min"].to_numpy(zero_copy_only=False).astype(np.int64), batch.rejects)
+    mapped, rows = map_counters(batch.table, dictionary, batch.row_numbers)
+    return _Batch(mapped, rows, batch.rejects)
 
 
 # --- reading the file ----------------------------------------------------------------------------
@@ -164,6 +149,7 @@ class _Reader(_FastPath):
         self.begin_text: str | None = None
         self.wrap = (b"", b"")
         self.header_cache: dict[bytes, _Header] = {}
+        self.entity: str | None = None  # the fast path's current measData entity
 
     def batches(self) -> Iterator[_Batch]:
         with _open(self.path) as stream:
@@ -194,6 +180,7 @@ class _Reader(_FastPath):
         context = etree.iterparse(stream, events=("end",), tag=("{*}fileHeader", "{*}measInfo", "{*}measData"),
                                   remove_comments=True, remove_pis=True, **SAFE)
         checked, n_info = False, 0
+        measdata, entity = None, None
         for _, elem in context:
             if not checked:
                 _refuse_entities(self.path, elem)
@@ -203,8 +190,10 @@ class _Reader(_FastPath):
                 self._file_header(elem)
             elif name == "measInfo":
                 n_info += 1
+                if elem.getparent() is not measdata:  # the first measInfo of a measData
+                    measdata, entity = elem.getparent(), _entity(elem.getparent())
                 if n_info > skip:
-                    self._add_tree(elem)
+                    self._add_tree(elem, entity)
                 _free(elem)
             elif name == "measData" and elem.getparent() is not None and elem.getparent().getparent() is None:
                 _free(elem)
@@ -216,7 +205,7 @@ class _Reader(_FastPath):
             found = "nothing" if root is None else f"<{_local(root.tag)}>"
             raise PMFileError(self.path, f"is not a 3GPP measCollecFile or measDataFile (root element is {found})")
 
-    def _add_tree(self, info: etree._Element) -> None:
+    def _add_tree(self, info: etree._Element, entity: str | None) -> None:
         ns = info.tag[: info.tag.index("}") + 1] if info.tag.startswith("{") else ""
         header = _header(info, self.begin, self.begin_text)
         ldns, suspects, counts, slots, texts, missing = [], [], [], [], [], []
@@ -240,7 +229,7 @@ class _Reader(_FastPath):
             done = len(slots)
             ldns.append(ldn)
             suspects.append((mv.findtext(ns + "suspect") or "").strip(XML_WS).lower() == "true")
-        self.out.add([header], np.array([len(ldns)], np.int64), pa.array(ldns, pa.string()),
+        self.out.add([header], [entity], np.array([len(ldns)], np.int64), pa.array(ldns, pa.string()),
                      np.array(suspects, bool), np.array(counts, np.int64), np.array(slots, np.int64),
                      pa.array(texts, pa.string()), missing=missing)
 
@@ -251,6 +240,14 @@ def _open(path: Path) -> Iterator[BinaryIO]:
         gzipped = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         yield gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+
+
+def _entity(measdata: etree._Element | None) -> str | None:
+    """The DN of a measData's measured entity (its managedElement or measEntity localDn)."""
+    for child in measdata if measdata is not None else ():
+        if _local(child.tag) in ("managedElement", "measEntity"):
+            return entity_dn(child.get("localDn"))
+    return None
 
 
 def _free(elem: etree._Element) -> None:

@@ -186,6 +186,7 @@ class _Collector:
 
     def _clear(self) -> None:
         self.headers: list[_Header] = []
+        self.entities: list[str | None] = []  # per measInfo: its measData's managed element DN
         self.info_mv: list[np.ndarray] = []
         self.ldn: list[pa.Array] = []
         self.suspect: list[np.ndarray] = []
@@ -198,13 +199,14 @@ class _Collector:
         self.boundaries: list[tuple[int, int]] = []  # (measInfos, values) at each measData end
         self.n_values = self.n_mv = 0
 
-    def add(self, headers: list[_Header], info_mv: np.ndarray, ldn: pa.Array, suspect: np.ndarray,
-            mv_values: np.ndarray, slot: np.ndarray, text: pa.Array, ends: list[int] = (),
+    def add(self, headers: list[_Header], entities: list[str | None], info_mv: np.ndarray, ldn: pa.Array,
+            suspect: np.ndarray, mv_values: np.ndarray, slot: np.ndarray, text: pa.Array, ends: list[int] = (),
             missing: list[tuple[int, Reject]] = ()) -> None:
-        """Values of whole measInfos: measValues per measInfo, then per measValue its ldn (null if
-        absent), suspect flag and value count, then per value its slot and text. A measData ends
-        after each of the first ``ends`` measInfos; ``missing`` are the rejects of measTypes a
-        short measResults left without a value, by pending measValue index."""
+        """Values of whole measInfos: per measInfo its measData's entity (:func:`entity_dn`) and
+        measValue count, then per measValue its ldn (null if absent), suspect flag and value
+        count, then per value its slot and text. A measData ends after each of the first ``ends``
+        measInfos; ``missing`` are the rejects of measTypes a short measResults left without a
+        value, by pending measValue index."""
         if len(headers) > 1:
             uniq = {h: i for i, h in enumerate(dict.fromkeys(headers))}
             val_header = np.repeat(np.repeat([uniq[h] for h in headers], info_mv), mv_values)
@@ -217,6 +219,7 @@ class _Collector:
         else:
             type_id = np.zeros(0, np.int64)
         self.headers += headers
+        self.entities += entities
         self.n_infos += len(headers)
         for store, item in ((self.info_mv, info_mv), (self.ldn, ldn), (self.suspect, suspect),
                             (self.mv_values, mv_values), (self.type_id, type_id), (self.slot, slot),
@@ -255,17 +258,17 @@ class _Collector:
         mv_values = np.concatenate(self.mv_values)
         n_mv = int(info_mv[:n_infos].sum())
         n_val = int(mv_values[:n_mv].sum())
-        headers = self.headers
+        headers, entities = self.headers, self.entities
         ldn = pa.concat_arrays(self.ldn) if self.ldn else pa.array([], pa.string())
         suspect, type_id, slot = (np.concatenate(x) for x in (self.suspect, self.type_id, self.slot))
         text = pa.concat_arrays(self.text) if self.text else pa.array([], pa.string())
         raw_p, missing, boundaries = self.raw_p, self.missing, self.boundaries
-        batch = self._rows(headers[:n_infos], info_mv[:n_infos], ldn[:n_mv], suspect[:n_mv],
+        batch = self._rows(headers[:n_infos], entities[:n_infos], info_mv[:n_infos], ldn[:n_mv], suspect[:n_mv],
                            mv_values[:n_mv], type_id[:n_val], slot[:n_val], text[:n_val], raw_p,
                            [r for i, r in missing if i < n_mv])
         self._clear()
         if n_infos < len(headers):
-            self.headers = headers[n_infos:]
+            self.headers, self.entities = headers[n_infos:], entities[n_infos:]
             for store, item in ((self.info_mv, info_mv[n_infos:]), (self.ldn, ldn[n_mv:]),
                                 (self.suspect, suspect[n_mv:]), (self.mv_values, mv_values[n_mv:]),
                                 (self.type_id, type_id[n_val:]), (self.slot, slot[n_val:]),
@@ -278,18 +281,27 @@ class _Collector:
         self.n_mv_done += n_mv
         return batch
 
-    def _rows(self, headers, info_mv, ldn, suspect, mv_values, type_id, slot, text, raw_p, missing) -> _Batch:
+    def _rows(self, headers, entities, info_mv, ldn, suspect, mv_values, type_id, slot, text, raw_p,
+              missing) -> _Batch:
         mv_info = np.repeat(np.arange(len(headers)), info_mv)
         val_mv = np.repeat(np.arange(len(mv_values)), mv_values)
         bad_header = np.array([h.problem is not None for h in headers], bool)
-        ok = (type_id >= 0) & ~bad_header[mv_info][val_mv] & ldn.is_valid().to_numpy(zero_copy_only=False)[val_mv]
+        # An empty measObjLdn is the measured entity itself (the measData's managed element).
+        entity = pa.array(entities, pa.string())
+        blank = pc.and_(ldn.is_valid(), pc.equal(pc.utf8_trim(ldn, XML_WS), "")).fill_null(False)
+        dn = pc.if_else(blank, entity.take(pa.array(mv_info)), ldn) if pc.any(blank).as_py() else ldn
+        ok = (type_id >= 0) & ~bad_header[mv_info][val_mv] & dn.is_valid().to_numpy(zero_copy_only=False)[val_mv]
         keep = np.flatnonzero(ok)
         mv, info = val_mv[keep], mv_info[val_mv[keep]]
         n = len(keep)
+        # A DN that names no managed element (an LDN relative to it) takes its measData's.
+        me = managed_elements(dn)
+        if me.null_count and len(entity):
+            me = pc.coalesce(me, managed_elements(entity).take(pa.array(mv_info)))
         columns = {
-            "object_dn": ldn.take(mv),
-            "managed_element": managed_elements(ldn).take(mv),
-            "cell_id": _cell_ids(ldn).take(mv),
+            "object_dn": dn.take(mv),
+            "managed_element": me.take(mv),
+            "cell_id": _cell_ids(dn).take(mv),
             "period_start": pa.array(np.array([h.start_ms for h in headers], np.int64)[info]).cast(TIMESTAMP),
             "granularity_s": pa.array(np.array([h.gran_s for h in headers], np.int32)[info]),
             "counter_name": pa.array(list(self.names), pa.string()).take(type_id[keep]),
@@ -297,16 +309,19 @@ class _Collector:
             "vendor": pa.nulls(n, pa.string()).fill_null(self.vendor) if self.vendor else pa.nulls(n, pa.string()),
             "suspect": pa.array(suspect[mv]),
         }
-        rejects = [self._reject(i, headers[mv_info[val_mv[i]]], val_mv[i], ldn, mv_values, slot, text, raw_p)
+        rejects = [self._reject(i, headers[mv_info[val_mv[i]]], val_mv[i], ldn, dn, mv_values, slot, text, raw_p)
                    for i in np.flatnonzero(~ok)]
         rejects = sorted(rejects + missing, key=lambda r: r.row_number)  # file order, whatever the batch
         return _Batch(pa.table(columns).cast(PM_COUNTERS.schema), self.n_mv_done + mv + 1, rejects)
 
-    def _reject(self, i, header: _Header, mv, ldn, mv_values, slot, text, raw_p) -> Reject:
-        row, object_dn, s = self.n_mv_done + int(mv) + 1, ldn[int(mv)].as_py(), int(slot[i])
+    def _reject(self, i, header: _Header, mv, ldn, dn, mv_values, slot, text, raw_p) -> Reject:
+        row, object_dn, s = self.n_mv_done + int(mv) + 1, dn[int(mv)].as_py(), int(slot[i])
         where = object_dn if object_dn is not None else header.label
         if header.problem:
             return Reject(row, header.problem, where)
+        if object_dn is None and ldn[int(mv)].as_py() is not None:
+            return Reject(row, f"measValue in {header.label} has an empty measObjLdn and its measData names no "
+                               "managed element (managedElement or measEntity localDn)", where, "measObjLdn", "")
         if object_dn is None:
             return Reject(row, f"measValue in {header.label} has no measObjLdn", where, "measObjLdn")
         if s == NO_P:
@@ -317,6 +332,16 @@ class _Collector:
             return Reject(row, f"measValue has {int(mv_values[mv])} measResults for {len(header.names)} "
                                "measTypes", where, "measResults", text[int(i)].as_py())
         return Reject(row, f"r p={s} matches no measType of {header.label}", where, "p", str(s))
+
+
+def entity_dn(local_dn: str | None) -> str | None:
+    """The DN of a measData's measured entity from its managedElement (TS 32.435) or measEntity
+    (TS 28.532) localDn: as written when it is a DN, ``ManagedElement=<name>`` when it is a bare
+    name (Ericsson writes ``localDn="seliitdus00487"``), None when there is none."""
+    text = (local_dn or "").strip(XML_WS)
+    if not text:
+        return None
+    return text if "=" in text else f"ManagedElement={text}"
 
 
 _ME_RDNS = tuple(f"(?:^|,)[ \t\r\n]*{cls}[ \t\r\n]*=(?P<me>[^,]*)" for cls in ("ManagedElement", "MeContext", "NE"))

@@ -25,12 +25,16 @@ import pyarrow as pa
 from lxml import etree
 
 from .parts import Reject
-from .pm_xml_rows import LIST_SLOT, ROOT_ELEMENTS, SAFE, PMFileError, _Header, _header, _local, _refuse_entities, _Rest
+from .pm_xml_rows import (LIST_SLOT, ROOT_ELEMENTS, SAFE, PMFileError, _Header, _header, _local, _refuse_entities,
+                          _Rest, entity_dn)
 
 _ENCODING = re.compile(rb"^<\?xml[^>]*?encoding[ \t\r\n]*=[ \t\r\n]*[\"']([A-Za-z0-9._-]+)")
 # The plain layout: anything else between measInfos, or inside measValues, hands over to lxml.
 _INFO_START = re.compile(rb"<measInfo(?:[ \t\r\n][^>]*)?>")
 _GAP_SURPRISE = re.compile(rb"<[!?]|measInfo|measValue|</?[\w.-]*:|xmlns")
+_ENTITY_TAG = re.compile(rb"<(?:managedElement|measEntity)[ \t\r\n/>]")
+_ENTITY = re.compile(rb"<(?:managedElement|measEntity)(?:[ \t\r\n][^>]*?)?[ \t\r\n]localDn[ \t\r\n]*=[ \t\r\n]*"
+                     rb"(?:\"([^\"<&]*)\"|'([^'<&]*)')")
 _MEAS_VALUE = re.compile(
     rb'<measValue measObjLdn="([^"<&\t\r\n]*)">[ \t\r\n]*'
     rb'((?:<r p="\d{1,9}">[^<>&]*</r>[ \t\r\n]*)*)'
@@ -185,6 +189,7 @@ class _FastPath:
     def _block(self, block: bytes, size: int) -> None:
         """Add the measInfos of ``block[:size]``: whole measInfos and what lies between them."""
         infos: list[tuple[_Header, bytes]] = []
+        entities: list[str | None] = []
         ends: list[int] = []  # measData ends after this many of the block's measInfos
         pos = 0
         while True:
@@ -193,6 +198,7 @@ class _FastPath:
             if _GAP_SURPRISE.search(block, pos, gap_end):
                 raise _Irregular
             if block.find(b"measData", pos, gap_end) >= 0:
+                self._entity_of(block, block.rfind(b"<measData", pos, gap_end), gap_end)
                 if infos:
                     ends.append(len(infos))
                 else:
@@ -202,6 +208,7 @@ class _FastPath:
             start = _INFO_START.match(block, i, size)
             if start is None:
                 raise _Irregular
+            entities.append(self.entity)
             if start.group().endswith(b"/>"):
                 infos.append((self._cached_header(start.group(), b""), b""))
                 pos = start.end()
@@ -214,7 +221,19 @@ class _FastPath:
             infos.append((self._cached_header(block[i:head_end], b"</measInfo>"), block[head_end:e]))
             pos = e + 11
         if infos:
-            self._add_plain(infos, ends)
+            self._add_plain(infos, entities, ends)
+
+    def _entity_of(self, block: bytes, opened: int, end: int) -> None:
+        """The managed element of a measData that opens at ``opened`` (-1: none opens here)."""
+        if opened < 0:
+            return
+        self.entity = None
+        tag = _ENTITY_TAG.search(block, opened, end)
+        if tag is not None:
+            m = _ENTITY.match(block, tag.start(), end)
+            if m is None:  # an escaped or unusual localDn: lxml reads it
+                raise _Irregular
+            self.entity = entity_dn((m.group(1) if m.group(1) is not None else m.group(2)).decode())
 
     def _cached_header(self, head: bytes, close: bytes) -> _Header:
         header = self.header_cache.get(head)
@@ -231,7 +250,7 @@ class _FastPath:
             header = self.header_cache[head] = _header(wrapper[0], self.begin, self.begin_text)
         return header
 
-    def _add_plain(self, infos: list[tuple[_Header, bytes]], ends: list[int]) -> None:
+    def _add_plain(self, infos: list[tuple[_Header, bytes]], entities: list[str | None], ends: list[int]) -> None:
         found = [_MEAS_VALUE.findall(region) for _, region in infos]
         mvs = [m for f in found for m in f]
         ldns = [m[0] for m in mvs]
@@ -249,7 +268,7 @@ class _FastPath:
             counts, slots, texts = self._with_lists(infos, found, mvs, lists, counts, slots, texts, missing)
         suspect = np.array([s[9:-10].strip(b" \t\r\n").lower() == b"true" for s in susp], bool)
         ldn = pa.array(ldns, pa.binary()).cast(pa.string()) if ldns else pa.array([], pa.string())
-        self.out.add([h for h, _ in infos], np.array([len(f) for f in found], np.int64), ldn, suspect,
+        self.out.add([h for h, _ in infos], entities, np.array([len(f) for f in found], np.int64), ldn, suspect,
                      counts, slots, texts, ends, missing)
 
     def _with_lists(self, infos, found, mvs, lists, counts, slots, texts, missing):

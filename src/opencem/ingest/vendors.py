@@ -3,7 +3,8 @@
 The choice, first that applies:
 
 1. ``--vendor NAME`` (``opencem ingest --vendor``): that vendor's dictionary for every PM file;
-2. the folder: a file under ``pm/<vendor>/`` uses ``<vendor>.yaml``;
+2. the folder: a file under ``pm/<vendor>/`` uses ``<vendor>.yaml`` (an XML file under a folder
+   that names no dictionary, e.g. ``pm/baicells/``, is detected instead);
 3. the file itself: its format (3GPP measCollec/measData, Nokia OMeS, China Mobile
    NanoCell ``PmFile``), then its header (3GPP ``vendorName``, ``fileSender``; PmFile
    ``VendorName``, ``SenderName``, ``InfoModelReferenced``) and its counter names, matched
@@ -57,10 +58,12 @@ class DictionaryChoice:
     key: str | None = None  # content digest of the dictionary file: part of the load fingerprint
     label: str | None = None  # e.g. "ericsson (bundled; vendorName 'Ericsson AB')"
     produced: frozenset[str] = field(default_factory=frozenset)
+    reads: frozenset[str] = field(default_factory=frozenset)  # vendor counters the dictionary names
 
     def unmapped(self, names: set[str]) -> set[str]:
-        """Counter names in a file's rows that are neither canonical nor produced by the dictionary."""
-        return {n for n in names if n not in self.produced and n not in CANONICAL_COUNTERS}
+        """Counter names in a file's rows that are neither canonical nor produced by the
+        dictionary, nor read by it (a counter it maps on other object classes is not unmapped)."""
+        return {n for n in names if n not in self.produced and n not in self.reads and n not in CANONICAL_COUNTERS}
 
 
 NO_CHOICE = DictionaryChoice(None)
@@ -142,8 +145,8 @@ def choose_dictionary(src, folder: Path | None = None, vendor: str | None = None
     if named:
         path = dictionary_path(named, folder)
         if path is None:
-            if src.kind == "pm_xml" and not vendor and sniffed.format == "xml_32435":
-                return _detected(sniffed, folder)  # pm/<name>/ of 3GPP files needs no dictionary
+            if src.kind == "pm_xml" and not vendor:
+                return _detected(sniffed, folder)  # pm/<name>/ may name a brand or site, not a dictionary
             known = ", ".join(sorted(available(folder)))
             raise DictionaryError([f"No counter dictionary for vendor {named!r} ({why}); known: {known}. "
                                    f"Add <workspace>/dictionaries/{named}.yaml (see docs/ingest.md)."])
@@ -167,6 +170,10 @@ def _detected(sniffed: Sniffed, folder: Path | None) -> DictionaryChoice:
 
 def _choice(path: Path, folder: Path | None, fmt: str | None, why: str) -> DictionaryChoice:
     d, digest = load(path)
+    if fmt is not None and d.format != fmt:
+        raise DictionaryError([f"Counter dictionary {path.name} ({why}) is for {d.format} files, but this file "
+                               f"is {fmt}; choose the dictionary of this file's vendor."])
     where = "workspace" if folder is not None and path.parent == Path(folder) else "bundled"
     return DictionaryChoice(d, fmt if fmt != "csv" else None, key=digest,
-                            label=f"{d.vendor} ({where}; {why})", produced=frozenset(d.counters))
+                            label=f"{d.vendor} ({where}; {why})", produced=frozenset(d.counters),
+                            reads=frozenset(d.source_names()))

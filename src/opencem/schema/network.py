@@ -13,6 +13,8 @@ CELLS = Table(
         key("cell_id", "Cell identifier, unique across vendors (e.g. C000123-2-5G)"),
         key("site_id", "Site (eNodeB/gNodeB or OLT location) the cell belongs to"),
         col("managed_element", pa.string(), "OSS managed element name used in PM object DNs"),
+        col("local_cell_id", pa.string(), "The cell's RDN value in PM object DNs (EUtranCellFDD=<this>, "
+            "LNCEL-<this>), unique within its managed element; null: the same as cell_id"),
         col("technology", pa.string(), "4G, 5G or FTTH-OLT", nullable=False),
         col("vendor", pa.string(), "Equipment vendor", nullable=False),
         col("sector", pa.int8(), "Sector number on the site (1-3; 0 for OLTs)"),
@@ -38,7 +40,8 @@ PM_COUNTERS = Table(
             "ManagedElement=ME001,ENBFunction=1,EUtranCellFDD=C000001-1-4G"),
         col("managed_element", pa.string(), "Network element the object DN names (its ManagedElement, "
             "MeContext or NE value); null when the DN does not name one"),
-        col("cell_id", pa.string(), "Cell the object DN resolves to (null if not a cell)"),
+        col("cell_id", pa.string(), "Cell the object DN resolves to (null if not a cell): the inventory's cell_id, "
+            "else <managed_element>/<cell class>=<RDN value>, NRCellCU and NRCellDU folded into NRCell"),
         col("period_start", TIMESTAMP, "Start of the granularity period (UTC)", nullable=False),
         col("granularity_s", pa.int32(), "Granularity period length", "s", nullable=False),
         key("counter_name", "Canonical counter name (3GPP TS 32.425 / 28.552), e.g. RRC.ConnEstabAtt"),

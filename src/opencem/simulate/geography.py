@@ -180,6 +180,8 @@ def cells_table(net: Network) -> pa.Table:
         "cell_id": np.concatenate([net.cell_ids, net.olt_ids]),
         "site_id": site_ids,
         "managed_element": np.char.add("ME-", site_ids),
+        # PM DNs name the simulator's cells by their cell_id, so no separate local id.
+        "local_cell_id": pa.nulls(len(site_ids), pa.string()),
         "technology": tech,
         "vendor": vendor,
         "sector": np.concatenate([net.cell_sector + 1, np.zeros(len(net.olt_ids), int)]).astype("int8"),

@@ -19,7 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..schema.counters import CANONICAL_COUNTERS
+# The counters the simulated network reports (network_pm.pm_counters), in file order. The
+# catalogue (schema/counters.py) has more that only real vendors' files carry.
+COUNTERS = ("RRC.ConnEstabAtt", "RRC.ConnEstabSucc", "ERAB.EstabInitAttNbr", "ERAB.EstabInitSuccNbr",
+            "ERAB.RelActNbr", "ERAB.RelAbnormalEnbAct", "DRB.UEThpVolDl", "DRB.UEThpTimeDl", "RRU.PrbTotDl",
+            "RRC.ConnMean", "HO.ExeAtt", "HO.ExeSucc", "RRU.CellUnavailableTime")
 
 XML_NS = "http://www.3gpp.org/ftp/specs/archive/32_series/32.435#measCollec"
 KEY_COLUMNS = ("cell_id", "site_id", "managed_element", "technology", "vendor", "period_start",
@@ -53,7 +57,7 @@ def write_pm_files(counters: pa.Table, out_dir: Path) -> list[Path]:
     period_start, granularity_s) and one float64 column per canonical counter, in canonical units.
     Returns the written paths: alpha XML per period, then beta CSV per UTC day.
     """
-    missing = [c for c in (*KEY_COLUMNS, *CANONICAL_COUNTERS) if c not in counters.column_names]
+    missing = [c for c in (*KEY_COLUMNS, *COUNTERS) if c not in counters.column_names]
     if missing:
         raise ValueError(f"The counter table lacks column(s) {', '.join(missing)}.")
     vendors = set(pc.unique(counters["vendor"]).to_pylist())
@@ -145,7 +149,7 @@ def _meas_data(part: pa.Table, end: datetime, gran_s: int) -> bytes:
     end_info = np.append(new_info[1:], True)
 
     types = "".join(f'<measType p="{k}">{name}</measType>\n'
-                    for k, name in enumerate(CANONICAL_COUNTERS, 1))
+                    for k, name in enumerate(COUNTERS, 1))
     data_open = pc.binary_join_element_wise("<measData>\n<managedElement localDn=\"", me, "\"/>\n", "")
     info_open = pc.binary_join_element_wise(
         '<measInfo measInfoId="', cell_class, '">\n<job jobId="opencem-', tech,
@@ -153,7 +157,7 @@ def _meas_data(part: pa.Table, end: datetime, gran_s: int) -> bytes:
         f'<repPeriod duration="PT{gran_s}S"/>\n{types}', "")
     pieces = ['<measValue measObjLdn="ManagedElement=', me, ",", function, "=1,", cell_class, "=",
               part["cell_id"].combine_chunks(), '">']
-    for k, name in enumerate(CANONICAL_COUNTERS, 1):
+    for k, name in enumerate(COUNTERS, 1):
         pieces += [f'<r p="{k}">', format_values(part[name]), "</r>"]
     pieces.append("</measValue>\n")
     empty = pa.scalar("", pa.string())

@@ -1,0 +1,76 @@
+"""Measured-object DNs across PM formats: their object class, their cell RDN, and the cell
+classes opencem knows.
+
+Two DN syntaxes reach ingest. 3GPP (TS 32.300), the NanoCell PmFile and the object DNs the
+CSV reader builds write ``Class=value`` RDNs joined by ``,``
+(``ManagedElement=me1,GNBDUFunction=1,NRCellDU=7``); Nokia OMeS writes ``CLASS-value`` joined
+by ``/`` (``PLMN-PLMN/MRBTS-1/LNBTS-1/LNCEL-1``). A DN with an ``=`` is read the first way,
+any other the second. Everything here works on whole Arrow columns.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Cell classes: (family, technology). A cell's key uses the family, so the CU and DU halves
+# of one NR cell (NRCellCU=1, NRCellDU=1 under one gNB) are one cell, NRCell=1.
+CELL_CLASSES: dict[str, tuple[str, str | None]] = {
+    "EUtranCellFDD": ("EUtranCellFDD", "4G"), "EUtranCellTDD": ("EUtranCellTDD", "4G"),
+    "NRCellDU": ("NRCell", "5G"), "NRCellCU": ("NRCell", "5G"),
+    "UtranCell": ("UtranCell", "3G"), "GsmCell": ("GsmCell", "2G"),
+    "EutranCellTdd": ("EutranCellTdd", "4G"), "EutranCellFdd": ("EutranCellFdd", "4G"),  # CMCC NanoCell
+    "LNCEL": ("LNCEL", "4G"), "NRCELL": ("NRCELL", "5G"), "WCEL": ("WCEL", "3G"),      # Nokia
+    "Cell": ("Cell", None),                                                             # CSV exports
+}
+# Other measured-object classes a dictionary's ``objects:`` may name.
+OTHER_CLASSES = (
+    "ManagedElement", "MeContext", "ENBFunction", "ENodeBFunction", "EnbFunction", "GNBDUFunction",
+    "GNBCUCPFunction", "GNBCUUPFunction", "NRSectorCarrier", "EUtranRelation", "NRCellRelation",
+    "SctpAssoc", "MRBTS", "LNBTS", "NRBTS", "WBTS",
+)
+OBJECT_CLASSES = (*CELL_CLASSES, *OTHER_CLASSES)
+_WS = "[ \t\r\n]*"
+_LAST_RDN = f"(?:^|,){_WS}(?P<cls>[^,=]*?){_WS}=[^,]*$"
+_LAST_NOKIA = "(?:^|/)(?:NE-)?(?P<cls>[A-Za-z][A-Za-z0-9_]*)-[^/]*$"
+_CELL_3GPP = f"^(?:.*,)?{_WS}(?P<cls>" + "|".join(c for c in CELL_CLASSES if c.upper() != c) + f"){_WS}="
+_CELL_NOKIA = "(?:^|/)(?:NE-)?(?P<cls>LNCEL|NRCELL|WCEL)-"
+
+
+def known_class(name: str) -> str | None:
+    """The object class ``name`` stands for (compared case-insensitively), or None."""
+    return next((c for c in OBJECT_CLASSES if c.lower() == name.strip().lower()), None)
+
+
+def object_classes(dns: pa.Array) -> pa.Array:
+    """Class of the last RDN of each DN (``EUtranCellFDD``, ``LNCEL``, ``ManagedElement``), null
+    when the DN has no RDN of either syntax."""
+    dns = _array(dns)
+    threegpp = pc.struct_field(pc.extract_regex(dns, _LAST_RDN), 0)
+    nokia = pc.struct_field(pc.extract_regex(dns, _LAST_NOKIA), 0)
+    return pc.if_else(pc.match_substring(dns, "="), threegpp, nokia)
+
+
+def cell_classes(dns: pa.Array) -> pa.Array:
+    """Class of each DN's cell RDN (one of :data:`CELL_CLASSES`, spelt as there): the last cell
+    RDN of a ``Class=value`` DN (where the readers take ``cell_id`` from), the first of a Nokia
+    DN; null when there is none."""
+    dns = _array(dns)
+    threegpp = pc.struct_field(pc.extract_regex(dns, _CELL_3GPP), 0)
+    nokia = pc.struct_field(pc.extract_regex(dns, _CELL_NOKIA), 0)
+    return pc.if_else(pc.match_substring(dns, "="), threegpp, nokia)
+
+
+def families(classes: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(family, technology) of each cell class (null for other classes)."""
+    names = list(CELL_CLASSES)
+    index = pc.index_in(classes, value_set=pa.array(names, pa.string()))
+    family = pa.array([CELL_CLASSES[n][0] for n in names], pa.string()).take(index)
+    tech = pa.array([CELL_CLASSES[n][1] for n in names], pa.string()).take(index)
+    return family, tech
+
+
+def _array(values) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+    return values
