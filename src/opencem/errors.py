@@ -9,6 +9,8 @@ from __future__ import annotations
 class OpencemError(Exception):
     """A problem the user can fix (bad input, a missing file or dependency), in one sentence."""
 
+    exit_code = 2  # what the command line exits with
+
 
 class ConfigError(OpencemError, ValueError):
     """An option or setting out of range, naming the option."""

@@ -30,7 +30,11 @@ class Workspace:
     @classmethod
     def resolve(cls, path: str | Path | None = None) -> Workspace:
         chosen = path or os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE
-        return cls(Path(chosen).expanduser().resolve())
+        root = Path(chosen).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise NoWorkspace(f"the workspace {chosen} is a file, not a folder; point --workspace or "
+                              f"${ENV_VAR} at a folder")
+        return cls(root)
 
     @property
     def sources_dir(self) -> Path:

@@ -67,20 +67,29 @@ def _subscriber_frame(lake: Lake, cat: Catalog, target: str) -> tuple[list[str],
     kqis = [k for k in dict.fromkeys(kqis) if f"{k}_score" in columns]
     con = connect(lake)
     if target == "nps":
-        y_sql = "SELECT subscriber_id AS subscriber, 10.0 * avg(nps_score) AS y FROM surveys GROUP BY 1"
+        y_sql = "SELECT subscriber_id, 10.0 * avg(nps_score) AS y FROM surveys GROUP BY 1"
     else:
-        y_sql = ("SELECT s.subscriber_id AS subscriber, CASE WHEN c.n IS NULL THEN 100.0 ELSE 0.0 END AS y "
+        y_sql = ("SELECT s.subscriber_id, CASE WHEN c.n IS NULL THEN 100.0 ELSE 0.0 END AS y "
                  "FROM subscribers s LEFT JOIN (SELECT subscriber_id, count(*) AS n FROM complaints GROUP BY 1) c "
                  "USING (subscriber_id)")
     scores = ", ".join(f'avg("{k}_score") AS "{k}"' for k in kqis)
-    t: pa.Table = con.sql(f"SELECT t.y, x.* EXCLUDE (subscriber) FROM ({y_sql}) t JOIN "
-                          f"(SELECT subscriber, {scores} FROM {CUBE} GROUP BY 1) x USING (subscriber) "
-                          "ORDER BY subscriber").to_arrow_table()
+    # Name the cube's key column in full: a name the cube lacks would bind to the outer query
+    # (DuckDB joins subqueries laterally) and average every customer into one row, silently.
+    t: pa.Table = con.sql(f"SELECT t.y, x.* EXCLUDE (subscriber_id) FROM ({y_sql}) t JOIN "
+                          f"(SELECT c.subscriber_id, {scores} FROM {CUBE} c GROUP BY 1) x USING (subscriber_id) "
+                          "ORDER BY subscriber_id").to_arrow_table()
     if t.num_rows < 50:
         raise EvaluateError(f"only {t.num_rows} customers have both {target} data and scores; "
                             "calibration needs at least 50")
     x = np.column_stack([t.column(k).to_numpy(zero_copy_only=False).astype(float) for k in kqis])
     return kqis, x, t.column("y").to_numpy().astype(float)
+
+
+def _correlation(fn, x: np.ndarray, y: np.ndarray) -> float:
+    """A correlation, NaN (not a SciPy warning) where either side is constant or too short."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(fn(x, y)[0])
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -149,8 +158,8 @@ def calibrate(lake: Lake, cat: Catalog, target: str = "nps", seed: int = 0) -> C
     result = Calibration(target, len(y), int((~train).sum()), new_kqi, new_index)
     for label, cei in (("hand", cei_of({}, {})), ("calibrated", cei_of(new_kqi, new_index))):
         ok = ~train & ~np.isnan(cei)
-        metrics = {"pearson": float(stats.pearsonr(cei[ok], y[ok])[0]),
-                   "spearman": float(stats.spearmanr(cei[ok], y[ok])[0])}
+        metrics = {"pearson": _correlation(stats.pearsonr, cei[ok], y[ok]),
+                   "spearman": _correlation(stats.spearmanr, cei[ok], y[ok])}
         if target == "complaints" and 0 < (y[ok] == 0).sum() < ok.sum():
             # AUC of the CEI ranking complainers below the others.
             u = stats.mannwhitneyu(cei[ok][y[ok] > 0], cei[ok][y[ok] == 0]).statistic

@@ -22,6 +22,8 @@ def demo_cmd(
     subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 400_000,
     days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Replace WORKSPACE/sim even if it holds files the simulator did not write."))] = False,
 ) -> None:
     """Simulate an operator into the workspace, ingest it, evaluate the Customer Experience
     Index, and show the worst cells beside the faults that were injected there."""
@@ -30,7 +32,7 @@ def demo_cmd(
 
     ws = workspace(ctx)
     output.rule("[bold]1. simulate a digital-twin operator")
-    simulate_into(ws.root / "sim", subscribers=subscribers, days=days, seed=seed)
+    simulate_into(ws.root / "sim", force, subscribers=subscribers, days=days, seed=seed)
     output.rule("[bold]2. ingest into the lake")
     started = time.perf_counter()
     with output.progress("ingesting") as update:

@@ -45,6 +45,13 @@ def print_issues(cat) -> None:
         (output.error if issue.level == "error" else output.warn)(str(issue))
 
 
+def _window(start: str | None, end: str | None):
+    first, last = parse_date(start, "--from"), parse_date(end, "--to")
+    if first and last and first > last:
+        output.fail(f"--from {first} is after --to {last}")
+    return first, last
+
+
 def _grain(value: str) -> str:
     from ..indicators.spec import GRAINS
 
@@ -65,28 +72,35 @@ def evaluate_cmd(
         "Only this cube table, e.g. cube_cell_15min; repeatable."))] = None,
     engine: EngineOpt = "duckdb",
     full: Annotated[bool, typer.Option("--full", help="Recompute every day, even unchanged ones.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=(
+        "Also list the sources each cube leaves out because its dimensions cannot split them."))] = False,
     fmt: FormatOpt = Format.table,
     out: OutputOpt = None,
 ) -> None:
     """Compute KPIs, KQIs and the CEI over the experience cube and write the cube tables to
     the lake. Only days whose inputs or definitions changed are recomputed."""
     grains = [_grain(g) for g in grain or []]
+    first, last = _window(start, end)
     ws = workspace(ctx).require()
     cat = workspace_catalog(ws)
     print_issues(cat)
     started = time.perf_counter()
-    report = evaluate_with_progress(ws, cat, engine, start=parse_date(start, "--from"), end=parse_date(end, "--to"),
+    report = evaluate_with_progress(ws, cat, engine, start=first, end=last,
                                     grains=grains or None, only=cube or None, full=full)
     rows = [{"cube_table": c.table, "days_computed": len(c.days_computed), "days_unchanged": c.days_unchanged,
              "rows_written": c.rows, "seconds": round(c.seconds, 3), "engine": engine} for c in report.cubes]
     output.emit(output.arrow(rows, {"seconds": "s"}, columns=["cube_table", "days_computed", "days_unchanged",
                                                               "rows_written", "seconds", "engine"]),
                 fmt, out, title=f"Evaluated on {engine} into {ws.lake.root}")
-    for sentence in report.notes():
+    for sentence in report.notes(left_out=verbose):
         output.note(sentence)
+    left_out = {s for c in report.cubes for s in c.omitted}
+    if left_out and not verbose:
+        output.note(f"{len(left_out)} source(s) are left out of cubes whose dimensions cannot split them "
+                    "(PM counters have no subscriber, say); --verbose lists them")
     output.say(f"{sum(c.rows for c in report.cubes):,} rows in {time.perf_counter() - started:.1f} s. "
                "Query them with: opencem sql \"SELECT * FROM cube_cell_day ORDER BY cei LIMIT 10\"",
-               stderr=fmt is not Format.table)
+               stderr=True)
 
 
 @kpi_app.command("check")
@@ -121,6 +135,11 @@ def list_cmd(
 
     cat = workspace_catalog(workspace(ctx))
     print_issues(cat)
+    sources = {k.source for k in cat.kpis.values()}
+    if source is not None and source not in sources:
+        from ..errors import suggest
+
+        output.fail(f"no KPI reads {source!r}{suggest(source, sources)}; sources with KPIs: {', '.join(sorted(sources))}")
     output.emit(indicator_table(cat, source), fmt, out, title="KPIs and KQIs in force")
 
 
@@ -146,8 +165,7 @@ def preview_cmd(
     _grain(grain)
     dims = [d.strip() for d in by.split(",")] if by else []
     started = time.perf_counter()
-    table, note = preview(ws.lake, cat, name, dims, grain, parse_date(start, "--from"),
-                          parse_date(end, "--to"), engine, worst)
+    table, note = preview(ws.lake, cat, name, dims, grain, *_window(start, end), engine, worst)
     shown = limit if limit is not None else (10 if fmt is Format.table else None)
     total = table.num_rows
     if shown is not None:
@@ -180,7 +198,10 @@ def calibrate_cmd(
                 title=f"CEI vs {target} on {result.holdout:,} held-out of {result.customers:,} customers")
     text = result.yaml(cat)
     if weights_out:
-        weights_out.write_text(text)
+        try:
+            weights_out.write_text(text)
+        except OSError as err:
+            output.fail(f"cannot write {weights_out}: {err.strerror or err}")
         output.say(f"Calibrated weights written to {weights_out}", stderr=True)
     elif fmt is Format.table and out is None:
         print(text, end="")  # plain: Rich would wrap long lines and break the YAML

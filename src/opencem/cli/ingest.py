@@ -42,7 +42,7 @@ def ingest_cmd(
         "and commit nothing."))] = False,
     watch: Annotated[Path | None, typer.Option(metavar="DIR", help=(
         "Watch this landing folder and load files as they arrive (Ctrl-C to stop)."))] = None,
-    interval: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds between scans with --watch.")] = 5.0,
+    interval: Annotated[float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between scans with --watch.")] = 5.0,
     report: Annotated[bool, typer.Option("--report", help="Show the ingest log instead of loading.")] = False,
     section: Annotated[str | None, typer.Option(metavar="NAME", help=(
         "With --report: only this part (summary, quarantine or rejected); csv and parquet need one."))] = None,
@@ -87,7 +87,7 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
     summary = (f"{result.count('loaded')} files {verb}, {result.count('replaced')} replaced earlier content, "
                f"{result.count('duplicate')} already loaded, {result.count('rejected')} rejected; "
                f"{sum(rows.values()):,} rows in {elapsed:.1f} s; {result.quarantined:,} rows quarantined")
-    output.say(summary, stderr=fmt is not Format.table)
+    output.say(summary, stderr=True)
     dictionaries: dict[str, tuple[set, set]] = {}  # label -> (files, counters no entry maps)
     notes = []
     for f in result.files:
@@ -151,6 +151,8 @@ def _show_quarantine(quarantine) -> None:
 def _watch(ws, folder: Path, interval: float, mapping: Path | None, vendor: str | None) -> None:
     from ..ingest.watch import watch
 
+    if not folder.is_dir():
+        output.fail(f"{folder}: not a folder to watch")
     output.say(f"watching {folder} every {interval:g} s (Ctrl-C to stop); loaded files move to "
                f"{folder / '.done'}, unreadable ones to {folder / '.rejected'}")
 

@@ -35,9 +35,12 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--":
             rest += args[i:]
             break
-        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
-            front += args[i:i + 2]
-            i += 2
+        if arg in _GLOBAL_WITH_VALUE:
+            # "-w DIR" moves whole; a bare "-w" at the end (or before another option) moves
+            # alone, so the group says its value is missing.
+            has_value = i + 1 < len(args) and not args[i + 1].startswith("-")
+            front += args[i:i + 2] if has_value else [arg]
+            i += 2 if has_value else 1
             continue
         if arg.startswith("--workspace=") or (arg.startswith("-w") and len(arg) > 2 and not arg.startswith("--")):
             front.append(arg)
@@ -70,6 +73,11 @@ class OpencemGroup(TyperGroup):
         except Abort:
             output.say("aborted", stderr=True)
             sys.exit(1)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            sys.exit(141)
         sys.exit(code if isinstance(code, int) else 0)
 
     def parse_args(self, ctx, args):
@@ -80,10 +88,21 @@ class OpencemGroup(TyperGroup):
             return super().invoke(ctx)
         except OpencemError as err:
             report(err)
-            raise typer.Exit(output.EXIT_ERROR) from None
+            raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             output.say("interrupted", stderr=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `opencem ... | head`: the reader left; that is not an error
+            _quiet_stdout()
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, as a shell reports it
+
+
+def _quiet_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def report(err: OpencemError) -> None:
@@ -107,7 +126,8 @@ TyperArgument.display_type_rich = lambda self, ctx: None if self.metavar else _a
 app = typer.Typer(cls=OpencemGroup, no_args_is_help=True, add_completion=True, rich_markup_mode="markdown",
                   help="opencem: open-source Customer Experience Management for telecom operators.",
                   epilog="Exit codes: 0 done; 1 a check found problems; 2 bad input or options; "
-                         "3 partly loaded (files rejected or rows quarantined); 4 nothing loaded.")
+                         "3 partly loaded (files rejected or rows quarantined); 4 nothing loaded; "
+                         "75 the lake is busy (another opencem is writing): retry later.")
 
 
 def _version(value: bool) -> None:

@@ -32,6 +32,7 @@ EXIT_PROBLEMS = 1       # a check found problems (kpi check, ingest --dry-run of
 EXIT_ERROR = 2          # the command could not run: bad option, unreadable definition, ...
 EXIT_PARTIAL = 3        # some files were rejected or some rows quarantined; the rest committed
 EXIT_NOTHING_LOADED = 4  # every file given was rejected (or every row quarantined)
+EXIT_BUSY = 75          # another opencem process is writing to the lake: retry later (EX_TEMPFAIL)
 
 WIDE = 12  # beyond this many columns a table prints one column-value list per row
 
@@ -63,9 +64,14 @@ def console(stderr: bool = False) -> Console:
 
         tty = _isatty(stream)
         # Off a terminal (a pipe, a file, a scheduler's log) lines are not cut at 80 columns.
-        cached = _consoles[stderr] = (stream, Console(file=stream, width=None if tty else 10_000,
-                                                      highlight=False, soft_wrap=not tty))
+        con = Console(file=stream, width=None if tty else 10_000, highlight=False, soft_wrap=not tty)
+        con.on_broken_pipe = _broken_pipe  # Rich would exit 1 itself; the command line exits 141
+        cached = _consoles[stderr] = (stream, con)
     return cached[1]
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def _isatty(stream) -> bool:
@@ -140,9 +146,20 @@ def emit(result: pa.Table | dict[str, pa.Table], fmt: Format = Format.table, out
     """Render one table, or named sections of tables, in ``fmt`` to stdout or ``output``.
 
     Sections render as titled tables, a JSON object of lists, JSON Lines with a ``section``
-    field; CSV and Parquet hold one table, so they need a single section."""
+    field; CSV and Parquet hold one table, so they need a single section. A file that cannot
+    be written is one sentence (exit 2)."""
+    try:
+        _emit(result, Format(fmt), output, title, limit)
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        fail(f"cannot write {output or 'the output'}: {err.strerror or err}")
+
+
+def _emit(result, fmt: Format, output: Path | None, title: str | None, limit: int | None) -> None:
     sections = result if isinstance(result, dict) else {title or "": result}
-    fmt = Format(fmt)
+    if fmt is not Format.table:
+        sections = {name: machine_ready(t, fmt) for name, t in sections.items()}
     if fmt in (Format.csv, Format.parquet) and len(sections) > 1:
         names = ", ".join(sections)
         fail(f"--format {fmt.value} holds one table and this result has {len(sections)} ({names}); "
@@ -202,6 +219,47 @@ def emit(result: pa.Table | dict[str, pa.Table], fmt: Format = Format.table, out
         _close(out)
 
 
+def machine_ready(table: pa.Table, fmt: Format) -> pa.Table:
+    """A table every machine format writes the same way: float32 widened to its exact float64
+    value, intervals as ISO 8601 durations, and (CSV) times as ISO 8601 text; repeated column
+    names refused, since a row object can hold only one of them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        fail(f"the result has more than one column named {', '.join(repeated)}; give each column its own name "
+             "(… AS name) for --format " + fmt.value)
+    for i, f in enumerate(table.schema):
+        column, kind = table.column(i), f.type
+        if pa.types.is_floating(kind) and kind.bit_width < 64:
+            column = column.cast(pa.float64())
+        elif pa.types.is_interval(kind) or pa.types.is_duration(kind):
+            column = pa.array([iso_duration(v) for v in column.to_pylist()], pa.string())
+        elif pa.types.is_timestamp(kind) and fmt is Format.csv:
+            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S" + ("Z" if kind.tz in ("UTC", "+00:00") else ""))
+        else:
+            continue
+        table = table.set_column(i, f.with_type(column.type), column)
+    return table
+
+
+def iso_duration(value: Any) -> str | None:
+    """An interval (DuckDB's month-day-nanosecond, or a timedelta) as ISO 8601: P1M2DT3.5S."""
+    if value is None:
+        return None
+    from decimal import Decimal
+
+    if hasattr(value, "total_seconds"):  # a timedelta: whole microseconds
+        months, days = 0, 0
+        nanos = ((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds) * 1000
+    else:
+        months, days, nanos = value.months, value.days, value.nanoseconds
+    seconds = format((Decimal(nanos) / 10**9).normalize(), "f")  # exact: 5372.827, not 5372.83
+    return f"P{months}M{days}DT{seconds}S" if months or days else f"PT{seconds}S"
+
+
 def _open_text(output: Path | None):
     return sys.stdout if output is None else open(output, "w", encoding="utf-8")
 
@@ -239,7 +297,8 @@ def _records(table: pa.Table) -> list[dict]:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+        return value.isoformat(timespec=spec).replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if hasattr(value, "tolist"):  # NumPy scalars and arrays
@@ -259,7 +318,8 @@ def unit_of(field: pa.Field) -> str:
 def header(field: pa.Field) -> str:
     """Column header for people: the name, and the unit unless the name already says it."""
     unit = unit_of(field)
-    if not unit or unit in ("count",) or field.name.endswith("_" + unit.lower()):
+    token = unit.lower().replace("%", "pct").replace("/", "p").replace(" ", "")
+    if not unit or unit == "count" or field.name.endswith("_" + token) or field.name == token:
         return field.name
     return f"{field.name} ({unit})"
 
@@ -281,6 +341,8 @@ def cell(value: Any) -> str:
         return stamp + ("Z" if value.utcoffset() is not None and not value.utcoffset() else "")
     if isinstance(value, (list, dict)):
         return json.dumps(value, default=_json_default)
+    if hasattr(value, "nanoseconds") or hasattr(value, "total_seconds"):
+        return iso_duration(value)
     return str(value)
 
 

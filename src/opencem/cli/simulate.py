@@ -29,7 +29,7 @@ def simulate_into(out: Path, force: bool = False, **options) -> object:
     rows = sum(v for k, v in result.rows.items() if k != "pm_counter_values")
     table = output.arrow([{"table": name, "rows": n} for name, n in sorted(result.rows.items())])
     output.emit(table, title=f"Simulated operator in {out}")
-    output.say(f"{rows:,} records and {result.pm_files} vendor PM files in {elapsed:.1f} s "
+    output.say(stderr=True, text=f"{rows:,} records and {result.pm_files} vendor PM files in {elapsed:.1f} s "
                f"({rows / max(elapsed, 1e-9):,.0f} records/s)")
     return result
 

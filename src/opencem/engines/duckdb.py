@@ -6,6 +6,7 @@ Views list the manifest's files explicitly, so a batch still being written is ne
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -136,6 +137,13 @@ def check_read_only(sql: str) -> None:
         raise QueryError(f"give exactly one statement (got {len(statements)})")
     if statements[0].type not in ALLOWED_STATEMENTS:
         raise QueryError(f"only read-only queries are allowed here, not {statements[0].type.name}")
+    if statements[0].type == duckdb.StatementType.EXPLAIN:
+        # EXPLAIN ANALYZE runs what it explains: what follows must itself be a query.
+        m = re.match(r"(?is)\s*explain\s+(?:analy[sz]e\s+)?(.*)", statements[0].query)
+        inner = duckdb.extract_statements(m.group(1)) if m and m.group(1).strip() else []
+        if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
+            kind = inner[0].type.name if len(inner) == 1 else "what it names"
+            raise QueryError(f"only read-only queries are allowed here; EXPLAIN takes a SELECT, not {kind}")
 
 
 def _message(err: Exception) -> str:

@@ -45,7 +45,8 @@ class CubeResult:
     days_unchanged: int = 0
     rows: int = 0
     seconds: float = 0.0
-    omitted: tuple[str, ...] = ()
+    omitted: tuple[str, ...] = ()  # sources the cube's dimensions cannot split (by design)
+    empty: tuple[str, ...] = ()  # why the cube, or KPIs of it, came out empty (worth acting on)
 
 
 @dataclass
@@ -53,11 +54,12 @@ class EvaluateReport:
     engine: str
     cubes: list[CubeResult] = field(default_factory=list)
 
-    def notes(self) -> list[str]:
-        """What was left out of the cubes and why, each sentence once with the cubes it is about."""
+    def notes(self, left_out: bool = True) -> list[str]:
+        """Why cubes came out empty, then (with ``left_out``) which sources their dimensions
+        cannot split; each sentence once, with the cubes it is about."""
         cubes: dict[str, list[str]] = {}
         for c in self.cubes:
-            for sentence in c.omitted:
+            for sentence in (*c.empty, *(c.omitted if left_out else ())):
                 cubes.setdefault(sentence, []).append(c.table)
         return [f"{', '.join(tables)}: {sentence}" for sentence, tables in cubes.items()]
 
@@ -119,7 +121,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
         todo = [d for d in days if full or previous.get(d) != fingerprints[d]]
         result = CubeResult(plan.table, days_unchanged=len(days) - len(todo), omitted=plan.omitted)
         if not by_day:
-            result.omitted += (no_days(plan),)
+            result.empty += (no_days(plan),)
         report.cubes.append(result)
         work.append((plan, neutral, by_day, todo, fingerprints, result))
     total = sum(len(todo) for _, _, _, todo, _, _ in work)
@@ -155,7 +157,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
             entry.setdefault("days", {}).update({d: fingerprints[d] for d in todo})
             txn.derived_changed = True
             used = {s: [f for d in todo for f in by_day.get(d, []) if f.path.startswith(s + "/")] for s in plan.sources}
-            result.omitted += tuple(why_empty(lake, txn.manifest, plan, used, got))
+            result.empty += tuple(why_empty(lake, txn.manifest, plan, used, got))
             result.seconds = time.perf_counter() - started
     return report
 

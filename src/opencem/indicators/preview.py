@@ -44,4 +44,12 @@ def preview(lake: Lake, cat: Catalog, name: str, dims: list[str], grain: str, st
     order = [(key, "ascending", "at_end")] if worst else \
         [("period_start", "ascending", "at_end"), *[(d, "ascending", "at_end") for d in dims]]
     table = table.take(pc.sort_indices(table, sort_keys=order))
-    return table, "; ".join(plan.omitted)
+    return _with_units(table, cat), "; ".join(plan.omitted)
+
+
+def _with_units(table: pa.Table, cat: Catalog) -> pa.Table:
+    """KPI and KQI units (and 0-100 for scores and the CEI) as field metadata, as cube tables carry them."""
+    units = {k: v.unit for k, v in cat.kpis.items()} | {k: v.unit for k, v in cat.kqis.items()}
+    units |= {f"{k}_score": "0-100" for k in cat.kqis} | {"cei": "0-100"}
+    fields = [f.with_metadata({"unit": units[f.name]}) if units.get(f.name) else f for f in table.schema]
+    return table.cast(pa.schema(fields))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..schema import Table
 from ..schema.ops import INGEST_LOG, QUARANTINE
 from ..specfile import SpecError
 from .dictionary import DictionaryError
-from ..lake import Lake, Transaction
+from ..lake import MANIFEST, Lake, Transaction
 from .cells import CellInventory
 from .parts import Part
 from .pm_xml_rows import PMFileError
@@ -99,31 +100,50 @@ class IngestReport:
         return "partial" if rejected or self.quarantined else "ok"
 
 
-def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None = None
-             ) -> tuple[list[SourceFile], date | None]:
+def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None = None,
+             skip: tuple[Path, ...] = ()) -> tuple[list[SourceFile], date | None]:
     """Source files under ``paths`` and the as-of date a simulator run declares, if any. Cells
-    inventory files come first, so PM files of the same call are keyed to its cells."""
+    inventory files come first, so PM files of the same call are keyed to its cells.
+
+    Folders in ``skip`` (the lake being written, the rejected area) and opencem workspaces
+    found inside the given folders are never read as sources: a workspace kept inside its
+    landing folder must not load its own lake. A path that is not a regular file (a FIFO, a
+    device) is a source of kind ``special``, which is rejected with its reason."""
     found: list[SourceFile] = []
     as_of = None
+    skipped = {Path(p).resolve() for p in skip}
     for root in map(Path, paths):
         if not root.exists():
             raise IngestError(f"{root}: no such file or folder")
-        if root.is_file():
-            found.append(_classify(root, tables, mapping))
+        if not root.is_dir():
+            found.append(_classify(root, tables, mapping) if root.is_file() else SourceFile(root, None, "special"))
             continue
-        manifest = root / "manifest.json"
-        if manifest.exists():
-            config = json.loads(manifest.read_text()).get("config", {})
-            if "start_date" in config:
-                as_of = date.fromisoformat(config["start_date"])
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.name != "manifest.json" and not _hidden(path, root):
-                found.append(_classify(path, tables, mapping))
-    return sorted(found, key=lambda f: f.table != "cells"), as_of
+        as_of = _declared_as_of(root / "manifest.json") or as_of
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped
+                             and not (here / d / "lake" / MANIFEST).is_file() and not (here / d / MANIFEST).is_file())
+            for name in sorted(files):
+                path = here / name
+                if name.startswith(".") or (here == root and name == "manifest.json"):
+                    continue
+                if path.is_file():
+                    found.append(_classify(path, tables, mapping))
+                elif not path.is_dir():
+                    found.append(SourceFile(path, None, "special"))
+    return sorted(found, key=lambda f: (f.table != "cells", f.path)), as_of
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _declared_as_of(manifest: Path) -> date | None:
+    """The first simulated day of a simulator output folder; anything else named
+    manifest.json is someone else's file and declares nothing."""
+    try:
+        raw = json.loads(manifest.read_text())
+        if not str(raw.get("generator", "")).startswith("opencem"):
+            return None
+        return date.fromisoformat(raw["config"]["start_date"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _classify(path: Path, tables: dict[str, Table], mapping: Path | None) -> SourceFile:
@@ -238,7 +258,9 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     dictionary for every PM file instead of detecting it. ``reload`` loads files again even
     if they were loaded before, replacing what that earlier load committed; ``dry_run`` reads
     and checks everything and commits nothing."""
-    sources, declared = discover(paths, lake.tables, mapping)
+    sources, declared = discover(paths, lake.tables, mapping,
+                                 skip=tuple(p for p in (lake.root, rejected_dir) if p is not None))
+    _check_dictionaries(dictionaries, vendor)  # a bad one is the caller's mistake, not the files'
     mapping_key = None
     if mapping is not None:  # a bad mapping fails the whole call, before anything is read
         from .mapping import load_mapping
@@ -265,10 +287,30 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     return report
 
 
+def _check_dictionaries(folder: Path | None, vendor: str | None) -> None:
+    """Every workspace dictionary loads, and ``vendor`` names one; else a DictionaryError
+    before any file is read (exit 2, not every PM file rejected)."""
+    from .vendors import available, dictionary_path, load
+
+    for path in available(folder).values():
+        if folder is not None and path.parent == Path(folder):
+            load(path)
+    if vendor is not None and dictionary_path(vendor, folder) is None:
+        known = ", ".join(sorted(available(folder)))
+        raise DictionaryError([f"--vendor {vendor!r}: no such counter dictionary; known: {known}"])
+
+
 def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options: dict,
                  inventory: CellInventory) -> list[FileResult]:
     """Read, conform and stage one file, part by part; all of it or (rejected) none of it."""
-    content = fingerprint(src.path)
+    if src.kind == "special":
+        return [FileResult(src, None, "rejected", message=(
+            f"{src.path}: not a regular file (a FIFO, device or socket); copy the data into a file"))]
+    try:
+        content = fingerprint(src.path)
+    except OSError as err:
+        return [FileResult(src, src.table, "rejected", message=f"{src.path}: cannot be read "
+                           f"({err.strerror or type(err).__name__})")]
     path_key = str(src.path.resolve())
     if src.kind == "unknown":
         return [FileResult(src, None, "rejected", fingerprint=content, message=(
@@ -332,10 +374,19 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
         pm.unmapped = tuple(sorted(choice.unmapped(names)))
         unknown = _unknown_cells(pm_cells, inventory)
         pm.message = "; ".join(filter(None, [note, unknown]))
+    read = sum(r.rows_read for r in results.values())
+    if status == "replaced" and read and not any(r.rows_accepted for r in results.values()):
+        # Every row of the new delivery was quarantined: it replaces nothing, the rows the
+        # earlier delivery loaded stay (the bad rows are in quarantine, nothing is lost).
+        for r in results.values():
+            r.status = "loaded"
+            r.message = "every row was quarantined, so the rows loaded from this path before are kept"
+        txn.record_source(digest, path_key, {"tables": sorted(results), "content": content, "rows": read},
+                          claim_path=False)
+        return list(results.values())
     if reloaded:  # only now: a reload that fails part-way keeps the rows the earlier load committed
         txn.supersede(digest)
-    txn.record_source(digest, path_key, {"tables": sorted(results), "content": content,
-                                         "rows": sum(r.rows_read for r in results.values())})
+    txn.record_source(digest, path_key, {"tables": sorted(results), "content": content, "rows": read})
     return list(results.values()) or [FileResult(src, src.table, status, message="no records",
                                                  fingerprint=digest)]
 
@@ -361,10 +412,22 @@ def _unknown_cells(cells: set[str], inventory: CellInventory) -> str:
 
 
 def _set_aside(path: Path, reason: str, folder: Path) -> None:
-    """Keep a copy of a rejected file with the reason next to it (the original stays put)."""
+    """Keep a copy of a rejected file with the reason next to it (the original stays put);
+    two rejected files of one name in a batch keep both copies. Best effort: a file that
+    cannot be copied (a FIFO, no permission) still has its reason written."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, folder / path.name)
-    (folder / (path.name + ".reason.txt")).write_text(reason + "\n")
+    target, n = folder / path.name, 1
+    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
+        n += 1
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+    if path.is_file():
+        try:
+            shutil.copy2(path, target)
+        except OSError as err:
+            reason += f" (no copy kept: {err.strerror or err})"
+    # A file name that is not valid UTF-8 must not stop the batch: write it escaped.
+    target.with_name(target.name + ".reason.txt").write_bytes(
+        (reason + "\n").encode("utf-8", errors="backslashreplace"))
 
 
 def _now_ms(n: int) -> pa.Array:
@@ -381,7 +444,7 @@ def _quarantine(txn: Transaction, src: SourceFile, part: Part, rows: np.ndarray,
     txn.append(QUARANTINE, pa.table({
         "ingested_at": _now_ms(n),
         "batch_id": [txn.batch] * n,
-        "source_path": [str(src.path)] * n,
+        "source_path": [os.path.abspath(src.path)] * n,
         "table_name": [part.table] * n,
         "row_number": np.r_[np.asarray(rows, np.int64), [r.row_number for r in rejects]].astype(np.int64),
         "field": c.fields + [r.field for r in rejects],
@@ -398,7 +461,7 @@ def _write_log(txn: Transaction, lake: Lake, report: IngestReport) -> None:
     txn.append(INGEST_LOG, pa.table({
         "ingested_at": _now_ms(len(files)),
         "batch_id": [txn.batch] * len(files),
-        "source_path": [str(f.source.path) for f in files],
+        "source_path": [os.path.abspath(f.source.path) for f in files],
         "fingerprint": [f.fingerprint for f in files],
         "table_name": [f.table or "?" for f in files],
         "status": [f.status for f in files],

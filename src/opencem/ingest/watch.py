@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lake import Lake, LakeError
+from ..lake import Lake, LakeBusy, LakeError
 from .load import IngestReport, ingest
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -69,7 +69,7 @@ def watch(lake: Lake, folder: Path, interval_s: float = 5.0, mapping: Path | Non
                 continue  # still being written, or new: look again next scan
             try:
                 report = ingest(lake, [path], mapping=mapping, dictionaries=dictionaries, vendor=vendor)
-            except LakeError:
+            except LakeBusy:
                 break  # another process is writing to the lake: try again next scan
             status = report.files[0].status
             if status == "rejected":

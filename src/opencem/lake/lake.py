@@ -36,6 +36,12 @@ class LakeError(OpencemError):
     """A lake operation that cannot go ahead, with a one-sentence reason."""
 
 
+class LakeBusy(LakeError):
+    """Another process holds the writer's lock: worth retrying later (its own exit code)."""
+
+    exit_code = 75  # EX_TEMPFAIL: schedulers retry on it
+
+
 @dataclass
 class LakeFile:
     path: str  # relative to the lake root
@@ -61,11 +67,16 @@ class Manifest:
         path = root / MANIFEST
         if not path.exists():
             return cls()
-        raw = json.loads(path.read_text())
-        return cls(version=raw["version"],
-                   tables={t: [LakeFile(**f) for f in files] for t, files in raw["tables"].items()},
-                   sources=raw.get("sources", {}), paths=raw.get("paths", {}),
-                   batches=raw.get("batches", []), derived=raw.get("derived", {}))
+        try:
+            raw = json.loads(path.read_text())
+            return cls(version=raw["version"],
+                       tables={t: [LakeFile(**f) for f in files] for t, files in raw["tables"].items()},
+                       sources=raw.get("sources", {}), paths=raw.get("paths", {}),
+                       batches=raw.get("batches", []), derived=raw.get("derived", {}))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise LakeError(f"the lake is damaged: its manifest {path} cannot be read ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else 'unexpected content'}); restore it "
+                            "from a backup (opencem never writes it in place: a commit replaces it whole)") from None
 
     def to_json(self) -> str:
         return json.dumps({
@@ -125,7 +136,8 @@ class Lake:
             table = missing[0].split("/")[0]
             spec = self.tables.get(table)
             remedy = (f"recompute it with `opencem evaluate --full --cube {table}`"
-                      if spec is not None and spec.domain == "indicators" else "restore it from a backup")
+                      if spec is not None and spec.domain == "indicators" else
+                      "restore it from a backup, or load its source file again with `opencem ingest FILE --reload`")
             more = f" (and {len(missing) - 1} more file(s))" if len(missing) > 1 else ""
             raise LakeError(f"the lake is damaged: {missing[0]}{more}, listed in {self.root / MANIFEST}, "
                             f"is missing; {remedy}")
@@ -156,8 +168,8 @@ class Lake:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise LakeError(f"another opencem process is writing to {self.root}; try again "
-                                "when it has finished") from None
+                raise LakeBusy(f"another opencem process is writing to {self.root}; try again "
+                               "when it has finished") from None
             manifest = self.manifest()
             self._sweep(manifest)
             txn = Transaction(self, manifest)
@@ -258,13 +270,16 @@ class Transaction:
         of the same file replaces them with the rows staged now)."""
         self.superseded.add(fingerprint)
 
-    def record_source(self, fingerprint: str, path: str, info: dict) -> None:
+    def record_source(self, fingerprint: str, path: str, info: dict, claim_path: bool = True) -> None:
         """Remember a loaded file by content and by path; a new content at a known path
-        supersedes the rows the old content loaded."""
+        supersedes the rows the old content loaded. ``claim_path=False`` remembers the
+        content only (it is not loaded twice) and leaves the path's earlier rows in place."""
+        self.sources[fingerprint] = {**info, "path": path, "batch": self.batch}
+        if not claim_path:
+            return
         previous = self.paths.get(path) or self.manifest.paths.get(path)
         if previous and previous != fingerprint:
             self.superseded.add(previous)
-        self.sources[fingerprint] = {**info, "path": path, "batch": self.batch}
         self.paths[path] = fingerprint
 
     def previous_fingerprint(self, path: str) -> str | None:

@@ -54,4 +54,7 @@ def columns_table(specs: dict[str, Table], with_table: bool = True) -> pa.Table:
                          "unit": unit_of(f) or None, "key": f.name in spec.keys, "nullable": f.nullable,
                          "valid_range": None if rng is None else f"{rng[0]} .. {rng[1]}",
                          "description": description_of(f)})
-    return pa.Table.from_pylist(rows)
+    schema = pa.schema([*([("table", pa.string())] if with_table else []), ("column", pa.string()),
+                        ("type", pa.string()), ("unit", pa.string()), ("key", pa.bool_()),
+                        ("nullable", pa.bool_()), ("valid_range", pa.string()), ("description", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)

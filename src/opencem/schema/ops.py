@@ -13,7 +13,7 @@ INGEST_LOG = Table(
     columns=(
         col("ingested_at", TIMESTAMP, "When the batch was committed (UTC)", nullable=False),
         key("batch_id", "Lake batch that loaded the file"),
-        key("source_path", "File as given to opencem ingest"),
+        key("source_path", "Absolute path of the source file"),
         col("fingerprint", pa.string(), "SHA-256 of the file content"),
         key("table_name", "Canonical table loaded"),
         col("status", pa.string(), "loaded, duplicate or rejected", nullable=False),
