@@ -1,8 +1,13 @@
 """Conform a source table to its canonical schema and set aside the records that break it.
 
 Checks are vectorised per column: missing key values, values outside the domain range of a
-column (``Table.ranges``), values that do not convert to the column type. A failing record
-goes to quarantine with the field, value and reason; the rest load.
+column (``Table.ranges``), values that do not convert to the column type, NaN and infinite
+numbers. One check spans columns: a ``pm_counters`` row whose ``counter_name`` is a canonical
+counter (:data:`~opencem.schema.counters.CANONICAL_COUNTERS`) of a kind that cannot be negative
+(count, time, volume, mean: all of them) must have a value >= 0. It is checked here, after the
+dictionary, because only canonical names have a known kind, and every reader's rows (and every
+dictionary ``sum``, ``expr`` or ``scale``) pass through this step. A failing record goes to
+quarantine with the field, value and reason; the rest load.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import pyarrow.compute as pc
 
 from ..errors import OpencemError
 from ..schema import Table
+from ..schema.counters import CANONICAL_COUNTERS
+from ..schema.network import PM_COUNTERS
+
+# Kinds of canonical counter whose values cannot be negative (a negative count is a broken record).
+NON_NEGATIVE_KINDS = frozenset({"count", "time", "volume", "mean"})
 
 
 class IngestError(OpencemError):
@@ -94,11 +104,15 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
         if pa.types.is_floating(f.type) and cast.null_count < len(cast):
             flag(pc.is_nan(cast).fill_null(False).to_numpy(zero_copy_only=False), f.name,
                  "not a number (NaN)")
+            flag(pc.is_inf(cast).fill_null(False).to_numpy(zero_copy_only=False), f.name,
+                 "not a finite number (infinite)")
         if f.name in spec.ranges:
             lo, hi = spec.ranges[f.name]
             numeric = pc.cast(cast, pa.float64())
             out = pc.or_(pc.less(numeric, float(lo)), pc.greater(numeric, float(hi))).fill_null(False)
             flag(out.to_numpy(zero_copy_only=False), f.name, f"outside the valid range [{lo}, {hi}]")
+    if spec.name == PM_COUNTERS.name and n:
+        _counter_signs(columns["counter_name"], columns["value"], flag)
     conformed = pa.table(columns, schema=spec.schema)
     bad_rows = np.flatnonzero(failed)
     if len(bad_rows) == 0:
@@ -113,6 +127,21 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
         reasons=[checks[k - 1][1] for k in failed[bad_rows]],
         records_json=[json.dumps(rec, default=str) for rec in original],
     )
+
+
+def _counter_signs(names: pa.ChunkedArray, values: pa.ChunkedArray, flag) -> None:
+    """Flag canonical counters of a kind that cannot be negative whose value is, one reason per counter."""
+    negative = pc.less(values, 0.0).fill_null(False)
+    if not pc.any(negative).as_py():
+        return
+    below = names.filter(negative)
+    for name in pc.unique(below).to_pylist():
+        info = CANONICAL_COUNTERS.get(name)
+        if info is not None and info.kind in NON_NEGATIVE_KINDS:
+            mask = pc.and_(negative, pc.equal(names, name).fill_null(False))
+            unit = "" if info.unit == info.kind else f" (in {info.unit})"
+            flag(mask.to_numpy(zero_copy_only=False), "value",
+                 f"{name} is a {info.kind}{unit}, which cannot be negative")
 
 
 def _text(value) -> str | None:
