@@ -13,7 +13,7 @@ import pytest
 
 from opencem.ingest import pm_xml
 from opencem.ingest.dictionary import DictionaryError, load_dictionary
-from opencem.ingest.pm_csv import read_vendor_csv
+from opencem.ingest.pm_csv import read_vendor_csv, read_vendor_csv_part
 from opencem.ingest.parts import Reject
 from opencem.ingest.pm_xml import PMFileError, cell_id_of, iter_meascollec, read_meascollec, read_pm_xml_parts
 from opencem.schema.network import PM_COUNTERS
@@ -393,8 +393,9 @@ def test_vendor_csv_missing_key_column_names_file_and_column(tmp_path):
 def test_vendor_csv_bad_time_is_reported(tmp_path):
     path = tmp_path / "beta_pm_x.csv"
     path.write_text("Start Time,Period(min),NE Name,Cell Name,RRC_SUCC_TOTAL\n23/11/2026 00:00,15,ME-1,C1,3\n")
-    with pytest.raises(PMFileError, match="beta_pm_x.csv: has a bad time or period value"):
-        read_vendor_csv(path, "beta")
+    part = read_vendor_csv_part(path, "beta")
+    assert part.data.num_rows == 0
+    assert [(r.row_number, r.field, r.value) for r in part.rejects] == [(2, "Start Time", "23/11/2026 00:00")]
 
 
 # --- dictionaries --------------------------------------------------------------------------------
