@@ -8,6 +8,7 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from opencem.engines.duckdb import run_user_sql
@@ -16,7 +17,8 @@ from opencem.ingest.dictionary import load_dictionary
 from opencem.ingest.load import ingest
 from opencem.ingest.parts import Reject
 from opencem.ingest.pm_csv import read_vendor_csv
-from opencem.ingest.pm_xml import read_pm_xml_parts
+from opencem.ingest.pm_xml import cell_id_of, read_pm_xml_parts
+from opencem.ingest.pm_xml_rows import managed_elements
 from opencem.lake import Lake
 from tests.conftest import PROJECT, external
 
@@ -150,30 +152,152 @@ def test_empty_measobjldn_loads_against_the_managed_element(tmp_path, fast):
     # A bare localDn is a ManagedElement name; a DN is taken as written.
     assert got == [("ManagedElement=seli1", "seli1", None, "RRC.ConnEstabAtt", 5.0),
                    ("ManagedElement=seli1", "seli1", None, "RRC.ConnEstabSucc", 4.0),
-                   ("ManagedElement=seli1", "seli1", None, "RRC.ConnEstabAtt", 6.0),
-                   ("ManagedElement=seli1", "seli1", None, "RRC.ConnEstabSucc", 5.0),
                    ("SubNetwork=S,ManagedElement=me2", "me2", None, "RRC.ConnEstabAtt", 7.0),
                    ("SubNetwork=S,ManagedElement=me2", "me2", None, "RRC.ConnEstabSucc", 6.0)]
     empty = "measValue in measInfo (no measInfoId) has an empty measObjLdn and its measData names no managed " \
             "element (managedElement or measEntity localDn)"
     missing = "measValue in measInfo (no measInfoId) has no measObjLdn"
     where = "measInfo (no measInfoId)"
-    assert part.rejects == [Reject(4, empty, where, "measObjLdn", ""), Reject(4, empty, where, "measObjLdn", ""),
+    # A blank measObjLdn is the element too, so the second measValue measures it again: not added.
+    again = [Reject(2, f"repeats {c} of ManagedElement=seli1 for the 900 s period from 2026-03-01T09:00:00Z, which "
+                       "record 1 of this file gave first; the first is kept", "ManagedElement=seli1", "counter_name", c)
+             for c in ("RRC.ConnEstabAtt", "RRC.ConnEstabSucc")]
+    assert part.rejects == [*again, Reject(4, empty, where, "measObjLdn", ""), Reject(4, empty, where, "measObjLdn", ""),
                             Reject(5, missing, where, "measObjLdn"), Reject(5, missing, where, "measObjLdn")]
 
 
-def test_an_ldn_relative_to_its_managed_element_takes_the_element(tmp_path):
-    """TS 32.435's own example writes measObjLdn below the managedElement's localDn."""
+def test_an_ldn_relative_to_its_managed_element_is_read_below_it(tmp_path):
+    """TS 32.435's own example writes measObjLdn below the managedElement's localDn; the MeContext
+    names the node."""
     path = tmp_path / "R.xml"
     path.write_text(meas_file(("SubNetwork=N,MeContext=M,ManagedElement=RNC-1",
                                info((ldn("RncFunction=RF-1,UtranCell=Gbg-997"), "1 1")))))
     [part] = read_pm_xml_parts(path)
     row = part.data.to_pylist()[0]
-    assert (row["object_dn"], row["managed_element"], row["cell_id"]) == ("RncFunction=RF-1,UtranCell=Gbg-997",
-                                                                         "RNC-1", "Gbg-997")
+    assert (row["object_dn"], row["managed_element"], row["cell_id"]) == (
+        "SubNetwork=N,MeContext=M,ManagedElement=RNC-1,RncFunction=RF-1,UtranCell=Gbg-997", "M", "Gbg-997")
     lake = Lake(tmp_path / "lake")
     ingest(lake, [path])
-    assert set(cells(lake)) == {"RNC-1/UtranCell=Gbg-997"}
+    assert set(cells(lake)) == {"M/UtranCell=Gbg-997"}
+
+
+# --- nodes named above the measObjLdn: dnPrefix, MeContext (TS 32.435) -----------------------------
+
+def ericsson_file(dn_prefix: str, *measdata: tuple[str, str, str]) -> str:
+    """An Ericsson-style file: per measData (localDn, measObjLdn, "att succ") of pmRrcConnEstab*."""
+    body = "".join(
+        f'<measData><managedElement localDn="{me}"/><measInfo measInfoId="PM=1,PmGroup=EUtranCellFDD">'
+        '<granPeriod duration="PT900S" endTime="2024-01-01T00:15:00Z"/><measType p="1">pmRrcConnEstabAtt</measType>'
+        f'<measType p="2">pmRrcConnEstabSucc</measType><measValue measObjLdn="{obj}"><r p="1">{r.split()[0]}</r>'
+        f'<r p="2">{r.split()[1]}</r></measValue></measInfo></measData>' for me, obj, r in measdata)
+    prefix = f' dnPrefix="{dn_prefix}"' if dn_prefix else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<measCollecFile xmlns="{NS}"><fileHeader '
+            f'fileFormatVersion="32.435 V10.0" vendorName="Ericsson AB"{prefix}><fileSender elementType="RadioNode"/>'
+            f'<measCollec beginTime="2024-01-01T00:00:00Z"/></fileHeader>{body}</measCollecFile>\n')
+
+
+def rrc_success(lake: Lake) -> dict[str, float]:
+    rows = run_user_sql(lake, "SELECT cell_id, 100 * sum(value) FILTER (counter_name = 'RRC.ConnEstabSucc') / "
+                              "sum(value) FILTER (counter_name = 'RRC.ConnEstabAtt') FROM pm_counters GROUP BY 1")
+    return dict(rows.fetchall())
+
+
+def test_ericsson_mecontext_nodes_each_with_managed_element_1_stay_two_nodes(tmp_path):
+    """ENM names the node in MeContext and every node's ManagedElement 1: two nodes, each with
+    EUtranCellFDD=1 at 99 % and 1 %, must not become one cell at 50 %."""
+    cell = "ManagedElement=1,ENodeBFunction=1,EUtranCellFDD=1"
+    path = tmp_path / "A.xml"
+    path.write_text(ericsson_file("SubNetwork=ONRM_ROOT_MO", ("SubNetwork=ONRM_ROOT_MO,MeContext=NodeA", cell, "100 99"),
+                                  ("SubNetwork=ONRM_ROOT_MO,MeContext=NodeB", cell, "100 1")))
+    lake = Lake(tmp_path / "lake")
+    [result] = ingest(lake, [path]).files
+    assert result.rows_quarantined == 0
+    assert rrc_success(lake) == {"NodeA/EUtranCellFDD=1": 99.0, "NodeB/EUtranCellFDD=1": 1.0}
+    dns = sorted(r[0] for r in run_user_sql(lake, "SELECT DISTINCT object_dn, managed_element FROM pm_counters")
+                 .fetchall())
+    assert dns == [f"SubNetwork=ONRM_ROOT_MO,MeContext=Node{n},{cell}" for n in "AB"]
+
+
+def test_a_dnprefix_that_names_the_node_is_above_localdn_managed_element_1(tmp_path):
+    """ENM's per-node files: dnPrefix ends in MeContext=<node>, localDn is ManagedElement=1."""
+    cell = "ManagedElement=1,ENodeBFunction=1,EUtranCellFDD=1"
+    for node, succ in (("NodeA", 99), ("NodeB", 1)):
+        (tmp_path / f"{node}.xml").write_text(ericsson_file(f"SubNetwork=ONRM_ROOT_MO,MeContext={node}",
+                                                            ("ManagedElement=1", cell, f"100 {succ}")))
+    lake = Lake(tmp_path / "lake")
+    files = ingest(lake, [tmp_path / "NodeA.xml", tmp_path / "NodeB.xml"]).files
+    assert [f.rows_quarantined for f in files] == [0, 0]
+    assert rrc_success(lake) == {"NodeA/EUtranCellFDD=1": 99.0, "NodeB/EUtranCellFDD=1": 1.0}
+    # A dnPrefix naming no node (the OSS's own, SubNetwork=G3 in O-RAN's files) stays out of the DN.
+    [part] = read_pm_xml_parts(_write(tmp_path / "G3.xml", ericsson_file(
+        "SubNetwork=G3", ("me7", "ManagedElement=me7,ENodeBFunction=1,EUtranCellFDD=2", "5 4"))))
+    assert set(part.data["object_dn"].to_pylist()) == {"ManagedElement=me7,ENodeBFunction=1,EUtranCellFDD=2"}
+    assert set(part.data["managed_element"].to_pylist()) == {"me7"}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --- escaped commas in RDN values (TS 32.300: "\,") ---------------------------------------------------
+
+def test_cells_whose_names_hold_an_escaped_comma_stay_apart_and_keep_their_class(tmp_path):
+    path = tmp_path / "C.xml"
+    path.write_text(ericsson_file("", ("me1", "ManagedElement=me1,ENodeBFunction=1,EUtranCellFDD=a\\,b", "100 90"),
+                                  ("me1", "ManagedElement=me1,ENodeBFunction=1,EUtranCellFDD=a\\,c", "50 10")))
+    lake = Lake(tmp_path / "lake")
+    [result] = ingest(lake, [path]).files
+    # The class is recognised, so the Ericsson dictionary's EUtranCellFDD entries map the counters.
+    assert result.unmapped == ()
+    assert rrc_success(lake) == {"me1/EUtranCellFDD=a\\,b": 90.0, "me1/EUtranCellFDD=a\\,c": 20.0}
+    assert cell_id_of("ManagedElement=me1,EUtranCellFDD=x\\,EUtranCellTDD=y") == "x\\,EUtranCellTDD=y"
+    assert managed_elements(pa.array(["Site=a\\,ManagedElement=b,ManagedElement=c"])).to_pylist() == ["c"]
+
+
+# --- cell keys that must not merge two cells ----------------------------------------------------------
+
+def test_two_du_functions_each_with_nrcelldu_1_stay_two_cells(tmp_path, kpis):
+    down = ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00+01:00"/>'
+            "<measTypes>RRU.CellUnavailableTime</measTypes>"
+            '<measValue measObjLdn="ManagedElement=me1,GNBDUFunction=1,NRCellDU=1"><measResults>0</measResults>'
+            '</measValue><measValue measObjLdn="ManagedElement=me1,GNBDUFunction=2,NRCellDU=1"><measResults>900'
+            "</measResults></measValue></measInfo>")
+    path = tmp_path / "D.xml"
+    path.write_text(meas_file(("me1", down)))
+    lake = Lake(tmp_path / "lake")
+    ingest(lake, [path])
+    # Not one cell at 50 %: the first DU's cell keeps the usual key, the second DU's names its DU.
+    assert {cell: v["cell_availability_pct"] for (_, cell), v in kpis(lake).items()} == {
+        "me1/NRCell=1": 100.0, "me1/GNB=2/NRCell=1": 0.0}
+
+
+def test_an_fdd_and_a_tdd_cell_of_one_node_do_not_share_one_inventory_cell(tmp_path):
+    """The inventory says me1 has a 4G cell 1; the node reports EUtranCellFDD=1 and EUtranCellTDD=1.
+    Neither is keyed to it (which one is meant is not known) until the inventory says which."""
+    pm = tmp_path / "pm" / "acme" / "A.xml"
+    pm.parent.mkdir(parents=True)
+    pm.write_text(meas_file(("me1", info((ldn("ManagedElement=me1,ENBFunction=1,EUtranCellFDD=1"), "100 90"),
+                                         (ldn("ManagedElement=me1,ENBFunction=1,EUtranCellTDD=1"), "100 10"),
+                                         (ldn("ManagedElement=me1,GNBCUCPFunction=1,NRCellCU=1"), "100 70"),
+                                         (ldn("ManagedElement=me2,ENBFunction=1,EUtranCellFDD=1"), "100 50")))))
+    inventory = tmp_path / "cells.csv"
+    inventory.write_text("cell_id,site_id,managed_element,local_cell_id,technology,vendor\n"
+                         "CELL-A,S1,me1,1,4G,acme\nCELL-B,S2,me2,1,4G,acme\nCELL-C,S1,me1,1,5G,acme\n")
+    lake = Lake(tmp_path / "lake")
+    files = ingest(lake, [inventory, pm]).files
+    assert cells(lake) == {"me1/EUtranCellFDD=1": 100.0, "me1/EUtranCellTDD=1": 100.0, "CELL-B": 100.0,
+                           "CELL-C": 100.0}
+    assert ("PM cells me1/EUtranCellFDD=1, me1/EUtranCellTDD=1 all match inventory cell CELL-A by managed_element "
+            "and local_cell_id, so none is keyed to it; write its local_cell_id as one of EUtranCellFDD=1, "
+            "EUtranCellTDD=1 to say which it is") in files[1].message
+    # Said so in the inventory, the TDD cell is CELL-A and the FDD cell keeps its own key.
+    inventory.write_text(inventory.read_text().replace("CELL-A,S1,me1,1,", "CELL-A,S1,me1,EUtranCellTDD=1,"))
+    ingest(lake, [inventory], as_of=date(2030, 1, 1))
+    ingest(lake, [pm], reload=True)
+    assert cells(lake) == {"me1/EUtranCellFDD=1": 100.0, "CELL-A": 100.0, "CELL-B": 100.0, "CELL-C": 100.0}
+    assert run_user_sql(lake, "SELECT value FROM pm_counters WHERE cell_id = 'CELL-A' AND "
+                              "counter_name = 'RRC.ConnEstabSucc'").fetchall() == [(10.0,)]
 
 
 # --- the worked workspace dictionary ----------------------------------------------------------------

@@ -81,6 +81,47 @@ def test_expressions_follow_arithmetic_and_null_rules():
     assert not ok.any()  # an absent counter makes the result null
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("(" * 60 + "a" + ")" * 60, "nests parentheses and signs more than 50 deep (at character 51)"),
+    ("-" * 100 + "a", "nests parentheses and signs more than 50 deep (at character 51)"),
+    (" + ".join(["a"] * 600), "has 1,199 counters, numbers and operators; at most 1,000 are allowed"),
+    ("(" * 50_000 + "a" + ")" * 50_000, "is 100,001 characters long; at most 20,000 are allowed"),
+])
+def test_expressions_too_deep_or_long_are_one_sentence_not_a_recursion_error(text, message):
+    with pytest.raises(counter_expr.ExprError) as err:
+        counter_expr.parse(text)
+    assert str(err.value) == message
+
+
+def test_the_longest_expression_allowed_evaluates_even_deep_in_the_call_stack():
+    """A chain of 500 terms is a tree 500 deep: evaluating it must not recurse once per level."""
+    import sys
+
+    tree = counter_expr.parse(" + ".join(["a"] * 500))
+    cols = {"a": (np.array([1.0, 2.0]), np.array([True, True]))}
+
+    def deep(k: int):
+        return deep(k - 1) if k else counter_expr.evaluate(tree, cols, np.array([900, 900]))
+
+    value, valid = deep(sys.getrecursionlimit() - 100)
+    assert value.tolist() == [500.0, 1000.0] and valid.all()
+
+
+def test_a_workspace_dictionary_with_a_deep_expression_stops_ingest_in_one_sentence(tmp_path):
+    own = tmp_path / "dictionaries"
+    own.mkdir()
+    (own / "deep.yaml").write_text('vendor: deep\nformat: xml_32435\ncounters:\n  RRC.ConnEstabAtt: {expr: "'
+                                   + "-" * 50_000 + 'pmA"}\n')
+    from opencem.ingest.load import ingest
+    from opencem.lake import Lake
+
+    with pytest.raises(DictionaryError) as err:
+        ingest(Lake(tmp_path / "lake"), [tmp_path], dictionaries=own)
+    assert err.value.sentences == [
+        "Counter dictionary deep.yaml, line 4, field counters[RRC.ConnEstabAtt].expr: expression '"
+        + "-" * 60 + "...' is 50,003 characters long; at most 20,000 are allowed."]
+
+
 # --- applying a dictionary ------------------------------------------------------------------------
 
 def raw(rows: list[tuple]) -> pa.Table:
@@ -146,3 +187,30 @@ def test_csv_exports_go_through_the_same_implementation(tmp_path):
     got = {(r["cell_id"], r["counter_name"]): r["value"] for r in t.to_pylist()}
     assert got == pytest.approx({("c1", "RRU.CellUnavailableTime"): 90.0, ("c1", "HO.ExeAtt"): 3.0,
                                  ("c2", "RRU.CellUnavailableTime"): None, ("c2", "HO.ExeAtt"): None})
+
+
+def test_values_read_count_what_the_file_holds_and_say_what_the_dictionary_did(tmp_path):
+    """keep_unmapped: false drops pmB; a sum folds three values into one row: 5 values are read,
+    2 rows accepted, and the log says where the other 3 went."""
+    from opencem.ingest.load import ingest
+    from opencem.lake import Lake
+
+    own = tmp_path / "dictionaries"
+    own.mkdir()
+    (own / "drop.yaml").write_text("vendor: drop\nformat: xml_32435\ndetect: {vendor_names: [drop]}\n"
+                                   "keep_unmapped: false\ncounters:\n  RRC.ConnEstabAtt: {from: pmA}\n"
+                                   "  HO.ExeAtt: {sum: [pmC, pmD, pmE]}\n")
+    path = tmp_path / "A.xml"
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<measCollecFile xmlns="http://www.3gpp.org/ftp/specs/'
+                    'archive/32_series/32.435#measCollec"><fileHeader vendorName="drop"><measCollec beginTime='
+                    '"2024-01-01T00:00:00Z"/></fileHeader><measData><managedElement localDn="me1"/><measInfo>'
+                    '<granPeriod duration="PT900S" endTime="2024-01-01T00:15:00Z"/><measTypes>pmA pmB pmC pmD pmE'
+                    '</measTypes><measValue measObjLdn="ManagedElement=me1,EUtranCellFDD=1"><measResults>1 2 3 4 5'
+                    "</measResults></measValue></measInfo></measData></measCollecFile>\n")
+    [result] = ingest(Lake(tmp_path / "lake"), [path], dictionaries=own).files
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (5, 2, 0)
+    assert (result.mapping.folded, result.mapping.derived, result.mapping.dropped) == (3, 1, {"pmB": 1})
+    assert result.message.startswith(
+        "5 values read: the dictionary's sum and expr entries folded 3 values into 1 row; 1 value of counters the "
+        "dictionary does not map were left out (keep_unmapped: false): pmB (1) (values read = rows accepted + "
+        "quarantined + folded - derived + left out)")

@@ -54,17 +54,20 @@ def test_onap_file_with_utrancells_suspect_flags_and_offsets():
     assert t.schema == PM_COUNTERS.schema
     assert t.num_rows == 28
     r = rows(t)
-    first = r[("RncFunction=RF-1,UtranCell=Gbg-997", "attTCHSeizures")]
+    # measObjLdn is the LDN below the measData's managed element (TS 32.432 measObjInstId).
+    rnc = "SubNetwork=CountryNN,MeContext=MEC-Gbg-1,ManagedElement=RNC-Gbg-1"
+    first = r[(f"{rnc},RncFunction=RF-1,UtranCell=Gbg-997", "attTCHSeizures")]
     assert (first["value"], first["cell_id"], first["suspect"], first["vendor"]) == (234.0, "Gbg-997", False, "Company NN")
     # endTime 14:14:30+02:00 minus PT900S
     assert (first["period_start"], first["granularity_s"]) == (utc(2000, 3, 1, 11, 59, 30), 900)
-    assert r[("RncFunction=RF-1,UtranCell=Gbg-999", "succImmediateAssignProcs")]["value"] == 789.0
-    assert all(r[("RncFunction=RF-1,UtranCell=Gbg-999", c)]["suspect"] for c in ("attTCHSeizures", "attTCHSeizures5"))
-    assert r[("RncFunction=RF-1,UtranCell=Gbg-998", "attTCHSeizures5")]["value"] == 898.0
-    enb = r[("ManagedElement=RNC-Gbg-1,ENodeBFunction=1", "attTCHSeizures1")]
+    assert r[(f"{rnc},RncFunction=RF-1,UtranCell=Gbg-999", "succImmediateAssignProcs")]["value"] == 789.0
+    assert all(r[(f"{rnc},RncFunction=RF-1,UtranCell=Gbg-999", c)]["suspect"] for c in ("attTCHSeizures", "attTCHSeizures5"))
+    assert r[(f"{rnc},RncFunction=RF-1,UtranCell=Gbg-998", "attTCHSeizures5")]["value"] == 898.0
+    # An LDN that starts with the ManagedElement continues the localDn from there.
+    enb = r[(f"{rnc},ENodeBFunction=1", "attTCHSeizures1")]
     assert (enb["value"], enb["cell_id"]) == (4.0, None)
     # A multi-value (array) counter is not a number.
-    assert r[("ManagedElement=RNC-Gbg-1,ENodeBFunction=1", "succTCHSeizures2")]["value"] is None
+    assert r[(f"{rnc},ENodeBFunction=1", "succTCHSeizures2")]["value"] is None
 
 
 @pytest.mark.external
@@ -95,9 +98,10 @@ def test_oran_gzipped_file_is_read_transparently():
 def test_onap_list_form_and_multiple_periods():
     t = read_meascollec(external_pm("onap/mapper_test/mapping_data/32.435/meas_types_and_meas_results_many_meas_values/test.xml"))
     r = rows(t)
-    assert [r[("objLdn", c)]["value"] for c in "abc"] == [76.0, 27.0, 98.0]
-    assert [r[("some other objLdn", c)]["value"] for c in "abc"] == [1.0, 2.0, 9.0]
-    assert r[("objLdn", "a")]["period_start"] == utc(2018, 10, 2, 12, 0)
+    # localDn="Dublin" (a bare name) is ManagedElement=Dublin, above every measObjLdn.
+    assert [r[("ManagedElement=Dublin,objLdn", c)]["value"] for c in "abc"] == [76.0, 27.0, 98.0]
+    assert [r[("ManagedElement=Dublin,some other objLdn", c)]["value"] for c in "abc"] == [1.0, 2.0, 9.0]
+    assert r[("ManagedElement=Dublin,objLdn", "a")]["period_start"] == utc(2018, 10, 2, 12, 0)
     c = read_meascollec(external_pm("onap/csit/tests/pmmapper/assets/C20190328.0000-0015.xml")).to_pylist()
     periods = {(x["counter_name"], x["period_start"], x["granularity_s"], x["value"]) for x in c}
     assert ("b2", utc(2002, 10, 2, 12, 11, 40), 200, 2222.0) in periods
@@ -112,7 +116,7 @@ def test_onap_28532_measdatafile_is_read_too():
 
 BAD_DURATION = [Reject(1, "measInfo 'some measInfoId' has granPeriod duration 'some duration', not an ISO 8601 "
                           "duration", "some measObjLdn")] * 3
-ABC = [("some measObjLdn", "a", 86.0), ("some measObjLdn", "b", 67.0), ("some measObjLdn", "c", 14.0)]
+ABC = [("ManagedElement=Dublin,some measObjLdn", c, v) for c, v in (("a", 86.0), ("b", 67.0), ("c", 14.0))]
 
 
 @pytest.mark.external
@@ -196,11 +200,14 @@ def test_dictionary_sums_and_scales_xml_counters(tmp_path):
 
 
 def test_streaming_yields_batches_and_frees_the_tree(tmp_path, monkeypatch):
-    values = "".join(f'<measValue measObjLdn="ManagedElement=ME-1,ENBFunction=1,EUtranCellFDD=C{i}">'
-                     f'<r p="1">{i}</r></measValue>' for i in range(50))
-    info = ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00+01:00"/>'
-            f'<measType p="1">x</measType>{values}</measInfo>')
-    text = meas_file(info).replace("</measData>", "</measData>" + f"<measData>{info}</measData>" * 3)
+    def info(node: int) -> str:
+        values = "".join(f'<measValue measObjLdn="ManagedElement=ME-{node},ENBFunction=1,EUtranCellFDD=C{i}">'
+                         f'<r p="1">{i}</r></measValue>' for i in range(50))
+        return ('<measInfo><granPeriod duration="PT900S" endTime="2026-03-01T10:15:00+01:00"/>'
+                f'<measType p="1">x</measType>{values}</measInfo>')
+
+    text = meas_file(info(1)).replace("</measData>", "</measData>" + "".join(
+        f"<measData>{info(node)}</measData>" for node in (2, 3, 4)))
     path = tmp_path / "big.xml.gz"  # the reader looks at magic bytes, not names
     path.write_bytes(gzip.compress(text.encode()))
     monkeypatch.setattr(pm_xml, "BATCH_VALUES", 60)
@@ -256,25 +263,26 @@ def test_unreadable_files_raise_pm_file_error_naming_the_file(tmp_path, content,
 
 
 GRAN = '<granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
+X = "ManagedElement=ME-1,x"  # measObjLdn="x" below the measData's localDn="ME-1"
 
 
 @pytest.mark.parametrize(("body", "values", "rejects"), [
     # measResults shorter than measTypes: the values that pair up are kept, each gap reported.
     (f'<measInfo>{GRAN}<measTypes>a b c</measTypes><measValue measObjLdn="x"><measResults>1</measResults>'
      "</measValue></measInfo>",
-     [(1, "a", 1.0)], [Reject(1, "measValue has 1 measResults for 3 measTypes", "x", "b"),
-                       Reject(1, "measValue has 1 measResults for 3 measTypes", "x", "c")]),
+     [(1, "a", 1.0)], [Reject(1, "measValue has 1 measResults for 3 measTypes", X, "b"),
+                       Reject(1, "measValue has 1 measResults for 3 measTypes", X, "c")]),
     # ... and longer: the extra values are reported with their text.
     (f'<measInfo>{GRAN}<measTypes>a</measTypes><measValue measObjLdn="x"><measResults>1 2</measResults>'
      '</measValue><measValue measObjLdn="y"><measResults>3</measResults></measValue></measInfo>',
      [(1, "a", 1.0), (2, "a", 3.0)],
-     [Reject(1, "measValue has 2 measResults for 1 measTypes", "x", "measResults", "2")]),
+     [Reject(1, "measValue has 2 measResults for 1 measTypes", X, "measResults", "2")]),
     # r whose p no measType declares, r without p, p that is not a number.
     (f'<measInfo measInfoId="M">{GRAN}<measType p="1">a</measType><measValue measObjLdn="x"><r p="4">1</r>'
      '<r>2</r><r p="one">3</r><r p="1">5</r></measValue></measInfo>',
-     [(1, "a", 5.0)], [Reject(1, "r p=4 matches no measType of measInfo 'M'", "x", "p", "4"),
-                       Reject(1, "r has no p attribute", "x", "p"),
-                       Reject(1, "r p='one' is not a whole number", "x", "p", "one")]),
+     [(1, "a", 5.0)], [Reject(1, "r p=4 matches no measType of measInfo 'M'", X, "p", "4"),
+                       Reject(1, "r has no p attribute", X, "p"),
+                       Reject(1, "r p='one' is not a whole number", X, "p", "one")]),
     # measValue without measObjLdn; no measInfoId nor job; an empty measInfo and measData.
     (f'<measInfo>{GRAN}<measType p="1">a</measType><measValue><r p="1">1</r></measValue>'
      '<measValue measObjLdn="y"><r p="1">2</r></measValue></measInfo><measInfo/></measData><measData>',
@@ -284,7 +292,7 @@ GRAN = '<granPeriod duration="PT900S" endTime="2026-03-01T10:15:00Z"/>'
     ('<measInfo><granPeriod duration="PT900S"/><measTypes>a</measTypes><measValue measObjLdn="x">'
      '<measResults>7</measResults></measValue></measInfo><measInfo measInfoId="N"><measTypes>a</measTypes>'
      '<measValue measObjLdn="z"><measResults>8</measResults></measValue></measInfo>',
-     [(1, "a", 7.0)], [Reject(2, "measInfo 'N' has no granPeriod", "z")]),
+     [(1, "a", 7.0)], [Reject(2, "measInfo 'N' has no granPeriod", "ManagedElement=ME-1,z")]),
 ])
 def test_values_that_cannot_be_used_are_reported_one_by_one(tmp_path, body, values, rejects):
     path = tmp_path / "m.xml"
@@ -321,7 +329,8 @@ def test_other_declared_encodings_are_read(tmp_path, encoding):
             '<r p="1">5</r></measValue></measInfo>')
     path = tmp_path / "e.xml"
     path.write_bytes(meas_file(body).replace("UTF-8", encoding).encode(encoding.lower()))
-    assert [(r["object_dn"], r["value"]) for r in read_meascollec(path).to_pylist()] == [("Cell=Malmö", 5.0)]
+    assert [(r["object_dn"], r["value"]) for r in read_meascollec(path).to_pylist()] == [
+        ("ManagedElement=ME-1,Cell=Malmö", 5.0)]
 
 
 def test_latin1_bytes_in_a_utf8_file_are_refused(tmp_path):
@@ -347,8 +356,9 @@ def test_row_numbers_follow_the_dictionary(tmp_path):
     [part] = read_pm_xml_parts(path, tmp_path / "delta.yaml")
     got = {(r["object_dn"], r["counter_name"]): (int(n), r["value"])
            for n, r in zip(part.row_numbers, part.data.to_pylist())}
-    assert got == {("c1", "HO.ExeAtt"): (1, 1.0), ("c2", "HO.ExeAtt"): (2, 3.0), ("c1", "RRC.ConnEstabAtt"): (1, 2.0),
-                   ("c2", "RRC.ConnEstabAtt"): (2, 9.0), ("c2", "pmX"): (3, 6.0)}
+    c1, c2 = "ManagedElement=ME-1,c1", "ManagedElement=ME-1,c2"
+    assert got == {(c1, "HO.ExeAtt"): (1, 1.0), (c2, "HO.ExeAtt"): (2, 3.0), (c1, "RRC.ConnEstabAtt"): (1, 2.0),
+                   (c2, "RRC.ConnEstabAtt"): (2, 9.0), (c2, "pmX"): (3, 6.0)}
     renames_only = load_dictionary("alpha")
     [alpha] = read_pm_xml_parts(path, renames_only)
     assert alpha.row_numbers.tolist() == [1, 1, 2, 2, 3, 3]
@@ -443,6 +453,9 @@ def test_every_dictionary_problem_is_reported_at_once(tmp_path):
     assert err.value.sentences == [
         "Counter dictionary bad.yaml, line 3, field extra: unknown key (check the spelling).",
         "Counter dictionary bad.yaml, line 5, field counters.A.form: unknown key (check the spelling).",
+        "Counter dictionary bad.yaml, line 5, field counters.A: A is not a canonical counter; a dictionary maps "
+        "vendor counters onto the names in src/opencem/schema/counters.py (vendor counters it does not name are "
+        "kept as they are).",
     ]
 
 
@@ -482,7 +495,8 @@ def test_managed_element_is_parsed_from_the_dn():
     dns = pa.array(["SubNetwork=G3,MeContext=ctx1,ManagedElement=me1,GNBDUFunction=1,NRCellDU=7",
                     "SubNetwork=CountryNN,MeContext=MEC-Gbg-1", "NE=ME-3,Cell=C1",
                     "RncFunction=RF-1,UtranCell=Gbg-997", None])
-    assert managed_elements(dns).to_pylist() == ["me1", "MEC-Gbg-1", "ME-3", None, None]
+    # A MeContext names the node (Ericsson: MeContext=<node>,ManagedElement=1), else the ManagedElement.
+    assert managed_elements(dns).to_pylist() == ["ctx1", "MEC-Gbg-1", "ME-3", None, None]
 
 
 def _every_shared_pm_file():

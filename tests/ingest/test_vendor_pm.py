@@ -53,9 +53,16 @@ def test_real_ericsson_rop_gives_availability_and_nulls_for_its_idle_cells(tmp_p
                                    ("NRCell=31", 100.0, 0.0), ("NRCell=32", 100.0, 0.0)]:
         want = {**IDLE, "cell_availability_pct": available, "rrc_connected_users_mean": users}
         assert got[(T0, f"{ME}/{cell}")] == pytest.approx(want), cell
-    # Counters no entry names are kept under their Ericsson name and reported.
-    assert len(result.unmapped) == 785 and "pmAnrNcgiMeasFailUeCap" in result.unmapped
-    assert "pmCellDowntimeAuto" not in result.unmapped  # mapped on EUtranCellFDD/NRCellDU, kept on NRCellCU
+    # Counters no entry names are kept under their Ericsson name and reported; those an entry maps
+    # on other classes only, with the class they were left on.
+    assert len(result.unmapped) == 785 + 4 and "pmAnrNcgiMeasFailUeCap" in result.unmapped
+    assert {u for u in result.unmapped if " on " in u} == {
+        "pmCellDowntimeAuto on NRCellCU", "pmCellDowntimeMan on NRCellCU",  # the cell's downtime is the DU's
+        "pmRrcConnLevelSamp on GNBCUCPFunction", "pmRrcConnLevelSumSa on GNBCUCPFunction"}  # mapped on NRCellCU
+    # Every value is accounted for: the sums (handover, downtime) and expressions (LTE volume, NR
+    # users) each fold two values of a cell into one row, 48 values into 24 rows.
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (2667, 2667 - 48 + 24, 0)
+    assert "folded 48 values into 24 rows" in result.message
 
 
 # Non-zero values written into a copy of the real file (same layout and objects), per measured
@@ -214,3 +221,39 @@ def test_each_shipped_dictionary_is_detected_from_its_files(tmp_path):
         (tmp_path / "pm" / folder).mkdir(parents=True)
         shutil.copy(external(*ERICSSON), tmp_path / "pm" / folder / "A.xml")
         assert chosen(tmp_path / "pm" / folder / "A.xml") == label
+
+
+def ericsson_like(vendor_name: str, ldn: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<measCollecFile xmlns="http://www.3gpp.org/ftp/specs/archive/'
+            f'32_series/32.435#measCollec"><fileHeader fileFormatVersion="32.435 V10.0" vendorName="{vendor_name}">'
+            '<fileSender elementType="gNB-CU"/><measCollec beginTime="2024-01-01T00:00:00Z"/></fileHeader><measData>'
+            '<managedElement localDn="me1"/><measInfo><granPeriod duration="PT900S" endTime="2024-01-01T00:15:00Z"/>'
+            '<measType p="1">pmRrcConnEstabAtt</measType><measType p="2">pmRrcConnEstabSucc</measType>'
+            f'<measValue measObjLdn="{ldn}"><r p="1">10</r><r p="2">20</r></measValue></measInfo></measData>'
+            "</measCollecFile>\n")
+
+
+def test_a_declared_vendor_is_not_overridden_by_counter_names_that_look_like_another(tmp_path):
+    """A Samsung file whose counters start with pm is Samsung's: no Ericsson mapping, no
+    vendor column rewritten."""
+    path = tmp_path / "A.xml"
+    path.write_text(ericsson_like("Samsung Electronics", "ManagedElement=me1,EUtranCellFDD=1"))
+    lake, [result] = load(tmp_path, path)
+    assert result.dictionary == ("none: counter names kept as in the file (vendorName 'Samsung Electronics' is in no "
+                                 "dictionary's detect.vendor_names)")
+    rows = read_meascollec(path)
+    assert set(rows["vendor"].to_pylist()) == {"Samsung Electronics"}
+    assert sorted(rows["counter_name"].to_pylist()) == ["pmRrcConnEstabAtt", "pmRrcConnEstabSucc"]
+    # Without a vendor name, the counter names still point at Ericsson.
+    path.write_text(ericsson_like("", "ManagedElement=me1,EUtranCellFDD=1"))
+    [src], _ = discover([path], lake.tables)
+    assert choose_dictionary(src).label == "ericsson (bundled; counter names like pmRrcConnEstabAtt)"
+
+
+def test_counters_a_dictionary_maps_only_on_other_classes_are_listed_as_unmapped(tmp_path):
+    """The Ericsson dictionary maps pmRrcConnEstabAtt on EUtranCellFDD and NRCellCU; on an
+    EUtranCellTDD it stays a vendor counter, and ingest says so (evaluate points there)."""
+    path = tmp_path / "A.xml"
+    path.write_text(ericsson_like("Ericsson AB", "ManagedElement=me1,ENodeBFunction=1,EUtranCellTDD=1"))
+    lake, [result] = load(tmp_path, path)
+    assert result.unmapped == ("pmRrcConnEstabAtt on EUtranCellTDD", "pmRrcConnEstabSucc on EUtranCellTDD")

@@ -20,6 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 PERIOD = "granularity_s"
+# Limits that keep parsing and evaluation far from Python's recursion limit. Vendor KPI formulas
+# are a few dozen terms (Nokia's longest, LTE_5025i's denominator, is 15 counters) and rarely
+# nest parentheses three deep.
+MAX_TOKENS = 1000
+MAX_DEPTH = 50  # parentheses and signs nested in one another
 # Words that mean someone wrote SQL, not arithmetic.
 SQL_WORDS = frozenset({"select", "from", "where", "union", "join", "case", "when", "then", "else", "end",
                        "and", "or", "not", "null", "is", "in", "like", "between", "group", "order",
@@ -48,9 +53,13 @@ class Node:
 
 def parse(text: str) -> Node:
     """The tree of ``text``; raises :class:`ExprError` saying what is wrong and where."""
+    if len(text) > 20 * MAX_TOKENS:
+        raise ExprError(f"is {len(text):,} characters long; at most {20 * MAX_TOKENS:,} are allowed")
     tokens = _tokens(text)
     if not tokens:
         raise ExprError("is empty")
+    if len(tokens) > MAX_TOKENS:
+        raise ExprError(f"has {len(tokens):,} counters, numbers and operators; at most {MAX_TOKENS:,} are allowed")
     parser = _Parser(tokens, text)
     tree = parser.sum()
     if parser.i < len(tokens):
@@ -63,14 +72,12 @@ def parse(text: str) -> Node:
 def names(tree: Node) -> list[str]:
     """The vendor counter names a tree reads, in first-use order (``granularity_s`` excluded)."""
     found: dict[str, None] = {}
-
-    def walk(n: Node) -> None:
+    stack = [tree]
+    while stack:  # depth-first, left operand first
+        n = stack.pop()
         if n.op == "name" and n.value != PERIOD:
             found[str(n.value)] = None
-        for a in n.args:
-            walk(a)
-
-    walk(tree)
+        stack.extend(reversed(n.args))
     return list(found)
 
 
@@ -79,31 +86,40 @@ def evaluate(tree: Node, columns: dict[str, tuple[np.ndarray, np.ndarray]],
     """(values, valid) of ``tree`` per row, given (values, valid) of each counter it names
     (absent names are null everywhere) and the period length of each row."""
     n = len(period_s)
-
-    def ev(node: Node) -> tuple[np.ndarray, np.ndarray]:
+    # Post-order over an explicit stack: a long chain (a + b + ... ) is a deep tree.
+    done: list[tuple[np.ndarray, np.ndarray]] = []
+    stack: list[tuple[Node, bool]] = [(tree, False)]
+    while stack:
+        node, ready = stack.pop()
+        if not ready and node.args:
+            stack.append((node, True))
+            stack.extend((a, False) for a in reversed(node.args))
+            continue
         if node.op == "num":
-            return np.full(n, float(node.value)), np.ones(n, bool)
-        if node.op == "name":
-            if node.value == PERIOD:
-                return period_s.astype(float), np.ones(n, bool)
-            return columns.get(str(node.value), (np.zeros(n), np.zeros(n, bool)))
-        if node.op == "neg":
-            v, ok = ev(node.args[0])
-            return -v, ok
-        (a, a_ok), (b, b_ok) = ev(node.args[0]), ev(node.args[1])
-        ok = a_ok & b_ok
-        if node.op == "+":
-            return a + b, ok
-        if node.op == "-":
-            return a - b, ok
-        if node.op == "*":
-            return a * b, ok
-        ok = ok & (b != 0)
-        return np.divide(a, b, out=np.zeros(n), where=ok), ok
-
-    values, valid = ev(tree)
+            done.append((np.full(n, float(node.value)), np.ones(n, bool)))
+        elif node.op == "name":
+            done.append((period_s.astype(float), np.ones(n, bool)) if node.value == PERIOD
+                        else columns.get(str(node.value), (np.zeros(n), np.zeros(n, bool))))
+        elif node.op == "neg":
+            v, ok = done.pop()
+            done.append((-v, ok))
+        else:
+            (b, b_ok), (a, a_ok) = done.pop(), done.pop()
+            done.append(_binary(node.op, a, b, a_ok & b_ok, n))
+    values, valid = done.pop()
     valid = valid & np.isfinite(values)
     return np.where(valid, values, 0.0), valid
+
+
+def _binary(op: str, a: np.ndarray, b: np.ndarray, ok: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if op == "+":
+        return a + b, ok
+    if op == "-":
+        return a - b, ok
+    if op == "*":
+        return a * b, ok
+    ok = ok & (b != 0)
+    return np.divide(a, b, out=np.zeros(n), where=ok), ok
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -137,6 +153,12 @@ class _Parser:
 
     def __init__(self, tokens: list[tuple[str, str, int]], text: str):
         self.tokens, self.text, self.i = tokens, text, 0
+        self.depth = 0  # parentheses and signs open around the current position
+
+    def _deeper(self, at: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"nests parentheses and signs more than {MAX_DEPTH} deep (at character {at + 1})")
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -159,7 +181,9 @@ class _Parser:
         t = self.peek()
         if t and t[0] == "op" and t[1] in "+-":
             self.i += 1
+            self._deeper(t[2])
             inner = self.unary()
+            self.depth -= 1
             return Node("neg", (inner,)) if t[1] == "-" else inner
         return self.atom()
 
@@ -178,7 +202,9 @@ class _Parser:
                                 "only + - * / and parentheses")
             return Node("name", value=value)
         if value == "(":
+            self._deeper(at)
             inner = self.sum()
+            self.depth -= 1
             close = self.peek()
             if close is None or close[1] != ")":
                 raise ExprError(f"opens a parenthesis at character {at + 1} that is not closed")

@@ -26,6 +26,7 @@ Applying a dictionary is :mod:`opencem.ingest.dictionary_apply`.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import suggest
+from ..schema.counters import CANONICAL_COUNTERS
 from ..specfile import Issue, SpecError, field_path, issue_of, line_of, read_yaml
 from . import counter_expr
 from .dn import OBJECT_CLASSES, known_class
@@ -59,7 +61,7 @@ class CounterSource(BaseModel):
     from_: str | None = Field(default=None, alias="from")
     sum: list[str] | None = Field(default=None, min_length=1)
     expr: str | None = None
-    scale: float = 1.0
+    scale: float = 1.0  # value = vendor value x scale: finite and above 0
     # Older software releases sometimes name the same counter differently.
     aliases: list[str] = []
     objects: list[str] | None = Field(default=None, min_length=1)
@@ -83,7 +85,16 @@ class CounterSource(BaseModel):
             try:
                 parse_expr(value)
             except counter_expr.ExprError as err:
-                raise ValueError(f"expression {value!r} {err}") from None
+                shown = value if len(value) <= 80 else value[:60] + "..."
+                raise ValueError(f"expression {shown!r} {err}") from None
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"scale must be a finite number above 0 (canonical value = vendor value x scale), "
+                             f"not {value}")
         return value
 
     @field_validator("objects")
@@ -159,9 +170,13 @@ class Detect(BaseModel):
 
     def score(self, sniffed) -> tuple[int, str]:
         """How strongly a file's header (an :class:`~opencem.ingest.vendors.Sniffed`) points
-        at this vendor (0: not at all), and the evidence in words."""
-        if sniffed.vendor_name and sniffed.vendor_name.lower() in {v.lower() for v in self.vendor_names}:
-            return 3, f"vendorName {sniffed.vendor_name!r}"
+        at this vendor (0: not at all), and the evidence in words. A vendor name in the header
+        decides alone: the sender and the counter names are looked at only when it is empty (a
+        Samsung file whose counters happen to look like Ericsson's is not Ericsson's)."""
+        if sniffed.vendor_name:
+            if sniffed.vendor_name.lower() in {v.lower() for v in self.vendor_names}:
+                return 3, f"vendorName {sniffed.vendor_name!r}"
+            return 0, ""
         for pattern in self.senders:
             m = re.search(pattern, sniffed.sender) if sniffed.sender else None
             if m:  # the word of the sender that matched, e.g. 'NanoCell-eNB-PM-V2.5.0'
@@ -226,19 +241,33 @@ def load_dictionary(vendor_or_path: str | Path) -> CounterDictionary:
     except SpecError as err:
         raise DictionaryError(err.issues) from None
     lists = _listed(data)
+    names = [Issue(message, kind=KIND, file=path, line=line_of(root, ["counters", name]),
+                   field=field_path(["counters", name])) for name, message in _unknown_names(data)]
     try:
         d = CounterDictionary.model_validate(data)
     except ValidationError as exc:
-        issues = [issue_of(KIND, path, root, _singular(e, lists)) for e in exc.errors()]
+        issues = names + [issue_of(KIND, path, root, _singular(e, lists)) for e in exc.errors()]
         raise DictionaryError(sorted(issues, key=lambda i: (i.line or 0, str(i)))) from None
     problems = _rules(d)
-    if problems:
-        issues = []
+    if problems or names:
+        issues = list(names)
         for name, index, message in problems:
             loc = ["counters", name, *([str(index)] if name in lists else [])]
             issues.append(Issue(message, kind=KIND, file=path, line=line_of(root, loc), field=field_path(loc)))
         raise DictionaryError(sorted(issues, key=lambda i: (i.line or 0, str(i))))
     return d
+
+
+def _unknown_names(data) -> list[tuple[str, str]]:
+    """(name, message) for each counter the dictionary would produce that is not canonical: a
+    dictionary maps onto the catalogue, it never adds a counter of its own."""
+    counters = data.get("counters") if isinstance(data, dict) else None
+    if not isinstance(counters, dict):
+        return []
+    return [(str(name), f"{name!s} is not a canonical counter{suggest(str(name), list(CANONICAL_COUNTERS))}; "
+                        "a dictionary maps vendor counters onto the names in src/opencem/schema/counters.py "
+                        "(vendor counters it does not name are kept as they are)")
+            for name in counters if str(name) not in CANONICAL_COUNTERS]
 
 
 def _listed(data: dict) -> set[str]:

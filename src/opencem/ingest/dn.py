@@ -31,10 +31,20 @@ OTHER_CLASSES = (
 )
 OBJECT_CLASSES = (*CELL_CLASSES, *OTHER_CLASSES)
 _WS = "[ \t\r\n]*"
-_LAST_RDN = f"(?:^|,){_WS}(?P<cls>[^,=]*?){_WS}=[^,]*$"
+_VALUE = r"(?:[^,\\]|\\[\s\S]|\\$)*"  # an RDN value: "\," is a comma inside it (TS 32.300)
+_LAST_RDN = f"(?:^|,){_WS}(?P<cls>[^,=]*?){_WS}={_VALUE}$"
 _LAST_NOKIA = "(?:^|/)(?:NE-)?(?P<cls>[A-Za-z][A-Za-z0-9_]*)-[^/]*$"
-_CELL_3GPP = f"^(?:.*,)?{_WS}(?P<cls>" + "|".join(c for c in CELL_CLASSES if c.upper() != c) + f"){_WS}="
+_CELL_3GPP = (f"^(?:{_VALUE},)*{_WS}(?P<cls>" + "|".join(c for c in CELL_CLASSES if c.upper() != c)
+              + f"){_WS}=")
 _CELL_NOKIA = "(?:^|/)(?:NE-)?(?P<cls>LNCEL|NRCELL|WCEL)-"
+
+
+# Functions a node may hold several of, each numbering its own cells from 1 (TS 28.541: a
+# gNB-DU per ManagedElement is 0..*), folded like the cell classes: the CU and DU halves of one
+# gNB are one gNB. An eNodeB, RNC or BSC function is one per node and never enters a key.
+FUNCTION_FAMILIES = {"GNBDUFunction": "GNB", "GNBCUCPFunction": "GNB", "GNBCUUPFunction": "GNB"}
+_FUNCTION_3GPP = (f"^(?:{_VALUE},)*{_WS}(?P<fn>" + "|".join(FUNCTION_FAMILIES) + f"){_WS}=(?P<fv>{_VALUE}),{_WS}(?:"
+                  + "|".join(c for c in CELL_CLASSES if c.upper() != c) + f"){_WS}=")
 
 
 def known_class(name: str) -> str | None:
@@ -59,6 +69,20 @@ def cell_classes(dns: pa.Array) -> pa.Array:
     threegpp = pc.struct_field(pc.extract_regex(dns, _CELL_3GPP), 0)
     nokia = pc.struct_field(pc.extract_regex(dns, _CELL_NOKIA), 0)
     return pc.if_else(pc.match_substring(dns, "="), threegpp, nokia)
+
+
+def function_parts(dns: pa.Array) -> pa.Array:
+    """``<function family>=<value>/`` of the function RDN right above each DN's last cell RDN when
+    its value is not ``1`` (``GNBDUFunction=2,NRCellDU=1`` -> ``GNB=2/``), else ``""``: most
+    nodes have one function of each kind, numbered 1, and their cell keys leave it out."""
+    dns = _array(dns)
+    found = pc.extract_regex(dns, _FUNCTION_3GPP)
+    fn, value = pc.struct_field(found, 0), pc.utf8_trim(pc.struct_field(found, 1), " \t\r\n")
+    names = list(FUNCTION_FAMILIES)
+    index = pc.index_in(fn, value_set=pa.array(names, pa.string()))
+    family = pa.array(list(FUNCTION_FAMILIES.values()), pa.string()).take(index)
+    part = pc.binary_join_element_wise(family, "=", value, "/", "")
+    return pc.if_else(pc.and_(pc.is_valid(part), pc.not_equal(value, "1")), part, pa.scalar("")).fill_null("")
 
 
 def families(classes: pa.Array) -> tuple[pa.Array, pa.Array]:

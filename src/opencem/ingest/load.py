@@ -32,7 +32,9 @@ from ..specfile import SpecError
 from .dictionary import DictionaryError
 from ..lake import MANIFEST, Lake, Transaction
 from .cells import CellInventory
-from .parts import Part
+from .dn import object_classes
+from .measurements import LoadedMeasurements
+from .parts import MappingNote, Part
 from .pm_xml_rows import PMFileError
 from .validate import IngestError, conform
 from .vendors import DictionaryChoice, choose_dictionary
@@ -62,6 +64,9 @@ class FileResult:
     fingerprint: str | None = None
     dictionary: str | None = None  # PM files: the counter dictionary used and why
     unmapped: tuple[str, ...] = ()  # PM files: vendor counters no dictionary entry maps
+    # PM files: what the dictionary did to the values read, so that
+    # rows_read = rows_accepted + rows_quarantined + folded - derived + dropped.
+    mapping: MappingNote | None = None
 
 
 @dataclass
@@ -274,6 +279,7 @@ def ingest(lake: Lake, paths: list[Path], as_of: date | None = None, progress: P
     report = IngestReport(dry_run=dry_run)
     with lake.transaction(dry_run=dry_run, keep=(QUARANTINE.name,)) as txn:
         inventory = _cell_inventory(lake, txn)
+        options["measured"] = LoadedMeasurements(lake, txn)
         for src in sources:
             results = _ingest_file(txn, lake, src, mapping, options, inventory)
             report.files += results
@@ -338,8 +344,16 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
         note = ""
     results: dict[str, FileResult] = {}
     pm_cells: set[str] = set()
-    names: set[str] = set()
+    unmapped = _Unmapped(choice)
+    mapped = MappingNote()
+    repeats: dict[str, int] = {}  # earlier file -> rows of this one that measure the same again
     cells: list[pa.Table] = []
+    measured: LoadedMeasurements = options["measured"]
+    # What this file replaces is not its duplicate: the earlier content of its path, or itself
+    # when reloaded.
+    replaces = {fp for fp in (previous if previous != digest else None, digest if reloaded else None) if fp}
+    measured.set_alive(replaces, False)
+    me = measured.source(f"{src.path}")
     mark = txn.savepoint()
     try:
         for part in read_parts(src, mapping, options, lake.tables, choice):
@@ -348,36 +362,52 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
                                   "defined in the workspace's sources/")
             data = inventory.key_cells(part.data) if src.kind in ("pm_xml", "pm_csv") else part.data
             c = conform(data, lake.tables[part.table], str(src.path))
-            txn.append(lake.tables[part.table], c.accepted, snapshot_date=options["as_of"], source=digest)
-            _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c)
-            if part.table == "cells":
-                cells.append(c.accepted)
+            accepted, again = c.accepted, None
             if part.table == "pm_counters":
-                pm_cells.update(pc.unique(c.accepted.column("cell_id").drop_null()).to_pylist())
-                names.update(pc.unique(c.accepted.column("counter_name")).to_pylist())
+                repeated, reasons, counts = measured.check(accepted, me)
+                for label, k in counts.items():
+                    repeats[label] = repeats.get(label, 0) + k
+                if repeated.any():
+                    positions = np.setdiff1d(np.arange(data.num_rows), c.rejected_rows)[repeated]
+                    again = _Repeats(part.source_row_numbers()[positions], accepted.filter(pa.array(repeated)), reasons)
+                    accepted = accepted.filter(pa.array(~repeated))
+            txn.append(lake.tables[part.table], accepted, snapshot_date=options["as_of"], source=digest)
+            if part.table == "pm_counters":
+                measured.staged(accepted, me)
+            _quarantine(txn, src, part, part.source_row_numbers()[c.rejected_rows], c, again)
+            if part.table == "cells":
+                cells.append(accepted)
+            if part.table == "pm_counters":
+                pm_cells.update(pc.unique(accepted.column("cell_id").drop_null()).to_pylist())
+                unmapped.add(accepted)
+                mapped = mapped + part.mapping if part.mapping is not None else mapped
             r = results.setdefault(part.table, FileResult(src, part.table, status, message=note,
                                                           fingerprint=digest, dictionary=choice.label))
             r.rows_read += part.rows_read
-            r.rows_accepted += c.accepted.num_rows
-            r.rows_quarantined += c.n_quarantined + len(part.rejects)
+            r.rows_accepted += accepted.num_rows
+            r.rows_quarantined += c.n_quarantined + len(part.rejects) + (again.rows.size if again else 0)
     except (IngestError, PMFileError, DictionaryError, SpecError) as err:
-        txn.rollback_to(mark)
-        return [FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest)]
+        return _undo(txn, mark, inventory, measured, me, replaces,
+                     FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest))
     except (pa.ArrowException, OSError, ValueError, UnicodeError) as err:
-        txn.rollback_to(mark)
-        return [FileResult(src, src.table, "rejected", fingerprint=digest,
-                           message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})")]
+        return _undo(txn, mark, inventory, measured, me, replaces,
+                     FileResult(src, src.table, "rejected", fingerprint=digest,
+                                message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})"))
+    inventory.file_done(loaded=True)
     for table in cells:
         inventory.add(table)
     if "pm_counters" in results:
         pm = results["pm_counters"]
-        pm.unmapped = tuple(sorted(choice.unmapped(names)))
+        pm.unmapped = unmapped.labels()
+        pm.mapping = mapped
         unknown = _unknown_cells(pm_cells, inventory)
-        pm.message = "; ".join(filter(None, [note, unknown]))
+        pm.message = "; ".join(filter(None, [note, _repeats_note(repeats), _mapping_note(pm, mapped),
+                                             *inventory.take_notes(), unknown]))
     read = sum(r.rows_read for r in results.values())
     if status == "replaced" and read and not any(r.rows_accepted for r in results.values()):
         # Every row of the new delivery was quarantined: it replaces nothing, the rows the
         # earlier delivery loaded stay (the bad rows are in quarantine, nothing is lost).
+        measured.set_alive(replaces, True)
         for r in results.values():
             r.status = "loaded"
             r.message = "every row was quarantined, so the rows loaded from this path before are kept"
@@ -389,6 +419,88 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
     txn.record_source(digest, path_key, {"tables": sorted(results), "content": content, "rows": read})
     return list(results.values()) or [FileResult(src, src.table, status, message="no records",
                                                  fingerprint=digest)]
+
+
+def _undo(txn: Transaction, mark, inventory: CellInventory, measured: LoadedMeasurements, source: int,
+          replaces: set[str], result: FileResult) -> list[FileResult]:
+    """A file rejected part-way: nothing it staged stays, nor anything it was to replace goes."""
+    txn.rollback_to(mark)
+    inventory.file_done(loaded=False)
+    measured.drop(source)
+    measured.set_alive(replaces, True)
+    return [result]
+
+
+@dataclass
+class _Repeats:
+    """Conformed pm_counters rows that measure what an earlier file (or row) already gave."""
+
+    rows: np.ndarray  # source row numbers
+    table: pa.Table
+    reasons: list[str]
+
+
+class _Unmapped:
+    """Vendor counters a file's accepted rows still carry (no dictionary entry consumed them):
+    by name, and by name and object class where the dictionary maps the name on other classes
+    (an EUtranCellTDD counter of a dictionary written for EUtranCellFDD)."""
+
+    def __init__(self, choice: DictionaryChoice):
+        self.choice = choice
+        self.names: set[str] = set()
+        self.on: set[tuple[str, str]] = set()
+
+    def add(self, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        names = pc.dictionary_encode(rows["counter_name"].combine_chunks())
+        found = self.choice.unmapped(set(names.dictionary.to_pylist()))
+        self.names |= found
+        partly = sorted(found & self.choice.reads)
+        if not partly:
+            return
+        at = pc.is_in(rows["counter_name"], value_set=pa.array(partly, pa.string()))
+        hit = rows.filter(at).select(["counter_name", "object_dn"])
+        pairs = hit.group_by(["counter_name", "object_dn"], use_threads=False).aggregate([])
+        classes = object_classes(pairs["object_dn"].combine_chunks()).to_pylist()
+        self.on |= {(n, c or "an object of no known class") for n, c in zip(pairs["counter_name"].to_pylist(), classes)}
+
+    def labels(self) -> tuple[str, ...]:
+        """Names no entry reads, and ``name on Class`` for names read on other classes only."""
+        partly = {n for n, _ in self.on}
+        return tuple(sorted([*(self.names - partly), *(f"{n} on {c}" for n, c in self.on)]))
+
+
+def _repeats_note(repeats: dict[str, int]) -> str:
+    """Rows not added because an earlier file (or row) gave the same measurement."""
+    if not repeats:
+        return ""
+    parts = [f"{n:,} from {label}" for label, n in sorted(repeats.items(), key=lambda kv: -kv[1])]
+    shown = ", ".join(parts[:3]) + (f" and {len(parts) - 3} more files" if len(parts) > 3 else "")
+    return (f"{sum(repeats.values()):,} rows measure again what was already given ({shown}): they are quarantined, "
+            "not added")
+
+
+def _mapping_note(result: FileResult, note: MappingNote) -> str:
+    """How the values read became rows, when a dictionary changed their number."""
+    if not note.folded and not note.derived and not note.dropped:
+        return ""
+    parts = []
+    if note.folded or note.derived:
+        parts.append(f"the dictionary's sum and expr entries folded {_n(note.folded, 'value')} into "
+                     f"{_n(note.derived, 'row')}")
+    if note.dropped:
+        names = sorted(note.dropped)
+        shown = ", ".join(f"{n} ({note.dropped[n]:,})" for n in names[:5]) + (
+            f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts.append(f"{_n(sum(note.dropped.values()), 'value')} of counters the dictionary does not map were left "
+                     f"out (keep_unmapped: false): {shown}")
+    return (f"{_n(result.rows_read, 'value')} read: " + "; ".join(parts)
+            + " (values read = rows accepted + quarantined + folded - derived + left out)")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _cell_inventory(lake: Lake, txn: Transaction) -> CellInventory:
@@ -435,22 +547,28 @@ def _now_ms(n: int) -> pa.Array:
     return pa.array(np.full(n, now, np.int64)).cast(pa.timestamp("ms", tz="UTC"))
 
 
-def _quarantine(txn: Transaction, src: SourceFile, part: Part, rows: np.ndarray, c) -> None:
-    """Validation failures and the reader's unparseable records, one row each."""
+def _quarantine(txn: Transaction, src: SourceFile, part: Part, rows: np.ndarray, c,
+                again: _Repeats | None = None) -> None:
+    """Validation failures, the reader's unparseable records and measurements already loaded,
+    one row each."""
     n_bad, rejects = c.n_quarantined, part.rejects
-    n = n_bad + len(rejects)
+    n_again = again.table.num_rows if again is not None else 0
+    n = n_bad + len(rejects) + n_again
     if n == 0:
         return
+    repeated = again.table.to_pylist() if again is not None else []
     txn.append(QUARANTINE, pa.table({
         "ingested_at": _now_ms(n),
         "batch_id": [txn.batch] * n,
         "source_path": [os.path.abspath(src.path)] * n,
         "table_name": [part.table] * n,
-        "row_number": np.r_[np.asarray(rows, np.int64), [r.row_number for r in rejects]].astype(np.int64),
-        "field": c.fields + [r.field for r in rejects],
-        "value": c.values + [r.value for r in rejects],
-        "reason": c.reasons + [r.reason for r in rejects],
-        "record_json": c.records_json + [r.record_text for r in rejects],
+        "row_number": np.r_[np.asarray(rows, np.int64), [r.row_number for r in rejects],
+                            again.rows if again is not None else []].astype(np.int64),
+        "field": c.fields + [r.field for r in rejects] + ["counter_name"] * n_again,
+        "value": c.values + [r.value for r in rejects] + [r["counter_name"] for r in repeated],
+        "reason": c.reasons + [r.reason for r in rejects] + (again.reasons if again is not None else []),
+        "record_json": c.records_json + [r.record_text for r in rejects]
+                       + [json.dumps(r, default=str) for r in repeated],
     }, schema=QUARANTINE.schema))
 
 

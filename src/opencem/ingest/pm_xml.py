@@ -18,10 +18,13 @@ granPeriod, no measObjLdn, an ``r`` without p or whose p no measType declares, m
 or shorter than the measTypes) are reported as :class:`~opencem.ingest.parts.Reject` rows, one per
 value or missing counter, numbered by the 1-based measValue ordinal in the file.
 
-Objects: ``object_dn`` is measObjLdn as written. An empty (or blank) measObjLdn is the measured
-entity itself, the measData's managedElement (TS 32.435) or measEntity (TS 28.532) localDn
-(:func:`~opencem.ingest.pm_xml_rows.entity_dn`); a DN that names no managed element takes its
-measData's. ``cell_id`` is the cell RDN's value; ingest keys it (:mod:`opencem.ingest.cells`).
+Objects: ``object_dn`` is measObjLdn (the object's LDN within the scope of its node, TS
+32.432) below the node's DN: the measData's managedElement (TS 32.435) or measEntity (TS 28.532)
+localDn, under the fileHeader's dnPrefix when that names the node
+(:func:`~opencem.ingest.pm_xml_rows.node_dn`, :func:`~opencem.ingest.pm_xml_rows.join_dn`); an
+empty (or blank) measObjLdn is the node itself. ``managed_element`` is the DN's MeContext, else
+its ManagedElement; ``cell_id`` the cell RDN's value, which ingest keys (:mod:`opencem.ingest.cells`).
+A value that repeats an earlier one's object, counter and period is a reject, not a second row.
 
 Layout: this module holds the public API, the reader that runs both paths and the lxml path;
 the fast path is :mod:`opencem.ingest.pm_xml_scan`, and measInfo headers and the collector that
@@ -46,7 +49,8 @@ from lxml import etree
 
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary, load_dictionary
-from .dictionary_apply import map_counters
+from .dictionary_apply import map_part
+from .measurements import MeasurementKeys, TooManyKeys
 from .parts import Part, Reject
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
                           _Rest,
@@ -70,23 +74,27 @@ def iter_pm_xml_parts(path: str | Path, vendor: str | Path | CounterDictionary |
     ``BATCH_VALUES`` values each, so memory stays bounded whatever the file size.
 
     ``row_numbers`` and each reject's ``row_number`` are the 1-based ordinal of the measValue the
-    value came from (a dictionary sum cites the first of its parts). Rows read = values kept +
-    rejects; for measResults lists each measType without a value counts as one reject.
+    value came from (a dictionary sum cites the first of its parts). ``values_read`` counts every
+    value of the batch's measValues: rows + rejects without a dictionary, and with one the
+    dictionary's ``mapping`` note says how many were folded into sum/expr rows or dropped. For
+    measResults lists each measType without a value counts as one reject, and a value that
+    repeats an earlier one of the file (object, counter, period) is a reject, not added to it.
     ``vendor`` is as for :func:`read_meascollec`. A file found broken part-way raises
     :class:`PMFileError` after the earlier parts were yielded: callers that need all or
     nothing must undo what they did with them.
     """
-    for batch in _iter_batches(Path(path), vendor):
-        yield Part("pm_counters", batch.table, batch.row_numbers, batch.rejects)
+    yield from _iter_batches(Path(path), vendor)
 
 
 def read_pm_xml_parts(path: str | Path, vendor: str | Path | CounterDictionary | None = None) -> list[Part]:
     """The whole file as one ``pm_counters`` Part (see :func:`iter_pm_xml_parts`)."""
     parts = list(iter_pm_xml_parts(path, vendor))
     if not parts:
-        return [Part("pm_counters", PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [])]
+        return [Part("pm_counters", PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [], values_read=0)]
+    notes = [p.mapping for p in parts if p.mapping is not None]
     return [Part("pm_counters", pa.concat_tables([p.data for p in parts]),
-                 np.concatenate([p.row_numbers for p in parts]), [r for p in parts for r in p.rejects])]
+                 np.concatenate([p.row_numbers for p in parts]), [r for p in parts for r in p.rejects],
+                 values_read=sum(p.rows_read for p in parts), mapping=sum(notes[1:], notes[0]) if notes else None)]
 
 
 def read_meascollec(path: str | Path, vendor: str | Path | CounterDictionary | None = None) -> pa.Table:
@@ -108,8 +116,8 @@ def iter_meascollec(path: str | Path,
     Batches end at a measData boundary, so a dictionary ``sum`` sees every part one managed
     element reports for a period.
     """
-    for batch in _iter_batches(Path(path), vendor):
-        yield batch.table
+    for part in _iter_batches(Path(path), vendor):
+        yield part.data
 
 
 def cell_id_of(object_dn: str | None) -> str | None:
@@ -118,23 +126,22 @@ def cell_id_of(object_dn: str | None) -> str | None:
     return m.group(1).strip(XML_WS) if m else None
 
 
-def _iter_batches(path: Path, vendor: str | Path | CounterDictionary | None) -> Iterator[_Batch]:
+def _iter_batches(path: Path, vendor: str | Path | CounterDictionary | None) -> Iterator[Part]:
     dictionary = (vendor if isinstance(vendor, CounterDictionary) or vendor is None
                   else load_dictionary(vendor))
     collector = _Collector(dictionary.vendor if dictionary is not None else None, BATCH_VALUES)
+    seen = MeasurementKeys()  # the file's measurements so far: a repeat is a reject, not a second value
     try:
         for batch in _Reader(path, collector).batches():
-            yield batch if dictionary is None else _apply_dictionary(batch, dictionary)
+            # Each output row keeps the first measValue it came from.
+            try:
+                yield map_part(batch.table, batch.row_numbers, batch.rejects, dictionary, seen)
+            except TooManyKeys as exc:
+                raise PMFileError(path, f"has {exc}, more than one file may; split it") from None
     except etree.XMLSyntaxError as exc:
         raise PMFileError(path, f"is not well-formed XML ({exc.msg})") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise PMFileError(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-
-
-def _apply_dictionary(batch: _Batch, dictionary: CounterDictionary) -> _Batch:
-    """Map counter names and units; each output row keeps the first measValue it came from."""
-    mapped, rows = map_counters(batch.table, dictionary, batch.row_numbers)
-    return _Batch(mapped, rows, batch.rejects)
 
 
 # --- reading the file ----------------------------------------------------------------------------
@@ -164,6 +171,7 @@ class _Reader(_FastPath):
 
     def _file_header(self, header: etree._Element) -> None:
         self.out.vendor = self.out.vendor or header.get("vendorName")
+        self.out.dn_prefix = header.get("dnPrefix")
         self.begin_text = next((c.get("beginTime") for c in header if c.get("beginTime")), None)
         self.begin = _parse_time(self.begin_text.strip()) if self.begin_text else None
 

@@ -11,6 +11,7 @@ the values.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ LIST_SLOT = 1 << 40
 NO_P, BAD_P = -1, -2
 _NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
-_CELL_RDN = "[ \t\r\n]*(?:" + "|".join(sorted(CELL_CLASSES)) + ")[ \t\r\n]*=(?P<cell>[^,]*)"
-_CELL = "^(?:.*,)?" + _CELL_RDN
+# An RDN value: anything up to the next comma that is not escaped (TS 32.300 writes "a\,b").
+RDN_VALUE = r"(?:[^,\\]|\\[\s\S]|\\$)*"
+_CELL_RDN = "[ \t\r\n]*(?:" + "|".join(sorted(CELL_CLASSES)) + ")[ \t\r\n]*=(?P<cell>" + RDN_VALUE + ")"
+_CELL = f"^(?:{RDN_VALUE},)*" + _CELL_RDN  # the last cell RDN, wherever it is
 _CELL_LAST = "(?:^|,)" + _CELL_RDN + "$"  # the usual case, four times cheaper to match
 _CELL_RE = re.compile(_CELL)
 _P = re.compile(r"[ \t\r\n]*(\d{1,9})[ \t\r\n]*", re.ASCII)
@@ -178,6 +181,7 @@ class _Collector:
 
     def __init__(self, vendor: str | None, batch_values: int):
         self.vendor = vendor           # the dictionary's vendor, else the header's vendorName
+        self.dn_prefix: str | None = None  # the fileHeader's dnPrefix
         self.batch_values = batch_values
         self.names: dict[str, int] = {}
         self.n_mv_done = 0             # measValues already handed out in batches
@@ -265,7 +269,7 @@ class _Collector:
         raw_p, missing, boundaries = self.raw_p, self.missing, self.boundaries
         batch = self._rows(headers[:n_infos], entities[:n_infos], info_mv[:n_infos], ldn[:n_mv], suspect[:n_mv],
                            mv_values[:n_mv], type_id[:n_val], slot[:n_val], text[:n_val], raw_p,
-                           [r for i, r in missing if i < n_mv])
+                           [(i, r) for i, r in missing if i < n_mv])
         self._clear()
         if n_infos < len(headers):
             self.headers, self.entities = headers[n_infos:], entities[n_infos:]
@@ -286,18 +290,15 @@ class _Collector:
         mv_info = np.repeat(np.arange(len(headers)), info_mv)
         val_mv = np.repeat(np.arange(len(mv_values)), mv_values)
         bad_header = np.array([h.problem is not None for h in headers], bool)
-        # An empty measObjLdn is the measured entity itself (the measData's managed element).
-        entity = pa.array(entities, pa.string())
-        blank = pc.and_(ldn.is_valid(), pc.equal(pc.utf8_trim(ldn, XML_WS), "")).fill_null(False)
-        dn = pc.if_else(blank, entity.take(pa.array(mv_info)), ldn) if pc.any(blank).as_py() else ldn
+        # The measured object's DN: its measObjLdn below the node's DN (the measData's managed
+        # element, under the dnPrefix when that names the node); an empty one is the node itself.
+        nodes = [node_dn(self.dn_prefix, e) for e in entities]
+        dn = object_dns(ldn, nodes, mv_info)
         ok = (type_id >= 0) & ~bad_header[mv_info][val_mv] & dn.is_valid().to_numpy(zero_copy_only=False)[val_mv]
         keep = np.flatnonzero(ok)
         mv, info = val_mv[keep], mv_info[val_mv[keep]]
         n = len(keep)
-        # A DN that names no managed element (an LDN relative to it) takes its measData's.
         me = managed_elements(dn)
-        if me.null_count and len(entity):
-            me = pc.coalesce(me, managed_elements(entity).take(pa.array(mv_info)))
         columns = {
             "object_dn": dn.take(mv),
             "managed_element": me.take(mv),
@@ -311,6 +312,10 @@ class _Collector:
         }
         rejects = [self._reject(i, headers[mv_info[val_mv[i]]], val_mv[i], ldn, dn, mv_values, slot, text, raw_p)
                    for i in np.flatnonzero(~ok)]
+        # A short measResults list was noted with its measObjLdn as written: name the object as stored.
+        # Without an object (an empty measObjLdn, no managed element) only its values are reported,
+        # as for a measValue without measObjLdn.
+        missing = [dataclasses.replace(r, record_text=dn[i].as_py()) for i, r in missing if dn[i].is_valid]
         rejects = sorted(rejects + missing, key=lambda r: r.row_number)  # file order, whatever the batch
         return _Batch(pa.table(columns).cast(PM_COUNTERS.schema), self.n_mv_done + mv + 1, rejects)
 
@@ -344,11 +349,95 @@ def entity_dn(local_dn: str | None) -> str | None:
     return text if "=" in text else f"ManagedElement={text}"
 
 
-_ME_RDNS = tuple(f"(?:^|,)[ \t\r\n]*{cls}[ \t\r\n]*=(?P<me>[^,]*)" for cls in ("ManagedElement", "MeContext", "NE"))
+# The first RDN of each class (not a match that starts at an escaped comma inside a value).
+_ME_RDNS = tuple(f"^(?:{RDN_VALUE},)*?[ \t\r\n]*{cls}[ \t\r\n]*=(?P<me>{RDN_VALUE})"
+                 for cls in ("MeContext", "ManagedElement", "NE"))
+_FIRST_RDN = f"^(?P<first>{RDN_VALUE})"
+_RDN_TEXT = re.compile(RDN_VALUE)
+NODE_CLASSES = ("MeContext", "ManagedElement")  # RDNs that name a node: a DN holds one of each
+
+
+def rdn_texts(dn: str) -> list[str]:
+    """The RDNs of ``dn`` as written, split at the commas that are not escaped."""
+    out, pos = [], 0
+    while True:
+        m = _RDN_TEXT.match(dn, pos)
+        out.append(m.group())
+        if m.end() >= len(dn):
+            return out
+        pos = m.end() + 1
+
+
+@lru_cache(maxsize=4096)
+def _rdns(dn: str) -> tuple[tuple[str, str], ...]:
+    """(class, value) of each RDN of ``dn``, both trimmed; an RDN without ``=`` has class ''."""
+    out = []
+    for text in rdn_texts(dn):
+        cls, eq, value = text.partition("=")
+        out.append((cls.strip(XML_WS), value.strip(XML_WS)) if eq else ("", text.strip(XML_WS)))
+    return tuple(out)
+
+
+def node_dn(dn_prefix: str | None, entity: str | None) -> str | None:
+    """The DN of a measData's node: its managedElement/measEntity DN (:func:`entity_dn`), under
+    the fileHeader's dnPrefix when the prefix names a node (a MeContext or ManagedElement RDN:
+    Ericsson's per-node files write ``dnPrefix="SubNetwork=...,MeContext=<node>"`` and
+    ``localDn="ManagedElement=1"``). A dnPrefix that names no node is the OSS's own prefix, the
+    same for every object: it is left out. None when neither names anything."""
+    prefix = (dn_prefix or "").strip(XML_WS)
+    if not any(c in NODE_CLASSES for c, _ in _rdns(prefix)):
+        return entity
+    return join_dn(prefix, entity) if entity is not None else prefix
+
+
+@lru_cache(maxsize=4096)
+def join_dn(node: str | None, ldn: str) -> str:
+    """``ldn`` (a measObjLdn: the object's LDN within the scope of its node, TS 32.432/32.435)
+    as a DN below ``node``: ``node,ldn``, except that an ``ldn`` that starts with a MeContext or
+    ManagedElement RDN replaces the node's RDN of that class and what follows it, and one that
+    starts with an RDN of the node's DN continues from there (``ManagedElement=me1,...`` under
+    ``ManagedElement=me1`` is written once)."""
+    if not node:
+        return ldn
+    rdns = _rdns(node)
+    cls, value = _rdns(ldn)[0]
+    cut = None
+    for j, (c, v) in enumerate(rdns):
+        if (cls in NODE_CLASSES and c == cls) or (c, v) == (cls, value):
+            cut = j
+    head = rdn_texts(node)[:cut]
+    return ",".join([*head, ldn]) if head else ldn
+
+
+def object_dns(ldn: pa.Array, nodes: list[str | None], mv_info: np.ndarray) -> pa.Array:
+    """:func:`join_dn` of each measValue's ldn below its measInfo's node (``nodes`` per measInfo,
+    ``mv_info`` the measInfo of each measValue); a blank ldn is the node itself, a missing one
+    null. Python runs once per node and first RDN, not per measValue."""
+    node = pa.array(nodes, pa.string()).take(pa.array(np.asarray(mv_info, np.int64)))
+    blank = pc.and_(ldn.is_valid(), pc.equal(pc.utf8_trim(ldn, XML_WS), "")).fill_null(False)
+    dn = pc.if_else(blank, node, ldn) if pc.any(blank).as_py() else ldn
+    if not len(ldn) or all(n is None for n in nodes):
+        return dn
+    if len(set(nodes)) == 1 and pc.all(pc.or_(blank, pc.starts_with(ldn, nodes[0] + ","))).as_py():
+        return dn  # every ldn starts with the node's DN (the usual file of one node): as written
+    ids: dict[str | None, int] = {}
+    node_id = np.array([ids.setdefault(n, len(ids)) for n in nodes], np.int64)[mv_info]
+    first = pc.dictionary_encode(pc.struct_field(pc.extract_regex(ldn.fill_null(""), _FIRST_RDN), 0))
+    firsts, distinct = first.dictionary.to_pylist(), list(ids)
+    pair = node_id * len(firsts) + first.indices.to_numpy(zero_copy_only=False)
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    heads = []  # what goes before the ldn, per (node, first RDN)
+    for p in uniq.tolist():
+        text, rdn = distinct[p // len(firsts)], firsts[p % len(firsts)]
+        joined = join_dn(text, rdn)
+        heads.append(joined[: len(joined) - len(rdn)])
+    head = pa.array(heads, pa.string()).take(pa.array(inverse.reshape(-1)))
+    return pc.if_else(pc.or_(blank, pc.equal(head, "")), dn, pc.binary_join_element_wise(head, ldn, ""))
 
 
 def managed_elements(ldn: pa.Array) -> pa.Array:
-    """The managed element each DN names: its ManagedElement RDN, else MeContext, else NE."""
+    """The node each DN names: its MeContext RDN (Ericsson names the node there and every
+    ManagedElement under it ``1``), else its ManagedElement RDN, else NE."""
     me = pa.nulls(len(ldn), pa.string())
     for pattern in _ME_RDNS:
         missing = pc.is_null(me)

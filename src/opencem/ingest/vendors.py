@@ -14,7 +14,8 @@ The choice, first that applies:
 Dictionaries are looked up in the workspace's ``dictionaries/`` folder first, then among the
 bundled ones, so a workspace file replaces a bundled dictionary of the same vendor and can add
 vendors whose counters are not public (Huawei, ZTE, Samsung). The choice and its reason travel
-with the file's result (``FileResult.dictionary``), and so do the counters no entry maps.
+with the file's result (``FileResult.dictionary``), and so do the counters no entry maps (by
+name, and by name and object class for a counter the dictionary maps on other classes only).
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ class DictionaryChoice:
     reads: frozenset[str] = field(default_factory=frozenset)  # vendor counters the dictionary names
 
     def unmapped(self, names: set[str]) -> set[str]:
-        """Counter names in a file's rows that are neither canonical nor produced by the
-        dictionary, nor read by it (a counter it maps on other object classes is not unmapped)."""
-        return {n for n in names if n not in self.produced and n not in self.reads and n not in CANONICAL_COUNTERS}
+        """Counter names in a file's mapped rows that are neither canonical nor produced by the
+        dictionary: rows no entry consumed, which keep the vendor's name. A name in ``reads``
+        among them is one the dictionary maps on other object classes only (ingest lists it
+        with the class it was found on)."""
+        return {n for n in names if n not in self.produced and n not in CANONICAL_COUNTERS}
 
 
 NO_CHOICE = DictionaryChoice(None)
@@ -164,7 +167,9 @@ def _detected(sniffed: Sniffed, folder: Path | None) -> DictionaryChoice:
         if score and (best is None or score > best[0]):
             best = (score, reason, path)
     if best is None:
-        return DictionaryChoice(None, sniffed.format, label="none: counter names kept as in the file")
+        why = (f"vendorName {sniffed.vendor_name!r} is in no dictionary's detect.vendor_names"
+               if sniffed.vendor_name else "nothing in the file's header matches a dictionary's detect rules")
+        return DictionaryChoice(None, sniffed.format, label=f"none: counter names kept as in the file ({why})")
     return _choice(best[2], folder, sniffed.format, best[1])
 
 
