@@ -187,3 +187,53 @@ def test_repeats_of_a_dry_run_are_found_too(tmp_path):
     assert {r["reason"].split(";")[0] for r in report.quarantine.to_pylist()} == {
         f"the same measurement (object_dn, counter_name, period_start and granularity_s) came from {a} earlier in "
         "this ingest"}
+
+
+# --- every reader, not only 3GPP ------------------------------------------------------------------
+
+NOKIA_HO = ('<PMMOResult><MO><DN>PLMN-PLMN/MRBTS-1/LNBTS-1/LNCEL-1</DN></MO><PMTarget measurementType="{t}">'
+            "{body}</PMTarget></PMMOResult>")
+
+
+def test_an_omes_result_written_twice_is_not_added_into_a_sum(tmp_path):
+    """HO.ExeAtt = M8009C6 + M8014C6 + M8014C18 (Nokia LTE_5043a); the inter-eNB result delivered
+    twice would count its attempts twice."""
+    intra = NOKIA_HO.format(t="LTE_Intra_eNB_HO", body="<M8009C6>10</M8009C6>")
+    inter = NOKIA_HO.format(t="LTE_Inter_eNB_HO", body="<M8014C6>5</M8014C6><M8014C18>1</M8014C18>")
+    path = write(tmp_path / "PM.BTS-1.xml", '<?xml version="1.0"?>\n<OMeS version="2.3"><PMSetup startTime='
+                 f'"2024-03-05T10:00:00.000+02:00:00" interval="15">{intra}{inter}{inter}</PMSetup></OMeS>\n')
+    lake = Lake(tmp_path / "lake")
+    [result] = ingest(lake, [path]).files
+    assert lake_values(lake)[("MRBTS-1/LNCEL=1", "HO.ExeAtt")] == 16.0  # not 22
+    assert [q[1:3] for q in quarantined(lake)] == [(4, "M8014C6"), (5, "M8014C18")]  # the 4th and 5th values
+    assert result.rows_quarantined == 2 and accounts(result)
+
+
+def test_a_nanocell_pm_written_twice_keeps_the_first(tmp_path):
+    pm = ('<Pm Dn="CMCC,SubNetwork=1,ManagedElement=1,EnbFunction=1,EutranCellTdd=1" UserLabel="BJ01">'
+          '<V i="1">100</V><V i="2">{}</V></Pm>')
+    doc = ('<?xml version="1.0" encoding="UTF-8"?>\n<PmFile><FileHeader><InfoModelReferenced>NanoCell-eNB-PM-V2.5.0'
+           '</InfoModelReferenced><DnPrefix>CMCC</DnPrefix><VendorName></VendorName><BeginTime>2024-01-01T08:00:00'
+           '+08:00</BeginTime><EndTime>2024-01-01T08:15:00+08:00</EndTime></FileHeader><Measurements><ObjectType>'
+           'EutranCellTdd</ObjectType><PmName><N i="1">RRC.AttConnEstab</N><N i="2">RRC.SuccConnEstab</N></PmName>'
+           f'<PmData>{pm.format(90)}{pm.format(10)}</PmData></Measurements></PmFile>\n')
+    path = write(tmp_path / "dev.xml", doc)
+    lake = Lake(tmp_path / "lake")
+    [result] = ingest(lake, [path]).files
+    assert lake_values(lake) == {("BJ01/EutranCellTdd=1", "RRC.ConnEstabAtt"): 100.0,
+                                 ("BJ01/EutranCellTdd=1", "RRC.ConnEstabSucc"): 90.0}
+    assert [q[1:3] for q in quarantined(lake)] == [(2, "RRC.AttConnEstab"), (2, "RRC.SuccConnEstab")]  # Pm #2
+    assert (result.rows_read, result.rows_quarantined) == (4, 2) and accounts(result)
+
+
+def test_a_vendor_csv_line_written_twice_is_not_added_into_a_sum(tmp_path):
+    """beta's RRC.ConnEstabAtt sums the per-cause attempt columns: a repeated line would double it."""
+    header = "Start Time,Period(min),NE Name,Cell Name,RRC_ATT_MO_DATA,RRC_ATT_MO_SIG,RRC_SUCC_TOTAL\n"
+    line = "2026-11-02 00:00:00,15,ME-1,C1,5,1,6\n"
+    path = write(tmp_path / "pm" / "beta" / "beta_20261102.csv", header + line + line)
+    lake = Lake(tmp_path / "lake")
+    [result] = ingest(lake, [path]).files
+    got = lake_values(lake)
+    assert (got[("ME-1/Cell=C1", "RRC.ConnEstabAtt")], got[("ME-1/Cell=C1", "RRC.ConnEstabSucc")]) == (6.0, 6.0)
+    assert sorted(q[1] for q in quarantined(lake)) == [3, 3, 3]  # line 3, each of its three values
+    assert accounts(result)

@@ -158,8 +158,9 @@ def test_anonymised_ericsson_files_are_detected_and_every_counter_reported_unmap
 def test_real_nanocell_export_gives_rrc_setup_success_99_of_123(tmp_path, kpis):
     lake, [result] = load(tmp_path, external(*NANOCELL))
     assert result.dictionary == "nanocell (bundled; sender 'NanoCell-eNB-PM-V2.5.0')"
-    # 545 values; the two handover sums turn 4 of them into 2 rows, the PRB expression 2 into 1.
-    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (545 - 2 - 1, 542, 0)
+    # 545 values read; the two handover sums fold 4 of them into 2 rows, the PRB expression 2 into 1.
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (545, 545 - 6 + 3, 0)
+    assert (result.mapping.folded, result.mapping.derived) == (6, 3)
     got = kpis(lake)
     # One cell; every NanoCell is ManagedElement=1, so its UserLabel (BJ01) names the device. The
     # file's minute 06:24-06:25 UTC falls in the 06:15 quarter-hour.

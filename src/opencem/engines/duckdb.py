@@ -53,16 +53,22 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     Returns the committed row count per table."""
     counts = {}
     for name, spec, paths, rows in lake.readable():
-        register_files(con, name, paths, spec.schema)
+        # Ops tables gain columns between releases; their files are few, so reading every file's
+        # schema to line columns up by name costs nothing.
+        register_files(con, name, paths, spec.schema, by_name=spec.domain == "ops")
         counts[name] = rows
     return counts
 
 
-def register_files(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path], schema: pa.Schema) -> None:
-    """A view over exactly these Parquet files (none: an empty view with ``schema``)."""
+def register_files(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path], schema: pa.Schema,
+                   by_name: bool = False) -> None:
+    """A view over exactly these Parquet files (none: an empty view with ``schema``); ``by_name``
+    lines columns up by name, a column an older file lacks being null."""
     if paths:
         listing = ", ".join(_quote(p) for p in paths)
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], hive_partitioning = false)')
+        union = ", union_by_name = true" if by_name else ""
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
+                    f'hive_partitioning = false{union})')
     else:
         register_arrow(con, name, schema.empty_table())
 

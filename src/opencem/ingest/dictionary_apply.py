@@ -31,14 +31,24 @@ from .parts import MappingNote, Part, Reject
 def map_part(table: pa.Table, row_numbers: np.ndarray | None, rejects: list[Reject],
              dictionary: CounterDictionary | None, seen: MeasurementKeys | None = None) -> Part:
     """The ``pm_counters`` Part of a reader's rows (PM_COUNTERS columns, names as in the file)
-    and rejects: a row that repeats the measurement of an earlier row (same object, counter,
-    period start and length) of ``table``, or of the earlier Parts of the same file that
-    ``seen`` remembers, is rejected; then ``dictionary`` maps the rest (none: names kept).
+    and rejects: :func:`drop_repeats`, then ``dictionary`` maps the rest (none: names kept).
     ``values_read`` is the rows and rejects given. A reader that yields several Parts per file
     passes one :class:`MeasurementKeys` for the whole file."""
+    read = table.num_rows + len(rejects)
+    table, rows, rejects = drop_repeats(table, row_numbers, rejects, seen)
+    if dictionary is None:
+        return Part("pm_counters", table, rows, rejects, values_read=read)
+    mapped, mapped_rows, note = map_rows(table, dictionary, rows)
+    return Part("pm_counters", mapped, mapped_rows, rejects, values_read=read, mapping=note)
+
+
+def drop_repeats(table: pa.Table, row_numbers: np.ndarray | None, rejects: list[Reject],
+                 seen: MeasurementKeys | None = None) -> tuple[pa.Table, np.ndarray, list[Reject]]:
+    """``table`` without the rows that repeat the measurement of an earlier row (same object,
+    counter, period start and length) of ``table`` or of what ``seen`` remembers of the file's
+    earlier Parts; each repeat becomes a reject, added to ``rejects`` in record order."""
     n = table.num_rows
     rows = np.arange(1, n + 1) if row_numbers is None else np.asarray(row_numbers, np.int64)
-    read = n + len(rejects)
     seen = MeasurementKeys() if seen is None else seen
     keys = seen.encode(table)
     repeated, first = first_of_equal(keys)
@@ -50,10 +60,7 @@ def map_part(table: pa.Table, row_numbers: np.ndarray | None, rejects: list[Reje
     if repeated.any():
         rejects = sorted([*rejects, *_repeat_rejects(table, repeated, first_row, rows)], key=lambda r: r.row_number)
         table, rows = table.filter(pa.array(~repeated)), rows[~repeated]
-    if dictionary is None:
-        return Part("pm_counters", table, rows, rejects, values_read=read)
-    mapped, mapped_rows, note = _map(_View(table), dictionary, rows)
-    return Part("pm_counters", mapped, mapped_rows, rejects, values_read=read, mapping=note)
+    return table, rows, rejects
 
 
 def _repeat_rejects(table: pa.Table, repeated: np.ndarray, first_row: np.ndarray, rows: np.ndarray) -> list[Reject]:
@@ -78,9 +85,15 @@ def map_counters(table: pa.Table, dictionary: CounterDictionary,
     under their own name when the dictionary says ``keep_unmapped``; the ``vendor`` column
     becomes the dictionary's vendor. Rows are mapped as given: :func:`map_part` also rejects
     repeated measurements and reports what was folded and dropped."""
-    rows = np.arange(1, table.num_rows + 1) if row_numbers is None else np.asarray(row_numbers, np.int64)
-    mapped, mapped_rows, _ = _map(_View(table), dictionary, rows)
+    mapped, mapped_rows, _ = map_rows(table, dictionary, row_numbers)
     return mapped, mapped_rows
+
+
+def map_rows(table: pa.Table, dictionary: CounterDictionary,
+             row_numbers: np.ndarray | None = None) -> tuple[pa.Table, np.ndarray, MappingNote]:
+    """:func:`map_counters` and what the dictionary did to the rows (folded, derived, dropped)."""
+    rows = np.arange(1, table.num_rows + 1) if row_numbers is None else np.asarray(row_numbers, np.int64)
+    return _map(_View(table), dictionary, rows)
 
 
 def _map(view: _View, dictionary: CounterDictionary, rows: np.ndarray) -> tuple[pa.Table, np.ndarray, MappingNote]:

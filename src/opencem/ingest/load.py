@@ -587,4 +587,7 @@ def _write_log(txn: Transaction, lake: Lake, report: IngestReport) -> None:
         "rows_accepted": [f.rows_accepted for f in files],
         "rows_quarantined": [f.rows_quarantined for f in files],
         "message": [f.message or None for f in files],
+        "values_folded": [f.mapping.folded if f.mapping else 0 for f in files],
+        "rows_derived": [f.mapping.derived if f.mapping else 0 for f in files],
+        "values_left_out": [sum(f.mapping.dropped.values()) if f.mapping else 0 for f in files],
     }, schema=INGEST_LOG.schema))

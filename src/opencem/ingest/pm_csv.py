@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary, load_dictionary
-from .dictionary_apply import map_counters
+from .dictionary_apply import map_part
 from .mapping import Source
 from .parts import Part, Reject
 from .pm_xml_rows import PMFileError
@@ -140,8 +140,7 @@ def read_vendor_csv_part(path: str | Path, dictionary: str | Path | CounterDicti
         "suspect": pa.nulls(n * k, pa.bool_()).fill_null(False),
     }
     raw = pa.table(columns).filter(pa.array(keep)).cast(PM_COUNTERS.schema)
-    mapped, rows = map_counters(raw, d, np.tile(lines, k)[keep])
-    return Part("pm_counters", mapped, rows, rejects)
+    return map_part(raw, np.tile(lines, k)[keep], rejects, d)
 
 
 def _numbers(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:

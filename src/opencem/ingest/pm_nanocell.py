@@ -33,7 +33,15 @@ anything else, a ``V``/``CV`` whose ``i`` no ``N`` declares, a ``Pm`` without ``
 without ``SV`` and a counter repeated in one ``Pm`` are :class:`Reject` s numbered by the 1-based
 ``Pm`` ordinal. A file that is not a PmFile, not well-formed, declares entities or has no usable
 period raises :class:`PMFileError` (one sentence). Safety as for the other readers: entities never
-expanded, no network, no DTD loading; each ``Pm`` is read into lists and freed.
+expanded, no network, no DTD loading, the limits of :mod:`opencem.ingest.pm_limits` (one ``Pm``
+4 MiB, a gzipped file's inflation 400:1).
+
+Memory: lxml's pull parser is fed 256 KiB at a time, each ``Pm`` is read into lists and freed, and
+rows leave in Parts of about ``BATCH_VALUES`` values, cut between ``Pm`` s (a ``Pm`` is one object
+in the file's one period, so a dictionary ``sum`` sees all of its terms). The first Part needs the
+device: when no ``element_id`` is given and the ManagedElement object has not been read yet (the
+real export writes it after the cells), one pass over the file, which builds no rows, finds the
+label the whole file would give.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from __future__ import annotations
 import re
 import zlib
 from array import array
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,14 +61,17 @@ from lxml import etree
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary
-from .dictionary_apply import map_counters
+from .dictionary_apply import map_part
+from .measurements import MeasurementKeys
 from .parts import Part, Reject
+from .pm_limits import Inflation, Pull, lstrip_space
 from .pm_xml import _free, _open
-from .pm_xml_rows import SAFE, XML_WS, PMFileError, _local, _refuse_entities, _Rest
+from .pm_xml_rows import XML_WS, PMFileError, _local, _Rest
 
 ROOT_ELEMENT = "PmFile"
 CELL_CLASSES = frozenset({"eutrancelltdd", "eutrancellfdd"})  # compared lower-case
 PEEK_BYTES = 1 << 16
+BATCH_VALUES = 200_000  # values per Part, enough to amortise Arrow and dictionary calls
 _TAGS = ("{*}FileHeader", "{*}ObjectType", "{*}PmName", "{*}Pm", "{*}Measurements")
 _NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
 _INDEX = re.compile(r"[ \t\r\n]*(\d{1,9})[ \t\r\n]*")
@@ -72,63 +84,69 @@ _PROLOG = re.compile(
 
 
 def read_pmfile_parts(path: str | Path, dictionary: CounterDictionary | None = None,
-                      element_id: str | None = None) -> list[Part]:
-    """The whole file as one ``pm_counters`` Part (mapped through ``dictionary`` when given),
-    each row numbered by the ``Pm`` it came from; ``element_id`` names the device (module notes)."""
+                      element_id: str | None = None) -> Iterator[Part]:
+    """Stream one PmFile (plain or gzipped) as ``pm_counters`` Parts of about ``BATCH_VALUES``
+    values (at least one Part), cut between ``Pm`` s, mapped through ``dictionary`` when given;
+    each row is numbered by the ``Pm`` it came from and ``element_id`` names the device (module
+    notes). A file found broken part-way raises :class:`PMFileError` after the earlier Parts
+    were yielded: callers that need all or nothing must undo what they did."""
     path = Path(path)
-    reader = _Reader(path)
     try:
-        reader.run()
+        seen = MeasurementKeys()  # a Pm that repeats an earlier one's object is rejected, not added
+        for table, rows, rejects in _Reader(path, element_id).parts():
+            yield map_part(table, rows, rejects, dictionary, seen)
     except etree.XMLSyntaxError as exc:
         raise PMFileError(path, f"is not well-formed XML ({exc.msg})") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise PMFileError(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    table, rows, rejects = reader.result(element_id)
-    if dictionary is not None:
-        table, rows = map_counters(table, dictionary, rows)
-    return [Part("pm_counters", table, rows, rejects)]
 
 
 def read_pmfile(path: str | Path, dictionary: CounterDictionary | None = None,
                 element_id: str | None = None) -> pa.Table:
-    """The rows of :func:`read_pmfile_parts` (values that cannot be used are left out)."""
-    return read_pmfile_parts(path, dictionary, element_id)[0].data
+    """The rows of :func:`read_pmfile_parts` in one table (values that cannot be used are left out)."""
+    return pa.concat_tables([part.data for part in read_pmfile_parts(path, dictionary, element_id)])
 
 
 class _Reader:
-    """One file: the header, then each Pm turned into value lists and freed."""
+    """One file: the header, then each Pm turned into value lists and freed; every
+    ``BATCH_VALUES`` values those lists become a Part."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, element_id: str | None):
         self.path = path
+        self.element_id = element_id or None
         self.header: dict[str, str] | None = None
         self.start_ms = self.gran_s = 0
         self.vendor: str | None = None
         self.object_type: str | None = None
         self.names: dict[str, str] = {}  # i as written -> counter name
+        self.name_ids: dict[str, int] = {}
+        self.element_label: str | None = None  # UserLabel of the first labelled ManagedElement Pm
+        self.first_label: str | None = None  # the first non-empty UserLabel
+        self.fixed_device: tuple[str | None] | None = None  # the device, once a Part used it
+        self.pm_done = 0  # Pms handed out in earlier Parts
+        self.finished = False  # the whole file was read
+        self._clear()
+
+    def _clear(self) -> None:
         self.pm_dn: list[str | None] = []
-        self.pm_label: list[tuple[str | None, str]] = []  # (object type, UserLabel) per Pm
         self.val_pm = array("q")
         self.val_name = array("q")
         self.val_text: list[str] = []
-        self.name_ids: dict[str, int] = {}
         self.rejects: list[Reject] = []
 
-    def run(self) -> None:
-        with _open(self.path) as stream:
-            first = stream.read(PEEK_BYTES)
-            first = first[len(first) - len(first.lstrip(b" \t\r\n")):]
+    def parts(self) -> Iterator[tuple[pa.Table, np.ndarray, list[Reject]]]:
+        with _open(self.path) as raw:
+            stream = Inflation(raw, self.path)
+            first = lstrip_space(stream.read(PEEK_BYTES))
             self._check_prolog(first)
-            context = etree.iterparse(_Rest(first, stream), events=("end",), tag=_TAGS,
-                                      remove_comments=True, remove_pis=True, **SAFE)
-            checked = False
-            for _, elem in context:
-                if not checked:
-                    _refuse_entities(self.path, elem)
-                    checked = True
+            events = Pull(self.path, _Rest(first, stream), _TAGS, ("end",), "Pm")
+            for _, elem in events:
                 name = _local(elem.tag)
                 if name == "Pm":
                     self._pm(elem)
                     _free(elem)
+                    if len(self.val_text) >= BATCH_VALUES:
+                        yield self._take()
                 elif name == "PmName":
                     self.names = {}
                     for n in elem:
@@ -141,12 +159,15 @@ class _Reader:
                     _free(elem)
                 elif name == "FileHeader" and self.header is None:
                     self._file_header(elem)
-            root = context.root
-            if root is None or _local(root.tag) != ROOT_ELEMENT:
-                found = "nothing" if root is None else f"<{_local(root.tag)}>"
-                raise PMFileError(self.path, f"is not a China Mobile NanoCell PmFile (root element is {found})")
-            if self.header is None:
-                raise PMFileError(self.path, "has no FileHeader")
+        root = events.root
+        if root is None or _local(root.tag) != ROOT_ELEMENT:
+            found = "nothing" if root is None else f"<{_local(root.tag)}>"
+            raise PMFileError(self.path, f"is not a China Mobile NanoCell PmFile (root element is {found})")
+        if self.header is None:
+            raise PMFileError(self.path, "has no FileHeader")
+        self.finished = True
+        if self.pm_dn or self.rejects or not self.pm_done:
+            yield self._take()
 
     def _check_prolog(self, head: bytes) -> None:
         m = _PROLOG.match(head)
@@ -174,35 +195,48 @@ class _Reader:
     def _pm(self, pm: etree._Element) -> None:
         if self.header is None:
             raise PMFileError(self.path, "has Measurements before its FileHeader")
-        row = len(self.pm_dn) + 1
+        row = self.pm_done + len(self.pm_dn) + 1
         dn = (pm.get("Dn") or "").strip(XML_WS) or None
         self.pm_dn.append(dn)
-        self.pm_label.append((self.object_type, (pm.get("UserLabel") or "").strip(XML_WS)))
+        label = (pm.get("UserLabel") or "").strip(XML_WS)
+        if label:
+            self.first_label = self.first_label or label
+            if self.object_type == "ManagedElement":
+                self.element_label = self.element_label or label
         names, texts = self._values(pm, row, dn)
         if dn is None:
             self.rejects += [Reject(row, f"Pm has no Dn attribute, so {n} cannot be placed",
                                     f"Pm #{row} in Measurements {self.object_type!r}", "Dn", t)
                              for n, t in zip(names, texts)]
             return
-        seen: set[str] = set()
-        for name, text in zip(names, texts):
-            if name in seen:
-                self.rejects.append(Reject(row, f"Pm repeats counter {name}", dn, name, text))
-                continue
-            seen.add(name)
-            self.val_name.append(self.name_ids.setdefault(name, len(self.name_ids)))
-            self.val_text.append(text)
-            self.val_pm.append(row - 1)
+        if len(set(names)) < len(names):  # a counter repeated in the Pm: the first is kept
+            seen: set[str] = set()
+            kept = []
+            for k, (name, text) in enumerate(zip(names, texts)):
+                if name in seen:
+                    self.rejects.append(Reject(row, f"Pm repeats counter {name}", dn, name, text))
+                else:
+                    seen.add(name)
+                    kept.append(k)
+            names, texts = [names[k] for k in kept], [texts[k] for k in kept]
+        ids = self.name_ids
+        self.val_name.extend([ids.setdefault(name, len(ids)) for name in names])
+        self.val_text += texts
+        self.val_pm.extend([len(self.pm_dn) - 1] * len(names))
 
     def _values(self, pm: etree._Element, row: int, dn: str | None) -> tuple[list[str], list[str]]:
         """Counter names and value texts of one Pm, in file order; problems become rejects."""
         names: list[str] = []
         texts: list[str] = []
         where = dn or f"Pm #{row} in Measurements {self.object_type!r}"
-        for child in pm:
-            if not isinstance(child.tag, str):
+        lookup = self.names
+        for child in pm.iterchildren(etree.Element):  # comments and PIs are removed by the parser
+            tag, raw_i = child.tag, child.get("i")
+            if tag == "V" and (name := lookup.get(raw_i)) is not None:  # the usual case, first
+                names.append(name)
+                texts.append(child.text or "")
                 continue
-            tag, raw_i = _local(child.tag), child.get("i")
+            tag = _local(tag)
             if tag not in ("V", "CV"):
                 self.rejects.append(Reject(row, f"Pm holds <{tag}>, which is neither V nor CV", where, tag))
                 continue
@@ -238,15 +272,45 @@ class _Reader:
                 self.rejects.append(Reject(row, f"SN {sub} of {name} has no SV", where, sub))
         return names, texts
 
-    def device(self, element_id: str | None) -> str | None:
-        """The value the ManagedElement RDN takes (module notes)."""
-        if element_id:
-            return element_id
-        element = [label for kind, label in self.pm_label if kind == "ManagedElement" and label]
-        return next(iter(element or [label for _, label in self.pm_label if label]), None)
+    def device(self) -> str | None:
+        """The value the ManagedElement RDN takes (module notes): fixed by the first Part that
+        needs it; before the file ends, a label not seen yet is looked for ahead (:meth:`_scan`)."""
+        if self.element_id:
+            return self.element_id
+        if self.fixed_device is None:
+            label = self.element_label or (self.first_label if self.finished else None)
+            self.fixed_device = (label,) if label or self.finished else (self._scan(),)
+        return self.fixed_device[0]
 
-    def result(self, element_id: str | None) -> tuple[pa.Table, np.ndarray, list[Reject]]:
-        device = self.device(element_id)
+    def _scan(self) -> str | None:
+        """The device label from a separate pass over the whole file (a Part is due before the
+        ManagedElement object was read); a file that breaks stops it, the main pass reports why."""
+        element = first = object_type = None
+        try:
+            with _open(self.path) as raw:
+                stream = Inflation(raw, self.path)
+                head = lstrip_space(stream.read(PEEK_BYTES))
+                for _, elem in Pull(self.path, _Rest(head, stream), _TAGS, ("end",), "Pm"):
+                    name = _local(elem.tag)
+                    if name == "ObjectType":
+                        object_type = (elem.text or "").strip(XML_WS) or None
+                    elif name == "Pm":
+                        label = (elem.get("UserLabel") or "").strip(XML_WS)
+                        first = first or label or None
+                        if label and object_type == "ManagedElement":
+                            element = label
+                            break
+                        _free(elem)
+                    elif name == "Measurements":
+                        object_type = None
+                        _free(elem)
+        except (etree.XMLSyntaxError, OSError, EOFError, zlib.error, PMFileError):
+            pass
+        return element or first
+
+    def _take(self) -> tuple[pa.Table, np.ndarray, list[Reject]]:
+        """Rows and rejects of the Pms read since the last call."""
+        device = self.device()
         facts = [_dn(dn, device) for dn in self.pm_dn]  # one per Pm (object), not per value
         val_pm = np.frombuffer(self.val_pm, np.int64) if len(self.val_pm) else np.zeros(0, np.int64)
         name_id = np.frombuffer(self.val_name, np.int64) if len(self.val_name) else np.zeros(0, np.int64)
@@ -260,7 +324,8 @@ class _Reader:
         rejects = list(self.rejects)
         for k in np.flatnonzero(~ok):
             raw, name = self.val_text[int(k)], all_names[int(name_id[k])].as_py()
-            rejects.append(Reject(int(val_pm[k]) + 1, f"value {raw.strip(XML_WS)!r} of {name} is not a number",
+            rejects.append(Reject(self.pm_done + int(val_pm[k]) + 1,
+                                  f"value {raw.strip(XML_WS)!r} of {name} is not a number",
                                   facts[val_pm[k]][0], name, raw))
         rejects.sort(key=lambda r: r.row_number)
         keep = np.flatnonzero(ok)
@@ -277,7 +342,10 @@ class _Reader:
             "vendor": pa.nulls(n, pa.string()).fill_null(self.vendor) if self.vendor else pa.nulls(n, pa.string()),
             "suspect": pa.array(np.zeros(n, bool)),
         }
-        return pa.table(columns).cast(PM_COUNTERS.schema), val_pm[keep] + 1, rejects
+        rows = self.pm_done + val_pm[keep] + 1
+        self.pm_done += len(self.pm_dn)
+        self._clear()
+        return pa.table(columns).cast(PM_COUNTERS.schema), rows, rejects
 
 
 def vendor_label(vendor_name: str | None, info_model: str | None, dn_prefix: str | None) -> str | None:

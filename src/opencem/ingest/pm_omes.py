@@ -31,15 +31,21 @@ bad startTime or interval are :class:`~opencem.ingest.parts.Reject` s, one per v
 the 1-based ordinal of the counter value in the file. A file that is not OMeS, is not well-formed
 XML or declares entities raises :class:`PMFileError` (one sentence).
 
-Safety and memory: lxml ``iterparse`` with entities never expanded, no network, no DTD loading;
-each PMMOResult and PMSetup is freed once read. The file is one Part: Nokia's formulas add
-counters of different measurement types, which sit in different PMMOResults and PMSetups.
+Safety and memory: lxml's pull parser with entities never expanded, no network, no DTD loading,
+fed 256 KiB at a time; each PMMOResult and PMSetup is freed once read, and the limits of
+:mod:`opencem.ingest.pm_limits` bound what one PMMOResult (4 MiB) and a gzipped file's inflation
+(400:1) may cost. Rows leave in Parts of about ``BATCH_VALUES`` values, cut between PMMOResults.
+Nokia's formulas add counters of different measurementTypes, which sit in different PMMOResults
+and PMSetups: with a dictionary, the rows its ``sum``/``expr`` entries read are held per object
+and period until the file ends (:mod:`opencem.ingest.pm_groups`, on disk past 500,000 rows) and
+come in the last Parts, so each derived row sees all of its terms.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,13 +57,17 @@ from lxml import etree
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary
-from .dictionary_apply import map_counters
+from .dictionary_apply import drop_repeats, map_rows
+from .measurements import MeasurementKeys
 from .parts import Part, Reject
+from .pm_groups import Groups, grouped_names
+from .pm_limits import Inflation, Pull, lstrip_space
 from .pm_xml import _free, _open
-from .pm_xml_rows import SAFE, XML_WS, PMFileError, _local, _refuse_entities, _Rest
+from .pm_xml_rows import XML_WS, PMFileError, _local, _Rest
 
 VENDOR = "nokia"
 HEAD_BYTES = 65536
+BATCH_VALUES = 200_000  # values per Part, enough to amortise Arrow and dictionary calls
 # Prolog before the root element: whitespace, BOM, XML declaration, PIs, comments, a DOCTYPE.
 _PROLOG = rb"(?:[ \t\r\n]|\xef\xbb\xbf|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)*"
 _ROOT = re.compile(_PROLOG + rb"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)", re.DOTALL)
@@ -68,33 +78,40 @@ _ME_BTS = r"^(?P<me>.*?(?:^|/)(?:NE-)?(?:LNBTS|NRBTS|WBTS)-[^/,]+)"
 _CELL = r"(?:^|/)(?:NE-)?(?:LNCEL|NRCELL|WCEL)-(?P<cell>[^/,]+)"
 
 
-def read_omes_parts(path: str | Path, dictionary: CounterDictionary | None = None) -> list[Part]:
-    """The whole file as one ``pm_counters`` Part: rows (mapped through ``dictionary`` when
-    given), the 1-based counter-value ordinal of each row and one reject per value that cannot
-    be used (rows read = values + rejects)."""
+def read_omes_parts(path: str | Path, dictionary: CounterDictionary | None = None) -> Iterator[Part]:
+    """Stream one OMeS file (plain or gzipped) for ingest as ``pm_counters`` Parts of about
+    ``BATCH_VALUES`` values (at least one Part), mapped through ``dictionary`` when given.
+
+    ``row_numbers`` and each reject's ``row_number`` are the 1-based ordinal of the counter value
+    in the file (a derived row cites the first of its terms); rows read = values + rejects. With
+    a dictionary, the rows of its sum/expr entries come in the last Parts, whole per object and
+    period (module notes). A file found broken part-way raises :class:`PMFileError` after the
+    earlier Parts were yielded: callers that need all or nothing must undo what they did."""
     path = Path(path)
     try:
-        collector = _read(path)
+        yield from _Reader(path, dictionary).parts()
     except etree.XMLSyntaxError as exc:
         raise PMFileError(path, f"is not well-formed XML ({exc.msg})") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise PMFileError(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    part = collector.part()
-    if dictionary is not None:
-        data, rows = map_counters(part.data, dictionary, part.row_numbers)
-        part = Part("pm_counters", data, rows, part.rejects)
-    return [part]
 
 
 def read_omes(path: str | Path, dictionary: CounterDictionary | None = None) -> pa.Table:
-    """The rows of :func:`read_omes_parts` (values that cannot be used are left out)."""
-    return read_omes_parts(path, dictionary)[0].data
+    """The rows of :func:`read_omes_parts` in one table (values that cannot be used are left out)."""
+    return pa.concat_tables([part.data for part in read_omes_parts(path, dictionary)])
 
 
 class _Collector:
-    """Per PMSetup its period, per PMMOResult its DN and PMSetup, per value its counter and text."""
+    """Per PMSetup its period, per PMMOResult its DN and PMSetup, per value its counter and text;
+    :meth:`take` turns what was read since the last call into a Part."""
 
     def __init__(self) -> None:
+        self.done = 0  # values handed out in earlier Parts
+        self.current: int | None = None  # the PMSetup being read
+        self.local_names: dict[tuple[str, ...], tuple[str, ...]] = {}  # counter tags -> names
+        self._clear()
+
+    def _clear(self) -> None:
         self.setup_start: list[int] = []
         self.setup_gran: list[int] = []
         self.setup_problem: list[str | None] = []
@@ -105,8 +122,11 @@ class _Collector:
         self.names: list[str] = []
         self.texts: list[str | None] = []
 
-    def setup(self, elem: etree._Element) -> int:
-        """Read a PMSetup's period; returns its number."""
+    def setup(self, elem: etree._Element | None) -> None:
+        """Start a PMSetup and read its period (None: the PMSetup ended)."""
+        if elem is None:
+            self.current = None
+            return
         start_text, interval_text = elem.get("startTime"), elem.get("interval")
         start_ms, gran_s, problem = 0, 0, None
         start = _parse_time(start_text.strip(XML_WS)) if start_text else None
@@ -119,7 +139,7 @@ class _Collector:
             problem = f"PMSetup interval {interval_text!r} is not a whole number of minutes (1-1440)"
         else:
             start_ms, gran_s = round(start.timestamp() * 1000), int(minutes) * 60
-        return self._add_setup(start_ms, gran_s, problem)
+        self.current = self._add_setup(start_ms, gran_s, problem)
 
     def _add_setup(self, start_ms: int, gran_s: int, problem: str | None) -> int:
         self.setup_start.append(start_ms)
@@ -127,8 +147,9 @@ class _Collector:
         self.setup_problem.append(problem)
         return len(self.setup_start) - 1
 
-    def result(self, elem: etree._Element, setup: int | None) -> None:
-        """One PMMOResult of PMSetup number ``setup`` (None: outside any PMSetup)."""
+    def result(self, elem: etree._Element) -> None:
+        """One PMMOResult of the current PMSetup."""
+        setup = self.current
         if setup is None:  # no period: its values are rejected
             setup = self._add_setup(0, 0, "PMMOResult is not inside a PMSetup")
         dns: list[str] = []
@@ -142,16 +163,22 @@ class _Collector:
                     dns.append(dn)
                 continue
             # A measurement target (PMTarget, NE-WBTS_1.0, ...): its children are the counters.
-            counters = [c for c in child if isinstance(c.tag, str)]
-            self.names += [_local(c.tag) for c in counters]
+            counters = list(child.iterchildren(etree.Element))
+            tags = tuple(c.tag for c in counters)
+            names = self.local_names.get(tags)
+            if names is None:  # one list of counters per measurementType, met again and again
+                if len(self.local_names) > 4096:
+                    self.local_names.clear()
+                names = self.local_names[tags] = tuple(_local(t) for t in tags)
+            self.names += names
             self.texts += [c.text for c in counters]
         self.mo_dn.append(",".join(dns) if dns else None)
         self.mo_first_dn.append(dns[0] if dns else None)
         self.mo_setup.append(setup)
         self.mo_values.append(len(self.names) - n_before)
 
-    def part(self) -> Part:
-        """Rows and rejects of everything read, built column-wise."""
+    def take(self) -> Part:
+        """Rows and rejects of the values read since the last call, built column-wise."""
         n = len(self.names)
         mo_of_value = np.repeat(np.arange(len(self.mo_dn)), np.asarray(self.mo_values, np.int64))
         setup_of_value = np.asarray(self.mo_setup, np.int64)[mo_of_value] if n else np.zeros(0, np.int64)
@@ -185,42 +212,83 @@ class _Collector:
                 reason = "PMMOResult has no MO DN"
             else:
                 reason = f"counter {name} value {raw.strip(XML_WS)!r} is not a number"
-            rejects.append(Reject(int(i) + 1, reason, self.mo_dn[m], name, raw))
-        return Part("pm_counters", pa.table(columns).cast(PM_COUNTERS.schema), keep.astype(np.int64) + 1, rejects)
+            rejects.append(Reject(self.done + int(i) + 1, reason, self.mo_dn[m], name, raw))
+        part = Part("pm_counters", pa.table(columns).cast(PM_COUNTERS.schema),
+                    self.done + keep.astype(np.int64) + 1, rejects)
+        # The PMSetup being read goes on into the next Part.
+        current = None if self.current is None else (self.setup_start[self.current], self.setup_gran[self.current],
+                                                     self.setup_problem[self.current])
+        self.done += n
+        self._clear()
+        self.current = None if current is None else self._add_setup(*current)
+        return part
 
 
-def _read(path: Path) -> _Collector:
-    out = _Collector()
-    with _open(path) as stream:
-        head = stream.read(HEAD_BYTES)
-        head = head[len(head) - len(head.lstrip(b" \t\r\n")):]  # lxml refuses space before <?xml
-        name = _root_name(head)
-        if name is not None and name.rpartition(":")[2] != "OMeS":
-            raise PMFileError(path, f"is not a Nokia OMeS PM file (root element is <{name}>)")
-        context = etree.iterparse(_Rest(head, stream), events=("start", "end"),
-                                  tag=("{*}OMeS", "{*}PMSetup", "{*}PMMOResult"),
-                                  remove_comments=True, remove_pis=True, **SAFE)
-        checked = False
-        setup: int | None = None  # the PMSetup being read
-        for event, elem in context:
-            if not checked:
-                _refuse_entities(path, elem)
-                checked = True
-            kind = _local(elem.tag)
-            if event == "start":
-                if kind == "PMSetup":
-                    setup = out.setup(elem)
-            elif kind == "PMMOResult":
-                out.result(elem, setup)
-                _free(elem)
-            elif kind == "PMSetup":
-                setup = None
-                _free(elem)
-        root = context.root
-    if root is None or _local(root.tag) != "OMeS":
-        found = "nothing" if root is None else f"<{_local(root.tag)}>"
-        raise PMFileError(path, f"is not a Nokia OMeS PM file (root element is {found})")
-    return out
+class _Reader:
+    """One file read as a stream of Parts (module notes)."""
+
+    def __init__(self, path: Path, dictionary: CounterDictionary | None):
+        self.path, self.dictionary = path, dictionary
+        self.out = _Collector()
+        self.groups = Groups(path) if dictionary is not None else None
+        self.grouped = grouped_names(dictionary) if dictionary is not None else None
+        self.seen = MeasurementKeys()  # a value repeating an earlier measurement is rejected, not added
+        self.unreported = 0  # values read that no Part has counted yet (held for a sum/expr)
+        self.yielded = False
+
+    def parts(self) -> Iterator[Part]:
+        with _open(self.path) as raw:
+            stream = Inflation(raw, self.path)
+            head = lstrip_space(stream.read(HEAD_BYTES))
+            name = _root_name(head)
+            if name is not None and name.rpartition(":")[2] != "OMeS":
+                raise PMFileError(self.path, f"is not a Nokia OMeS PM file (root element is <{name}>)")
+            events = Pull(self.path, _Rest(head, stream), ("{*}OMeS", "{*}PMSetup", "{*}PMMOResult"),
+                          ("start", "end"), "PMMOResult")
+            for event, elem in events:
+                kind = _local(elem.tag)
+                if event == "start":
+                    if kind == "PMSetup":
+                        self.out.setup(elem)
+                elif kind == "PMMOResult":
+                    self.out.result(elem)
+                    _free(elem)
+                    if len(self.out.names) >= BATCH_VALUES:
+                        yield from self._flush()
+                elif kind == "PMSetup":
+                    self.out.setup(None)
+                    _free(elem)
+        root = events.root
+        if root is None or _local(root.tag) != "OMeS":
+            found = "nothing" if root is None else f"<{_local(root.tag)}>"
+            raise PMFileError(self.path, f"is not a Nokia OMeS PM file (root element is {found})")
+        yield from self._flush()
+        if self.groups is not None:
+            for table, rows in self.groups.tables():
+                yield self._mapped(table, rows, [])
+        if not self.yielded or self.unreported:
+            yield self._mapped(PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [])
+
+    def _flush(self) -> Iterator[Part]:
+        """The values read so far as a Part, repeats rejected; with a dictionary, its sum/expr
+        rows are held instead."""
+        part = self.out.take()
+        self.unreported += part.data.num_rows + len(part.rejects)
+        data, rows, rejects = drop_repeats(part.data, part.row_numbers, part.rejects, self.seen)
+        if self.groups is not None and data.num_rows:
+            grouped = pc.is_in(data["counter_name"], value_set=self.grouped).to_numpy(zero_copy_only=False)
+            self.groups.add(data.filter(grouped), rows[grouped])
+            data, rows = data.filter(~grouped), rows[~grouped]
+        if data.num_rows or rejects:
+            yield self._mapped(data, rows, rejects)
+
+    def _mapped(self, data: pa.Table, rows: np.ndarray, rejects: list[Reject]) -> Part:
+        """A Part of ``data``, mapped; it counts the values read since the last Part."""
+        read, self.unreported, self.yielded = self.unreported, 0, True
+        if self.dictionary is None:
+            return Part("pm_counters", data, rows, rejects, values_read=read)
+        data, rows, note = map_rows(data, self.dictionary, rows)
+        return Part("pm_counters", data, rows, rejects, values_read=read, mapping=note)
 
 
 def _mo_dn(mo: etree._Element) -> str | None:

@@ -52,6 +52,7 @@ from .dictionary import CounterDictionary, load_dictionary
 from .dictionary_apply import map_part
 from .measurements import MeasurementKeys, TooManyKeys
 from .parts import Part, Reject
+from .pm_limits import Inflation
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
                           _Rest,
                           _Header, _header, _local, _p_slot, _parse_time, _refuse_entities, _words, entity_dn)
@@ -164,7 +165,8 @@ class _Reader(_FastPath):
             first = first[_JUNK.match(first).end():]
             done = (yield from self._fast(_Rest(first, stream))) if FAST_PATH else False
         if not done:
-            with _open(self.path) as stream:
+            with _open(self.path) as raw:
+                stream = Inflation(raw, self.path)  # lxml streams, but a bomb would still cost minutes
                 first = stream.read(65536)
                 yield from self._lxml(_Rest(first[_JUNK.match(first).end():], stream), self.out.n_infos)
         yield from self.out.rest()

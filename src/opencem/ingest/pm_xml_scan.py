@@ -9,6 +9,13 @@ only measValue attribute, no comment, CDATA or entity reference inside a measInf
 measInfo that is not plain, :class:`_Irregular` hands the rest of the file to lxml ``iterparse``.
 measInfo headers are always parsed by lxml (:func:`~opencem.ingest.pm_xml_rows._header`).
 
+Limits (:mod:`opencem.ingest.pm_limits`): the path holds one block, the bytes read up to the next
+measInfo or measData end, so a hostile file is refused in one sentence when the bytes between two
+measInfos pass 16 MiB, one measInfo 256 MiB, a gzipped file inflates more than 400 times, or a
+text between two tags (a value, or whitespace) passes 10,000,000 bytes, libxml2's limit, so that
+this path refuses what the lxml path refuses. The lxml path has the inflation limit and libxml2's
+text limit only: a measInfo over 256 MiB of plain values is refused here and read there.
+
 Separate from :mod:`opencem.ingest.pm_xml`, which holds the public API, the reader that runs this
 path and the lxml path it is tested against; :class:`_FastPath` is mixed into that reader.
 """
@@ -25,6 +32,7 @@ import pyarrow as pa
 from lxml import etree
 
 from .parts import Reject
+from . import pm_limits as limits
 from .pm_xml_rows import (LIST_SLOT, ROOT_ELEMENTS, SAFE, PMFileError, _Header, _header, _local, _refuse_entities,
                           _Rest, entity_dn)
 
@@ -122,6 +130,8 @@ class _FastPath:
         end += len(b"</fileHeader>")
         if not self._head(buf[:end]):
             return False
+        stream = limits.Inflation(stream, self.path)
+        stream.read_bytes = len(buf)
         validator = _Validator()
         try:
             validator.feed(buf)
@@ -132,25 +142,32 @@ class _FastPath:
         finally:
             validator.stop()
 
-    def _blocks(self, stream: _Rest, validator: _Validator, tail: bytes):
+    def _blocks(self, stream: limits.Inflation, validator: _Validator, tail: bytes):
         eof = False
         while not eof:
-            pieces, carry = [tail], tail[-15:]
+            pieces, carry, size = [tail], tail[-15:], len(tail)
+            info = tail.find(b"<measInfo")  # where the measInfo being read starts, -1: none yet
             while True:  # read until a block boundary (a measInfo may be longer than read_bytes)
                 data = stream.read(self.read_bytes)
                 eof = not data
                 if eof:
-                    cut = sum(len(p) for p in pieces)
+                    cut = size
                     break
                 validator.feed(data)
                 pieces.append(data)
                 probe = carry + data
+                size += len(data)
                 last = max(probe.rfind(b"</measData>") + 11, probe.rfind(b"</measInfo>") + 11)
                 if last > 10:
-                    cut = sum(len(p) for p in pieces) - len(probe) + last
+                    cut = size - len(probe) + last
                     break
+                if info < 0 and (at := probe.find(b"<measInfo")) >= 0:
+                    info = size - len(probe) + at
+                self._check_size(size, info)
                 carry = probe[-15:]
             block = b"".join(pieces)
+            if len(block) > limits.MAX_VALUE_BYTES:  # only then can a text be longer than that
+                self._check_texts(block)
             tail = block[cut:]
             try:
                 self._block(block, cut)
@@ -161,6 +178,28 @@ class _FastPath:
                 return False
             yield from self.out.ready()
         return True
+
+    def _check_size(self, size: int, info: int) -> None:
+        """Refuse a block that grew past the limits without reaching a boundary: ``size`` bytes
+        since the last one, the measInfo being read from ``info`` (-1: none)."""
+        if info < 0 and size > limits.MAX_GAP_BYTES:
+            raise PMFileError(self.path, f"has more than {limits.mib(limits.MAX_GAP_BYTES)} between two measInfos, "
+                                         "far more than the few tags a PM file puts there")
+        if info >= 0 and size - info > limits.MAX_MEASINFO_BYTES:
+            raise PMFileError(self.path, f"has a measInfo of more than {limits.mib(limits.MAX_MEASINFO_BYTES)}, "
+                                         "more than the fast reader holds; split the file per managed element")
+
+    def _check_texts(self, block: bytes) -> None:
+        """Refuse a text (a value, or the space between tags) longer than libxml2 allows, as the
+        lxml path does."""
+        a = np.frombuffer(block, np.uint8)
+        lt, gt = np.flatnonzero(a == ord("<")), np.flatnonzero(a == ord(">"))
+        ends = np.append(lt, len(a))
+        starts = np.concatenate([[0], gt + 1])
+        longest = int((ends[np.searchsorted(ends, starts)] - starts).max(initial=0))
+        if longest > limits.MAX_VALUE_BYTES:
+            raise PMFileError(self.path, f"has a text of more than {limits.MAX_VALUE_BYTES:,} bytes between two "
+                                         "tags, more than XML parsers accept (a value that long is no PM counter)")
 
     def _head(self, head: bytes) -> bool:
         """Root, DTD and fileHeader from the bytes up to ``</fileHeader>``; False if unusual."""

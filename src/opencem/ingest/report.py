@@ -10,7 +10,9 @@ from ..lake import Lake
 SECTIONS = {
     "summary": """SELECT table_name, status, count(*) AS files, sum(rows_read)::BIGINT AS rows_read,
                          sum(rows_accepted)::BIGINT AS rows_accepted,
-                         sum(rows_quarantined)::BIGINT AS rows_quarantined
+                         sum(rows_quarantined)::BIGINT AS rows_quarantined,
+                         sum(values_folded)::BIGINT AS values_folded, sum(rows_derived)::BIGINT AS rows_derived,
+                         sum(values_left_out)::BIGINT AS values_left_out
                   FROM ingest_log GROUP BY ALL ORDER BY table_name, status""",
     "quarantine": """SELECT table_name, field, reason, count(*) AS records, min(source_path) AS example_file,
                             min(row_number) AS example_row

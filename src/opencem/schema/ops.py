@@ -7,7 +7,9 @@ from .base import TIMESTAMP, Table, col, key
 INGEST_LOG = Table(
     name="ingest_log",
     domain="ops",
-    description="One row per source file and target table per ingest: rows read = accepted + quarantined.",
+    description="One row per source file and target table per ingest: rows read = accepted + quarantined "
+                "+ values folded - rows derived + values left out (the last three are a PM counter "
+                "dictionary's doing, 0 elsewhere).",
     keys=("batch_id", "source_path", "table_name"),
     time_column="ingested_at",
     columns=(
@@ -21,6 +23,11 @@ INGEST_LOG = Table(
         col("rows_accepted", pa.int64(), "Records written to the table"),
         col("rows_quarantined", pa.int64(), "Records set aside in quarantine"),
         col("message", pa.string(), "Why a file was rejected or skipped"),
+        col("values_folded", pa.int64(), "PM values a dictionary sum or expr read into derived rows "
+            "(null in logs written before this column)"),
+        col("rows_derived", pa.int64(), "Rows the dictionary's sum and expr entries computed"),
+        col("values_left_out", pa.int64(), "PM values of counters the dictionary does not map, left out "
+            "(keep_unmapped: false)"),
     ),
 )
 
