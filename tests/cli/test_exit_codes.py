@@ -55,7 +55,7 @@ def test_a_rejected_file_beside_good_ones_is_3_and_the_good_ones_commit(tmp_path
 def test_quarantined_rows_are_3_and_counted(tmp_path):
     ws = Workspace(tmp_path / "ws")
     out = cli("ingest", landing(tmp_path, **{"churn_events.csv": HALF}), ws=ws)
-    assert out.exit_code == EXIT_PARTIAL and "1 rows quarantined" in out.output
+    assert out.exit_code == EXIT_PARTIAL and "1 row quarantined" in out.output
     assert rows(ws, "churn_events") == 1 and rows(ws, "quarantine") == 1
 
 

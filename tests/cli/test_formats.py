@@ -163,7 +163,7 @@ def test_ingest_result_in_json_names_every_file(tmp_path, sim_dir):
     assert out.exit_code == 0, out.output
     (row,) = json.loads(out.stdout)
     assert row["table"] == "cells" and row["status"] == "loaded" and row["rows_accepted"] == row["rows_read"] > 0
-    assert "files loaded" in out.stderr  # the summary goes beside, not into, the result
+    assert "1 file loaded" in out.stderr  # the summary goes beside, not into, the result
 
 
 def test_preview_without_dimensions_is_one_row_per_period(loaded, tmp_path):

@@ -189,3 +189,14 @@ def test_machine_formats_agree_on_float32_times_and_intervals(loaded):
 def test_repeated_column_names_are_refused_in_machine_formats(loaded):
     out = cli("sql", "SELECT 1 AS a, 2 AS a", "--format", "json", ws=loaded)
     assert out.exit_code == EXIT_ERROR and "more than one column named a" in said(out)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_workspace_option_is_refused_not_taken_as_the_current_folder(tmp_path, where, monkeypatch):
+    """``-w "$WS"`` with WS unset would have made the folder the command runs in the workspace."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("keep")
+    args = ["-w", "", "demo", "--force"] if where == "before" else ["demo", "--force", "-w", ""]
+    out = cli(*args)
+    assert out.exit_code == EXIT_ERROR and "'--workspace' / '-w'" in said(out) and "is empty" in said(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

@@ -39,9 +39,9 @@ def demo_cmd(
         report = ingest(ws.lake, [ws.root / "sim"], rejected_dir=ws.rejected_dir,
                         dictionaries=ws.dictionaries_dir,
                         progress=lambda name, rows, total: update(advance=1, total=total))
-    output.say(f"{len(report.files)} files, {sum(report.rows().values()):,} rows in "
+    output.say(f"{output.count(len(report.files), 'file')}, {output.count(sum(report.rows().values()), 'row')} in "
                f"{time.perf_counter() - started:.1f} s; {report.count('rejected')} rejected, "
-               f"{report.quarantined:,} rows quarantined")
+               f"{output.count(report.quarantined, 'row')} quarantined")
     output.rule("[bold]3. a first look")
     lake = ws.lake
     output.emit(tour.injected_faults(lake), title="Injected faults (ground truth)")
@@ -51,7 +51,7 @@ def demo_cmd(
     print_issues(cat)
     started = time.perf_counter()
     result = evaluate_with_progress(ws, cat)
-    output.say(f"{len(result.cubes)} cube tables, {sum(c.rows for c in result.cubes):,} rows in "
+    output.say(f"{output.count(len(result.cubes), 'cube table')}, {output.count(sum(c.rows for c in result.cubes), 'row')} in "
                f"{time.perf_counter() - started:.1f} s")
     lake = ws.lake
     output.emit(tour.worst_cell_days(lake),

@@ -98,7 +98,7 @@ def evaluate_cmd(
     if left_out and not verbose:
         output.note(f"{len(left_out)} source(s) are left out of cubes whose dimensions cannot split them "
                     "(PM counters have no subscriber, say); --verbose lists them")
-    output.say(f"{sum(c.rows for c in report.cubes):,} rows in {time.perf_counter() - started:.1f} s. "
+    output.say(f"{output.count(sum(c.rows for c in report.cubes), 'row')} in {time.perf_counter() - started:.1f} s. "
                "Query them with: opencem sql \"SELECT * FROM cube_cell_day ORDER BY cei LIMIT 10\"",
                stderr=True)
 
@@ -171,7 +171,7 @@ def preview_cmd(
     if shown is not None:
         table = table.slice(0, shown)
     output.emit(table, fmt, out, title=f"{name} by {', '.join(dims) or 'time'} per {grain}")
-    output.note(f"{total:,} rows in {time.perf_counter() - started:.1f} s on {engine}"
+    output.note(f"{output.count(total, 'row')} in {time.perf_counter() - started:.1f} s on {engine}"
                 f"{'; showing ' + format(shown, ',') if shown is not None and total > shown else ''}"
                 f"{'; ' + note if note else ''}")
 

@@ -84,9 +84,10 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
     else:
         output.emit(_files_table(result), fmt, out)
     verb = "would load" if result.dry_run else "loaded"
-    summary = (f"{result.count('loaded')} files {verb}, {result.count('replaced')} replaced earlier content, "
-               f"{result.count('duplicate')} already loaded, {result.count('rejected')} rejected; "
-               f"{sum(rows.values()):,} rows in {elapsed:.1f} s; {result.quarantined:,} rows quarantined")
+    summary = (f"{output.count(result.count('loaded'), 'file')} {verb}, {result.count('replaced')} replaced earlier "
+               f"content, {result.count('duplicate')} already loaded, {result.count('rejected')} rejected; "
+               f"{output.count(sum(rows.values()), 'row')} in {elapsed:.1f} s; "
+               f"{output.count(result.quarantined, 'row')} quarantined")
     output.say(summary, stderr=True)
     dictionaries: dict[str, tuple[set, set]] = {}  # label -> (files, counters no entry maps)
     notes = []
@@ -106,7 +107,7 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
             notes.append(f"{name}: {remark}")
     for label, (files, unmapped) in dictionaries.items():
         names = sorted(unmapped)
-        output.note(f"{len(files)} PM file(s) read with dictionary {label}"
+        output.note(f"{output.count(len(files), 'PM file')} read with dictionary {label}"
                     + (f"; {len(names)} counters no entry maps are kept under the vendor's names "
                        f"(e.g. {', '.join(names[:3])})" if names else ""))
     for text in notes[:MAX_NOTES]:

@@ -136,16 +136,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _workspace(value: str | None) -> str | None:
+    # Path("") is the current folder: an empty --workspace (an unset shell variable) must not
+    # silently become the folder the command runs in.
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty; give the workspace folder, or leave the option out for "
+                                 "./opencem-workspace")
+    return value
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
-    workspace: Annotated[Path | None, typer.Option(
-        "--workspace", "-w", metavar="DIR", envvar=WORKSPACE_ENV, show_envvar=True,
+    workspace: Annotated[str | None, typer.Option(
+        "--workspace", "-w", metavar="DIR", envvar=WORKSPACE_ENV, show_envvar=True, callback=_workspace,
         help="Workspace folder (default ./opencem-workspace). Works before or after the subcommand.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = context.State(workspace)
+    ctx.obj = context.State(Path(workspace) if workspace is not None else None)
 
 
 def _mount() -> None:

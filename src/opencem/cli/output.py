@@ -346,6 +346,11 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``1,234 files``: the number with its noun agreeing."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def number(value: float) -> str:
     """Six significant digits (float32 noise gone), thousands separated past a million."""
     if not math.isfinite(value):
