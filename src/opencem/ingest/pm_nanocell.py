@@ -31,7 +31,8 @@ value; ``cell_id`` the last RDN's value when it is a cell class (EutranCellTdd/F
 Values: a number is a row; ``NIL`` or empty is a row with a null value (as for 3GPP files);
 anything else, a ``V``/``CV`` whose ``i`` no ``N`` declares, a ``Pm`` without ``Dn``, an ``SN``
 without ``SV`` and a counter repeated in one ``Pm`` are :class:`Reject` s numbered by the 1-based
-``Pm`` ordinal. A file that is not a PmFile, not well-formed, declares entities or has no usable
+``Pm`` ordinal, and so are the values of a ``Pm`` that repeats an earlier one's object (found
+before a ``sum`` could add them in). A file that is not a PmFile, not well-formed, declares entities or has no usable
 period raises :class:`PMFileError` (one sentence). Safety as for the other readers: entities never
 expanded, no network, no DTD loading, the limits of :mod:`opencem.ingest.pm_limits` (one ``Pm``
 4 MiB, a gzipped file's inflation 400:1).

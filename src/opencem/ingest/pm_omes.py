@@ -28,7 +28,9 @@ RDN, which Nokia numbers per BTS (ingest makes it a key unique per managed eleme
 Values: a number is a row; ``NIL`` or an empty element is a row with a null value (the same
 convention as the 3GPP reader); anything else, a PMMOResult without a DN and a PMSetup with a
 bad startTime or interval are :class:`~opencem.ingest.parts.Reject` s, one per value, numbered by
-the 1-based ordinal of the counter value in the file. A file that is not OMeS, is not well-formed
+the 1-based ordinal of the counter value in the file; so is a value that repeats an earlier one's
+measurement (object, counter, period: a PMMOResult written twice), found before a ``sum`` could
+add it in (8 bytes remembered per value). A file that is not OMeS, is not well-formed
 XML or declares entities raises :class:`PMFileError` (one sentence).
 
 Safety and memory: lxml's pull parser with entities never expanded, no network, no DTD loading,
