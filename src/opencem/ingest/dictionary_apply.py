@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from . import counter_expr
 from .dictionary import CounterDictionary, CounterSource, parse_expr
 from .dn import object_classes
-from .measurements import MeasurementKeys, first_of_equal
+from .measurements import MeasurementKeys, first_of_equal, period_codes
 from .parts import MappingNote, Part, Reject
 
 
@@ -176,14 +176,8 @@ class _View:
         """Period (start, length) code of each row and the number of codes. A batch of a PM
         file has one period or a few, so the codes come from a sort of the distinct ones only."""
         if self._periods is None:
-            start = self.table["period_start"].cast(pa.int64()).to_numpy()
-            gran = self.table["granularity_s"].cast(pa.int64()).to_numpy()
-            if len(start) == 0 or (start.min() == start.max() and gran.min() == gran.max()):
-                self._periods = np.zeros(len(start), np.int64), 1
-            else:
-                packed = pc.dictionary_encode(pa.array(start * (1 << 20) + gran))  # gran < 2**17 s
-                self._periods = (packed.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-                                 len(packed.dictionary))
+            codes, pairs = period_codes(self.table["period_start"], self.table["granularity_s"])
+            self._periods = codes, max(len(pairs), 1)
         return self._periods
 
     def derive(self, canonical: str, source: CounterSource, mask: np.ndarray,

@@ -85,6 +85,24 @@ def function_parts(dns: pa.Array) -> pa.Array:
     return pc.if_else(pc.and_(pc.is_valid(part), pc.not_equal(value, "1")), part, pa.scalar("")).fill_null("")
 
 
+def measured_objects(dns: pa.Array, managed_elements: pa.Array) -> pa.Array:
+    """Each measured object as two deliveries of one measurement are compared: a cell as its
+    node, the function above it when numbered other than 1, its class and its id
+    (``me1|EUtranCellFDD=1`` whether the DN says ``ENodeBFunction=1,EUtranCellFDD = 1 `` or
+    ``EUtranCellFDD=1``); any other object as its DN without blanks around the separators. The
+    class is kept, not folded: an NRCellCU and an NRCellDU report counters of their own."""
+    dns = _array(dns)
+    is_3gpp = pc.match_substring(dns, "=")
+    threegpp, nokia = pc.extract_regex(dns, _CELL_3GPP + f"(?P<val>{_VALUE})"), pc.extract_regex(dns, _CELL_NOKIA + "(?P<val>[^/]*)")
+    cls = pc.if_else(is_3gpp, pc.struct_field(threegpp, 0), pc.struct_field(nokia, 0))
+    value = pc.utf8_trim(pc.if_else(is_3gpp, pc.struct_field(threegpp, 1), pc.struct_field(nokia, 1)), " \t\r\n")
+    me = pc.utf8_trim(_array(managed_elements).cast(pa.string()).fill_null(""), " \t\r\n")
+    cell = pc.binary_join_element_wise("\x1f", me, "|", function_parts(dns), cls, "=", value, "")
+    plain = pc.utf8_trim(pc.replace_substring_regex(dns, "[ \t\r\n]*([,=/])[ \t\r\n]*", "\\1"), " \t\r\n")
+    has_cell = pc.and_(pc.is_valid(cls), pc.not_equal(value, "")).fill_null(False)
+    return pc.if_else(has_cell, cell, plain)
+
+
 def families(classes: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(family, technology) of each cell class (null for other classes)."""
     names = list(CELL_CLASSES)

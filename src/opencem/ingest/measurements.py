@@ -27,11 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..lake import Lake, Manifest, Transaction
+from .dn import measured_objects
 
 _DN_BITS, _NAME_BITS, _PERIOD_BITS = 26, 21, 16
 _MERGE = 8  # sorted runs kept before they are merged into one
 _MS_PER_DAY = 86_400_000
-_KEY_COLUMNS = ["object_dn", "counter_name", "period_start", "granularity_s"]
+_KEY_COLUMNS = ["object_dn", "managed_element", "counter_name", "period_start", "granularity_s"]
 CACHE_KEYS = 32 << 20  # row-group keys kept between checks (8 bytes each: 256 MiB)
 
 
@@ -47,23 +48,48 @@ class KeyEncoder:
         self._ids: tuple[dict, dict, dict] = ({}, {}, {})
 
     def encode(self, table: pa.Table) -> np.ndarray:
-        """One key per row of ``table`` (PM_COUNTERS columns)."""
-        start = table["period_start"].cast(pa.int64()).combine_chunks()
-        gran = table["granularity_s"].cast(pa.int64()).combine_chunks()
-        period = pc.add(pc.multiply(start, 1 << 20), gran)  # a period is < 2**17 s long
+        """One key per row of ``table`` (PM_COUNTERS columns). The object is the measured object
+        as :func:`~opencem.ingest.dn.measured_objects` compares it, not its DN as spelt."""
+        period, periods = period_codes(table["period_start"], table["granularity_s"])
+        dns = pc.dictionary_encode(table["object_dn"].combine_chunks())
+        first = np.zeros(len(dns.dictionary), np.int64)
+        first[dns.indices.to_numpy(zero_copy_only=False)[::-1]] = np.arange(len(dns))[::-1]
+        me = table["managed_element"].combine_chunks().take(pa.array(first)) if len(first) else pa.array([], pa.string())
+        objects = measured_objects(dns.dictionary, me).to_pylist()
         parts = []
-        for column, ids, bits, what in ((table["object_dn"], self._ids[0], _DN_BITS, "object DNs"),
-                                        (table["counter_name"], self._ids[1], _NAME_BITS, "counter names"),
-                                        (period, self._ids[2], _PERIOD_BITS, "periods")):
-            values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-            encoded = pc.dictionary_encode(values)
-            codes = np.array([ids.setdefault(v, len(ids)) for v in encoded.dictionary.to_pylist()], np.int64)
+        for (uniques, codes), ids, bits, what in (
+                ((objects, dns.indices), self._ids[0], _DN_BITS, "measured objects"),
+                (_encoded(table["counter_name"]), self._ids[1], _NAME_BITS, "counter names"),
+                ((periods, period), self._ids[2], _PERIOD_BITS, "periods")):
+            mapped = np.array([ids.setdefault(v, len(ids)) for v in uniques], np.int64)
             if len(ids) > 1 << bits:
                 raise TooManyKeys(f"more than {1 << bits:,} distinct {what}")
-            parts.append(codes[encoded.indices.to_numpy(zero_copy_only=False)] if len(codes) else
-                         np.zeros(len(values), np.int64))
+            codes = codes.to_numpy(zero_copy_only=False) if isinstance(codes, pa.Array) else codes
+            parts.append(mapped[codes] if len(mapped) else np.zeros(table.num_rows, np.int64))
         dn, name, per = parts
         return (dn << (_NAME_BITS + _PERIOD_BITS)) | (name << _PERIOD_BITS) | per
+
+
+def _encoded(column: pa.ChunkedArray | pa.Array) -> tuple[list, pa.Array]:
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(values)
+    return encoded.dictionary.to_pylist(), encoded.indices
+
+
+def period_codes(start: pa.ChunkedArray, granularity: pa.ChunkedArray) -> tuple[np.ndarray, list[tuple]]:
+    """A code per row for its (period_start ms, granularity_s), and the distinct pairs in code
+    order. Packed into one integer while every granularity is under 2**20 s (12 days; real ones
+    are at most a day), else compared as pairs, so two periods never share a code."""
+    start = start.cast(pa.int64()).to_numpy()
+    gran = granularity.cast(pa.int64()).fill_null(-1).to_numpy()
+    if len(start) and (start.min() != start.max() or gran.min() != gran.max()):
+        if gran.max() < (1 << 20) and gran.min() >= 0:
+            packed = pc.dictionary_encode(pa.array(start * (1 << 20) + gran))
+            pairs = [(v >> 20, v & ((1 << 20) - 1)) for v in packed.dictionary.to_pylist()]
+            return packed.indices.to_numpy(zero_copy_only=False).astype(np.int64), pairs
+        uniq, codes = np.unique(np.stack([start, gran], axis=1), axis=0, return_inverse=True)
+        return codes.reshape(-1).astype(np.int64), [tuple(map(int, u)) for u in uniq]
+    return np.zeros(len(start), np.int64), [(int(start[0]), int(gran[0]))] if len(start) else []
 
 
 class MeasurementKeys(KeyEncoder):

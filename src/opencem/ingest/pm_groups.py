@@ -24,9 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from ..schema.counters import CANONICAL_COUNTERS
+from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary
+from .dictionary_apply import drop_repeats, map_rows
+from .measurements import MeasurementKeys
+from .parts import Part, Reject
 from .pm_limits import MAX_GROUP_VALUES
 from .pm_xml_rows import PMFileError
+from .validate import NON_NEGATIVE_KINDS
 
 HOLD_ROWS = 500_000
 BUCKETS = 64
@@ -87,6 +93,75 @@ class Groups:
                     table = ipc.open_file(source).read_all()
                 path.unlink()
                 yield _split_rows(table)
+
+
+class FileMapper:
+    """Turns a streaming reader's batches of one file into ``pm_counters`` Parts: a value that
+    repeats an earlier measurement of the file is rejected (:func:`drop_repeats`), the rows a
+    ``sum``/``expr`` reads are held in :class:`Groups` until :meth:`finish`, the rest is mapped at
+    once. Each Part counts the values read since the previous one (``values_read``), so their sum
+    is the file's; without a dictionary nothing is held."""
+
+    def __init__(self, path: Path, dictionary: CounterDictionary | None):
+        self.dictionary = dictionary
+        self.groups = Groups(path) if dictionary is not None else None
+        self.grouped = grouped_names(dictionary) if dictionary is not None else None
+        self.seen = MeasurementKeys()
+        self.unreported = 0
+        self.yielded = False
+        # Terms of a sum or expr whose counter cannot be negative: a negative term would hide in
+        # the result (-1000 + 1010 attempts = 10), so it is rejected before it is added, and the
+        # sum goes on over the other terms as it does past a NIL one.
+        self.signed: dict[str, str] = {}
+        for canonical, _, source in dictionary.entries() if dictionary is not None else ():
+            info = CANONICAL_COUNTERS.get(canonical)
+            if source.kind != "rename" and info is not None and info.kind in NON_NEGATIVE_KINDS:
+                for name in source.source_names:
+                    self.signed.setdefault(name, f"{canonical}, a {info.kind},")
+        self.signed_names = pa.array(sorted(self.signed), pa.string())
+
+    def batch(self, table: pa.Table, rows: np.ndarray | None, rejects: list[Reject]) -> Iterator[Part]:
+        """Zero or one Part of a batch read (PM_COUNTERS columns, names as in the file)."""
+        self.unreported += table.num_rows + len(rejects)
+        table, rows, rejects = drop_repeats(table, rows, rejects, self.seen)
+        if self.signed and table.num_rows:
+            table, rows, rejects = self._negative_terms(table, rows, rejects)
+        if self.groups is not None and table.num_rows:
+            held = pc.is_in(table["counter_name"], value_set=self.grouped).to_numpy(zero_copy_only=False)
+            if held.any():
+                self.groups.add(table.filter(held), rows[held])
+                table, rows = table.filter(~held), rows[~held]
+        if table.num_rows or rejects:
+            yield self._part(table, rows, rejects)
+
+    def _negative_terms(self, table: pa.Table, rows: np.ndarray, rejects: list[Reject]):
+        bad = pc.and_(pc.is_in(table["counter_name"], value_set=self.signed_names),
+                      pc.less(table["value"], 0.0)).fill_null(False).to_numpy(zero_copy_only=False)
+        if not bad.any():
+            return table, rows, rejects
+        at = np.flatnonzero(bad)
+        picked = table.take(pa.array(at)).select(["object_dn", "counter_name", "value"]).to_pylist()
+        rejects = sorted([*rejects, *(Reject(int(rows[i]), f"{r['counter_name']} value {r['value']:g} is negative, but "
+                                                          f"{self.signed[r['counter_name']]} is computed from it and "
+                                                          "cannot be negative",
+                                             r["object_dn"], r["counter_name"], str(r["value"]))
+                                      for i, r in zip(at.tolist(), picked))], key=lambda r: r.row_number)
+        return table.filter(pa.array(~bad)), rows[~bad], rejects
+
+    def finish(self) -> Iterator[Part]:
+        """The held rows, whole per object-period, mapped; at least one Part per file."""
+        if self.groups is not None:
+            for table, rows in self.groups.tables():
+                yield self._part(table, rows, [])
+        if not self.yielded or self.unreported:
+            yield self._part(PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [])
+
+    def _part(self, table: pa.Table, rows: np.ndarray, rejects: list[Reject]) -> Part:
+        read, self.unreported, self.yielded = self.unreported, 0, True
+        if self.dictionary is None:
+            return Part("pm_counters", table, rows, rejects, values_read=read)
+        table, rows, note = map_rows(table, self.dictionary, rows)
+        return Part("pm_counters", table, rows, rejects, values_read=read, mapping=note)
 
 
 class _Spill:

@@ -62,12 +62,11 @@ from lxml import etree
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary
-from .dictionary_apply import map_part
-from .measurements import MeasurementKeys
 from .parts import Part, Reject
+from .pm_groups import FileMapper
 from .pm_limits import Inflation, Pull, lstrip_space
 from .pm_xml import _free, _open
-from .pm_xml_rows import XML_WS, PMFileError, _local, _Rest
+from .pm_xml_rows import XML_WS, PMFileError, _local, _parse_time, _Rest
 
 ROOT_ELEMENT = "PmFile"
 CELL_CLASSES = frozenset({"eutrancelltdd", "eutrancellfdd"})  # compared lower-case
@@ -93,9 +92,10 @@ def read_pmfile_parts(path: str | Path, dictionary: CounterDictionary | None = N
     were yielded: callers that need all or nothing must undo what they did."""
     path = Path(path)
     try:
-        seen = MeasurementKeys()  # a Pm that repeats an earlier one's object is rejected, not added
+        mapper = FileMapper(path, dictionary)
         for table, rows, rejects in _Reader(path, element_id).parts():
-            yield map_part(table, rows, rejects, dictionary, seen)
+            yield from mapper.batch(table, rows, rejects)
+        yield from mapper.finish()
     except etree.XMLSyntaxError as exc:
         raise PMFileError(path, f"is not well-formed XML ({exc.msg})") from None
     except (OSError, EOFError, zlib.error) as exc:
@@ -380,8 +380,7 @@ def _dn(dn: str | None, device: str | None) -> tuple[str | None, str | None, str
 def _time(path: Path, name: str, text: str | None) -> datetime:
     if not text:
         raise PMFileError(path, f"has no {name} in its FileHeader")
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise PMFileError(path, f"has {name} {text!r}, not an ISO 8601 time") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    t = _parse_time(text)
+    if t is None:
+        raise PMFileError(path, f"has {name} {text!r}, not an ISO 8601 time in years 1-9999")
+    return t

@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +59,11 @@ from lxml import etree
 from ..schema.base import TIMESTAMP
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary
-from .dictionary_apply import drop_repeats, map_rows
-from .measurements import MeasurementKeys
 from .parts import Part, Reject
-from .pm_groups import Groups, grouped_names
+from .pm_groups import FileMapper
 from .pm_limits import Inflation, Pull, lstrip_space
 from .pm_xml import _free, _open
-from .pm_xml_rows import XML_WS, PMFileError, _local, _Rest
+from .pm_xml_rows import XML_WS, PMFileError, _local, _parse_time, _Rest
 
 VENDOR = "nokia"
 HEAD_BYTES = 65536
@@ -164,8 +162,11 @@ class _Collector:
                 if dn:
                     dns.append(dn)
                 continue
-            # A measurement target (PMTarget, NE-WBTS_1.0, ...): its children are the counters.
+            # A measurement target (PMTarget, NE-WBTS_1.0, ...): its children are the counters;
+            # a counter written straight under the PMMOResult is read as one, not dropped.
             counters = list(child.iterchildren(etree.Element))
+            if not counters and (child.text or "").strip(XML_WS):
+                counters = [child]
             tags = tuple(c.tag for c in counters)
             names = self.local_names.get(tags)
             if names is None:  # one list of counters per measurementType, met again and again
@@ -232,11 +233,7 @@ class _Reader:
     def __init__(self, path: Path, dictionary: CounterDictionary | None):
         self.path, self.dictionary = path, dictionary
         self.out = _Collector()
-        self.groups = Groups(path) if dictionary is not None else None
-        self.grouped = grouped_names(dictionary) if dictionary is not None else None
-        self.seen = MeasurementKeys()  # a value repeating an earlier measurement is rejected, not added
-        self.unreported = 0  # values read that no Part has counted yet (held for a sum/expr)
-        self.yielded = False
+        self.mapper = FileMapper(path, dictionary)
 
     def parts(self) -> Iterator[Part]:
         with _open(self.path) as raw:
@@ -265,32 +262,11 @@ class _Reader:
             found = "nothing" if root is None else f"<{_local(root.tag)}>"
             raise PMFileError(self.path, f"is not a Nokia OMeS PM file (root element is {found})")
         yield from self._flush()
-        if self.groups is not None:
-            for table, rows in self.groups.tables():
-                yield self._mapped(table, rows, [])
-        if not self.yielded or self.unreported:
-            yield self._mapped(PM_COUNTERS.schema.empty_table(), np.zeros(0, np.int64), [])
+        yield from self.mapper.finish()
 
     def _flush(self) -> Iterator[Part]:
-        """The values read so far as a Part, repeats rejected; with a dictionary, its sum/expr
-        rows are held instead."""
         part = self.out.take()
-        self.unreported += part.data.num_rows + len(part.rejects)
-        data, rows, rejects = drop_repeats(part.data, part.row_numbers, part.rejects, self.seen)
-        if self.groups is not None and data.num_rows:
-            grouped = pc.is_in(data["counter_name"], value_set=self.grouped).to_numpy(zero_copy_only=False)
-            self.groups.add(data.filter(grouped), rows[grouped])
-            data, rows = data.filter(~grouped), rows[~grouped]
-        if data.num_rows or rejects:
-            yield self._mapped(data, rows, rejects)
-
-    def _mapped(self, data: pa.Table, rows: np.ndarray, rejects: list[Reject]) -> Part:
-        """A Part of ``data``, mapped; it counts the values read since the last Part."""
-        read, self.unreported, self.yielded = self.unreported, 0, True
-        if self.dictionary is None:
-            return Part("pm_counters", data, rows, rejects, values_read=read)
-        data, rows, note = map_rows(data, self.dictionary, rows)
-        return Part("pm_counters", data, rows, rejects, values_read=read, mapping=note)
+        yield from self.mapper.batch(part.data, part.row_numbers, part.rejects)
 
 
 def _mo_dn(mo: etree._Element) -> str | None:
@@ -327,15 +303,6 @@ def _numbers(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     empty = pc.is_in(pc.utf8_upper(text), value_set=pa.array(["", "NIL"]))
     value = pc.if_else(numeric, value, pa.scalar(None, pa.float64()))
     return value, pc.or_(numeric, empty).to_numpy(zero_copy_only=False)
-
-
-def _parse_time(text: str) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(text)  # also takes Nokia's +02:00:00 offsets
-    except (ValueError, OverflowError):
-        return None
-    # OMeS times carry an offset; one without is taken as UTC, as for 3GPP files.
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _root_name(head: bytes) -> str | None:

@@ -49,9 +49,9 @@ from lxml import etree
 
 from ..schema.network import PM_COUNTERS
 from .dictionary import CounterDictionary, load_dictionary
-from .dictionary_apply import map_part
-from .measurements import MeasurementKeys, TooManyKeys
+from .measurements import TooManyKeys
 from .parts import Part, Reject
+from .pm_groups import FileMapper
 from .pm_limits import Inflation
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
                           _Rest,
@@ -114,8 +114,8 @@ def iter_meascollec(path: str | Path,
                     vendor: str | Path | CounterDictionary | None = None) -> Iterator[pa.Table]:
     """Yield the file as PM_COUNTERS tables of about ``BATCH_VALUES`` values each, in file order.
 
-    Batches end at a measData boundary, so a dictionary ``sum`` sees every part one managed
-    element reports for a period.
+    Batches are cut between measInfos; a dictionary ``sum`` still sees every term an object
+    reports for a period, wherever the file puts it (those rows come in the last batches).
     """
     for part in _iter_batches(Path(path), vendor):
         yield part.data
@@ -131,14 +131,17 @@ def _iter_batches(path: Path, vendor: str | Path | CounterDictionary | None) -> 
     dictionary = (vendor if isinstance(vendor, CounterDictionary) or vendor is None
                   else load_dictionary(vendor))
     collector = _Collector(dictionary.vendor if dictionary is not None else None, BATCH_VALUES)
-    seen = MeasurementKeys()  # the file's measurements so far: a repeat is a reject, not a second value
+    # Repeats are rejected across the file, and a sum/expr sees every term of an object and
+    # period wherever the file puts them (one node in two measData, say).
+    mapper = FileMapper(path, dictionary)
     try:
-        for batch in _Reader(path, collector).batches():
-            # Each output row keeps the first measValue it came from.
-            try:
-                yield map_part(batch.table, batch.row_numbers, batch.rejects, dictionary, seen)
-            except TooManyKeys as exc:
-                raise PMFileError(path, f"has {exc}, more than one file may; split it") from None
+        try:
+            for batch in _Reader(path, collector).batches():
+                # Each output row keeps the first measValue it came from.
+                yield from mapper.batch(batch.table, batch.row_numbers, batch.rejects)
+            yield from mapper.finish()
+        except TooManyKeys as exc:
+            raise PMFileError(path, f"has {exc}, more than one file may; split it") from None
     except etree.XMLSyntaxError as exc:
         raise PMFileError(path, f"is not well-formed XML ({exc.msg})") from None
     except (OSError, EOFError, zlib.error) as exc:
@@ -205,11 +208,9 @@ class _Reader(_FastPath):
                 if n_info > skip:
                     self._add_tree(elem, entity)
                 _free(elem)
+                yield from self.out.ready()
             elif name == "measData" and elem.getparent() is not None and elem.getparent().getparent() is None:
                 _free(elem)
-                if n_info >= skip:  # before that, the fast path has already seen this boundary
-                    self.out.measdata_end()
-                yield from self.out.ready()
         root = context.root
         if root is None or _local(root.tag) not in ROOT_ELEMENTS:
             found = "nothing" if root is None else f"<{_local(root.tag)}>"
@@ -217,6 +218,7 @@ class _Reader(_FastPath):
 
     def _add_tree(self, info: etree._Element, entity: str | None) -> None:
         ns = info.tag[: info.tag.index("}") + 1] if info.tag.startswith("{") else ""
+        self._check_shape(info)
         header = _header(info, self.begin, self.begin_text)
         ldns, suspects, counts, slots, texts, missing = [], [], [], [], [], []
         base, done = self.out.n_values, 0
@@ -242,6 +244,27 @@ class _Reader(_FastPath):
         self.out.add([header], [entity], np.array([len(ldns)], np.int64), pa.array(ldns, pa.string()),
                      np.array(suspects, bool), np.array(counts, np.int64), np.array(slots, np.int64),
                      pa.array(texts, pa.string()), missing=missing)
+
+
+    def _check_shape(self, info: etree._Element) -> None:
+        """Refuse what TS 32.435 does not allow in a measInfo and would otherwise be passed over
+        unread (a measValue wrapped in another element, an r inside a group, r values beside a
+        measResults list), so that no value is lost without a word."""
+        for child in info.iterchildren(etree.Element):
+            name = _local(child.tag)
+            if name == "measValue":
+                kinds = {_local(c.tag) for c in child.iterchildren(etree.Element)}
+                if kinds - _MEASVALUE_PARTS or {"r", "measResults"} <= kinds:
+                    extra = sorted(kinds - _MEASVALUE_PARTS) or ["both r and measResults"]
+                    raise PMFileError(self.path, f"has a measValue holding {', '.join(extra)}, which TS 32.435 does "
+                                                 "not allow, so its values cannot be read")
+            elif name not in _MEASINFO_PARTS:
+                raise PMFileError(self.path, f"has <{name}> inside a measInfo, which TS 32.435 does not allow, so "
+                                             "what it holds cannot be read")
+
+
+_MEASINFO_PARTS = frozenset({"job", "granPeriod", "repPeriod", "measTypes", "measType", "measValue"})
+_MEASVALUE_PARTS = frozenset({"r", "measResults", "suspect"})
 
 
 @contextmanager

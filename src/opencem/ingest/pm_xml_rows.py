@@ -155,13 +155,14 @@ def _words(text: str | None) -> list[str]:
 
 @lru_cache(maxsize=1024)
 def _parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time in UTC (one without an offset is taken as UTC, as PM files carry one);
+    None when it is not one or falls outside years 1-9999 once in UTC (9999-12-31T23:00-01:00)."""
     # Files repeat the same few period stamps thousands of times.
     try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
+        t = datetime.fromisoformat(text)  # also takes Nokia's +02:00:00 offsets
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    # 32.435 times carry an offset; one without is taken as UTC.
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 @lru_cache(maxsize=64)
@@ -177,7 +178,7 @@ def _duration_s(text: str | None) -> float | None:
 
 class _Collector:
     """Values of the measInfos read so far, turned into PM_COUNTERS rows and rejects in batches
-    that end at a measData boundary. Both read paths feed it the same arrays."""
+    cut between measInfos. Both read paths feed it the same arrays."""
 
     def __init__(self, vendor: str | None, batch_values: int):
         self.vendor = vendor           # the dictionary's vendor, else the header's vendorName
@@ -200,17 +201,15 @@ class _Collector:
         self.text: list[pa.Array] = []
         self.raw_p: dict[int, str] = {}            # value index -> p text, for a p that is not a number
         self.missing: list[tuple[int, Reject]] = []  # (mv index, reject) for short measResults
-        self.boundaries: list[tuple[int, int]] = []  # (measInfos, values) at each measData end
         self.n_values = self.n_mv = 0
 
     def add(self, headers: list[_Header], entities: list[str | None], info_mv: np.ndarray, ldn: pa.Array,
-            suspect: np.ndarray, mv_values: np.ndarray, slot: np.ndarray, text: pa.Array, ends: list[int] = (),
+            suspect: np.ndarray, mv_values: np.ndarray, slot: np.ndarray, text: pa.Array,
             missing: list[tuple[int, Reject]] = ()) -> None:
         """Values of whole measInfos: per measInfo its measData's entity (:func:`entity_dn`) and
         measValue count, then per measValue its ldn (null if absent), suspect flag and value
-        count, then per value its slot and text. A measData ends after each of the first ``ends``
-        measInfos; ``missing`` are the rejects of measTypes a short measResults left without a
-        value, by pending measValue index."""
+        count, then per value its slot and text; ``missing`` are the rejects of measTypes a short
+        measResults left without a value, by pending measValue index."""
         if len(headers) > 1:
             uniq = {h: i for i, h in enumerate(dict.fromkeys(headers))}
             val_header = np.repeat(np.repeat([uniq[h] for h in headers], info_mv), mv_values)
@@ -229,11 +228,6 @@ class _Collector:
                             (self.mv_values, mv_values), (self.type_id, type_id), (self.slot, slot),
                             (self.text, text)):
             store.append(item)
-        if len(ends):
-            mv_end = np.cumsum(info_mv)[np.array(ends) - 1]
-            values = np.concatenate([[0], np.cumsum(mv_values)])[mv_end]
-            base = len(self.headers) - len(headers)
-            self.boundaries += [(base + k, self.n_values + int(v)) for k, v in zip(ends, values)]
         self.missing += missing
         self.n_values += len(slot)
         self.n_mv += len(mv_values)
@@ -242,15 +236,16 @@ class _Collector:
         # Position -1 (no measType) maps to -1 through the appended sentinel.
         return np.array([*(self.names.setdefault(n, len(self.names)) for n in h.names), -1], np.int64)
 
-    def measdata_end(self) -> None:
-        if self.headers and (not self.boundaries or self.boundaries[-1][0] != len(self.headers)):
-            self.boundaries.append((len(self.headers), self.n_values))
-
     def ready(self) -> Iterator[_Batch]:
-        """Batches of at least ``batch_values`` values that end at a measData boundary."""
-        # Boundaries come in file order, so the last one tells whether any is far enough.
-        while self.boundaries and self.boundaries[-1][1] >= self.batch_values:
-            yield self._take(next(b for b in self.boundaries if b[1] >= self.batch_values)[0])
+        """Batches of at least ``batch_values`` values, cut after a whole measInfo (a dictionary
+        sum's terms are gathered per object and period by the caller, wherever they are)."""
+        while self.n_values >= self.batch_values:
+            values = np.concatenate([[0], np.cumsum(np.concatenate(self.mv_values))])
+            values_at_end = values[np.cumsum(np.concatenate(self.info_mv))]  # after each pending measInfo
+            enough = np.flatnonzero(values_at_end >= self.batch_values)
+            if not len(enough):
+                return
+            yield self._take(int(enough[0]) + 1)
 
     def rest(self) -> Iterator[_Batch]:
         if self.headers:
@@ -266,7 +261,7 @@ class _Collector:
         ldn = pa.concat_arrays(self.ldn) if self.ldn else pa.array([], pa.string())
         suspect, type_id, slot = (np.concatenate(x) for x in (self.suspect, self.type_id, self.slot))
         text = pa.concat_arrays(self.text) if self.text else pa.array([], pa.string())
-        raw_p, missing, boundaries = self.raw_p, self.missing, self.boundaries
+        raw_p, missing = self.raw_p, self.missing
         batch = self._rows(headers[:n_infos], entities[:n_infos], info_mv[:n_infos], ldn[:n_mv], suspect[:n_mv],
                            mv_values[:n_mv], type_id[:n_val], slot[:n_val], text[:n_val], raw_p,
                            [(i, r) for i, r in missing if i < n_mv])
@@ -281,7 +276,6 @@ class _Collector:
             self.n_mv, self.n_values = len(mv_values) - n_mv, len(slot) - n_val
             self.raw_p = {i - n_val: t for i, t in raw_p.items() if i >= n_val}
             self.missing = [(i - n_mv, r) for i, r in missing if i >= n_mv]
-            self.boundaries = [(b - n_infos, v - n_val) for b, v in boundaries if b > n_infos]
         self.n_mv_done += n_mv
         return batch
 

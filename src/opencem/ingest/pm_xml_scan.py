@@ -229,7 +229,6 @@ class _FastPath:
         """Add the measInfos of ``block[:size]``: whole measInfos and what lies between them."""
         infos: list[tuple[_Header, bytes]] = []
         entities: list[str | None] = []
-        ends: list[int] = []  # measData ends after this many of the block's measInfos
         pos = 0
         while True:
             i = block.find(b"<measInfo", pos, size)
@@ -238,10 +237,6 @@ class _FastPath:
                 raise _Irregular
             if block.find(b"measData", pos, gap_end) >= 0:
                 self._entity_of(block, block.rfind(b"<measData", pos, gap_end), gap_end)
-                if infos:
-                    ends.append(len(infos))
-                else:
-                    self.out.measdata_end()
             if i < 0:
                 break
             start = _INFO_START.match(block, i, size)
@@ -260,7 +255,7 @@ class _FastPath:
             infos.append((self._cached_header(block[i:head_end], b"</measInfo>"), block[head_end:e]))
             pos = e + 11
         if infos:
-            self._add_plain(infos, entities, ends)
+            self._add_plain(infos, entities)
 
     def _entity_of(self, block: bytes, opened: int, end: int) -> None:
         """The managed element of a measData that opens at ``opened`` (-1: none opens here)."""
@@ -289,7 +284,7 @@ class _FastPath:
             header = self.header_cache[head] = _header(wrapper[0], self.begin, self.begin_text)
         return header
 
-    def _add_plain(self, infos: list[tuple[_Header, bytes]], entities: list[str | None], ends: list[int]) -> None:
+    def _add_plain(self, infos: list[tuple[_Header, bytes]], entities: list[str | None]) -> None:
         found = [_MEAS_VALUE.findall(region) for _, region in infos]
         mvs = [m for f in found for m in f]
         ldns = [m[0] for m in mvs]
@@ -308,7 +303,7 @@ class _FastPath:
         suspect = np.array([s[9:-10].strip(b" \t\r\n").lower() == b"true" for s in susp], bool)
         ldn = pa.array(ldns, pa.binary()).cast(pa.string()) if ldns else pa.array([], pa.string())
         self.out.add([h for h, _ in infos], entities, np.array([len(f) for f in found], np.int64), ldn, suspect,
-                     counts, slots, texts, ends, missing)
+                     counts, slots, texts, missing)
 
     def _with_lists(self, infos, found, mvs, lists, counts, slots, texts, missing):
         """Merge measResults tokens into the r values, in measValue order."""
