@@ -83,6 +83,9 @@ def test_demo_runs_end_to_end_and_puts_faults_beside_the_worst_cells(tmp_path):
     for step in ("1. simulate", "2. ingest", "3. a first look", "4. evaluate", "Worst cell-days",
                  "Customer experience by segment"):
         assert step in out.output
+    from opencem.cli.demo import invoked_as
+
+    assert f"Try: {invoked_as()} kpi preview call_drop_pct" in out.output  # as run, not a fixed .venv path
     # What the table shows, read back from the lake: the worst cell-day by CEI sits in a fault.
     worst = run("-w", str(ws), "sql", """
         SELECT c.cell_id, c.cei, count(g.fault_type) AS faults

@@ -3,6 +3,8 @@ loaded, 4 nothing loaded. Each code is produced for real, and the lake says what
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -97,7 +99,7 @@ def test_dry_run_gives_the_code_a_load_would_and_commits_nothing(tmp_path, files
     assert out.exit_code == code, out.output
     assert not ws.exists and not (ws.root / "rejected").exists()  # not even a lake folder
     report = json.loads(out.stdout)
-    assert all(r["dry_run"] for r in report)
+    assert report["files"] and all(r["dry_run"] for r in report["files"])
     assert cli("ingest", folder, ws=ws).exit_code == code  # the real load agrees
 
 
@@ -125,3 +127,43 @@ def test_exit_codes_reach_the_shell(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "opencem", "ingest", str(tmp_path / "mystery.csv"),
                            "--workspace", str(tmp_path / "ws")], capture_output=True, text=True)
     assert proc.returncode == EXIT_NOTHING_LOADED and "Traceback" not in proc.stderr
+
+
+def test_dry_run_in_machine_formats_gives_the_quarantine_reasons_and_first_bad_rows(tmp_path, loaded):
+    bad = tmp_path / "churn_events.csv"
+    bad.write_text(HALF)
+    out = cli("ingest", bad, "--dry-run", "--format", "json", ws=loaded)
+    assert out.exit_code == EXIT_PARTIAL, out.output
+    found = json.loads(out.stdout)
+    assert list(found) == ["files", "would_quarantine", "first_bad_rows"]
+    (file,) = found["files"]
+    assert file["rows_quarantined"] == 1 and file["source_path"] == str(bad)
+    assert found["would_quarantine"] == [{"table": "churn_events", "field": "churned_at",
+                                          "reason": "'yesterday' is not an ISO 8601 time", "rows": 1}]
+    assert found["first_bad_rows"] == [{"file": str(bad), "row": 3, "field": "churned_at", "value": "yesterday",
+                                        "reason": "'yesterday' is not an ISO 8601 time"}]
+    lines = [json.loads(x) for x in cli("ingest", bad, "--dry-run", "-f", "jsonl", ws=loaded).stdout.splitlines()]
+    assert [x["section"] for x in lines] == ["files", "would_quarantine", "first_bad_rows"]
+    assert lines[2]["value"] == "yesterday"
+    assert "pick one with --section" in cli("ingest", bad, "--dry-run", "-f", "csv", ws=loaded).stderr
+    rows = cli("ingest", bad, "--dry-run", "-f", "csv", "--section", "would_quarantine", ws=loaded).stdout
+    assert list(csv.DictReader(io.StringIO(rows))) == [
+        {"table": "churn_events", "field": "churned_at", "reason": "'yesterday' is not an ISO 8601 time", "rows": "1"}]
+
+
+def test_dry_run_gives_the_first_ten_bad_rows_unless_limit_says_otherwise(tmp_path, loaded):
+    bad = tmp_path / "churn_events.csv"
+    bad.write_text(GOOD + "".join(f"S{i},yesterday,voluntary,price\n" for i in range(12)))
+    first = json.loads(cli("ingest", bad, "--dry-run", "-f", "json", ws=loaded).stdout)
+    assert [r["row"] for r in first["first_bad_rows"]] == list(range(4, 14))  # after the header and two good lines
+    assert first["would_quarantine"][0]["rows"] == 12
+    every = json.loads(cli("ingest", bad, "--dry-run", "-f", "json", "--limit", "0", ws=loaded).stdout)
+    assert [r["row"] for r in every["first_bad_rows"]] == list(range(4, 16))
+
+
+def test_dry_run_tables_right_align_their_counts(tmp_path, loaded):
+    bad = tmp_path / "churn_events.csv"
+    bad.write_text(HALF)
+    err = cli("ingest", bad, "--dry-run", ws=loaded).stderr
+    assert "│    1 │" in err  # rows: 1 under a four-letter header, on the right
+    assert "│   3 │" in err  # row: line 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from opencem.engines.duckdb import query_lake
+from opencem.workspace import Workspace
 from tests.cli.conftest import cli
 
 MACHINE = ("csv", "json", "jsonl", "parquet")
@@ -174,3 +176,70 @@ def test_preview_without_dimensions_is_one_row_per_period(loaded, tmp_path):
         FROM xdr_voice GROUP BY ALL ORDER BY day""").to_pylist()
     assert [(r["period_start"], r["call_drop_pct"]) for r in rows] == \
         [(d["day"], pytest.approx(d["pct"], rel=1e-12)) for d in direct]
+
+
+@pytest.mark.parametrize("name, unit, shown", [
+    ("dl_user_throughput_mbps", "Mbit/s", "dl_user_throughput_mbps"), ("seconds", "s", "seconds"),
+    ("handle_time_s", "s", "handle_time_s"), ("dl_throughput_kbps", "kbit/s", "dl_throughput_kbps"),
+    ("call_drop_pct", "%", "call_drop_pct"), ("rsrp_dbm", "dBm", "rsrp_dbm"), ("speed_kmh", "km/h", "speed_kmh"),
+    ("voice_accessibility", "%", "voice_accessibility (%)"), ("call_centre_wait", "s", "call_centre_wait (s)"),
+    ("cei", "0-100", "cei (0-100)"), ("dl_user_throughput", "Mbit/s", "dl_user_throughput (Mbit/s)")])
+def test_a_header_names_the_unit_once(name, unit, shown):
+    import pyarrow as pa
+
+    from opencem.cli.output import header
+
+    assert header(pa.field(name, pa.float64(), metadata={"unit": unit})) == shown
+
+
+def test_headers_from_the_lake_and_from_evaluate_do_not_repeat_their_unit(evaluated):
+    text = cli("sql", "SELECT dl_throughput_kbps, call_centre_wait FROM cube_segment_day", ws=evaluated).stdout
+    assert "dl_throughput_kbps" in text and "(kbit/s)" not in text and "call_centre_wait (s)" in text
+    text = cli("evaluate", "--cube", "cube_segment_day", ws=evaluated).stdout
+    assert "seconds" in text and "seconds (s)" not in text
+
+
+def body_rows(text: str) -> int:
+    return sum(line.startswith("│") for line in text.splitlines())
+
+
+def test_report_tables_stop_at_20_rows_unless_limit_or_a_file(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "churn_events.csv").write_text("subscriber_id,churned_at,churn_type\nS1,2026-11-02T10:00:00Z,voluntary\n")
+    for i in range(23):  # 23 rejected files: 23 rows in the rejected section
+        (landing / f"mystery{i}.csv").write_text(f"a,b\n{i},2\n")
+    assert cli("ingest", landing, ws=ws).exit_code == 3
+    every = json.loads(cli("ingest", "--report", "--format", "json", ws=ws).stdout)
+    assert len(every["rejected"]) == 23
+    cut = cli("ingest", "--report", ws=ws)
+    assert cut.exit_code == 0 and "(first 20 of 23 rows; --limit 0 shows all)" in cut.stderr
+    whole = cli("ingest", "--report", "--limit", "0", ws=ws)
+    assert whole.exit_code == 0 and "first 20" not in whole.stderr
+    total = sum(len(rows) for rows in every.values())
+    assert body_rows(whole.stdout) == total and body_rows(cut.stdout) == total - 3
+    assert body_rows(cli("ingest", "--report", "--limit", "1", ws=ws).stdout) == sum(bool(r) for r in every.values())
+    path = tmp_path / "report.txt"
+    assert cli("ingest", "--report", "--output", path, ws=ws).exit_code == 0
+    assert path.read_text() == whole.stdout
+
+
+@pytest.mark.parametrize("args", [["tables", "-f", "csv"], ["sql", "SELECT 1 AS x", "-f", "json"],
+                                  ["kpi", "list"], ["ingest", "--report", "-f", "json"]])
+def test_output_into_the_lake_is_refused_and_the_lake_survives(loaded, args, tmp_path):
+    manifest = loaded.root / "lake" / "_manifest.json"
+    before = manifest.read_bytes()
+    for target in (manifest, loaded.root / "lake" / "new" / "x.csv"):
+        out = cli(*args, "--output", target, ws=loaded)
+        assert out.exit_code == 2 and "is inside the lake folder" in " ".join(out.stderr.split())
+    assert manifest.read_bytes() == before and not (loaded.root / "lake" / "new").exists()
+    other = Workspace(tmp_path / "other")  # a lake that is not the workspace's own
+    shutil.copytree(loaded.root / "lake", other.root / "lake")
+    out = cli(*args, "--output", other.root / "lake" / "_manifest.json", ws=loaded)
+    assert out.exit_code == 2 and (other.root / "lake" / "_manifest.json").read_bytes() == before
+
+
+def test_calibrated_weights_are_not_written_into_the_lake(loaded):
+    out = cli("cei", "calibrate", "--out", loaded.root / "lake" / "_manifest.json", ws=loaded)
+    assert out.exit_code == 2 and "--out" in out.stderr and "is inside the lake folder" in " ".join(out.stderr.split())

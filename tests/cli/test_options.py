@@ -131,3 +131,41 @@ def test_progress_bars_stay_off_stdout_of_a_pipe(tmp_path, sim_dir):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith("source_path,table,status")
     assert "━" not in proc.stdout and "ingesting" not in proc.stdout
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_an_empty_current_folder_is_refused_as_simulate_output_the_first_time_too(tmp_path, force, monkeypatch):
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    out = cli("simulate", "--subscribers", "100", "--days", "1", "--out", ".", *force)
+    assert out.exit_code == 2 and "is the current folder" in " ".join(out.stderr.split())
+    assert list(here.iterdir()) == []  # not even the marker
+
+
+@pytest.mark.parametrize("words, offered", [
+    ("opencem evaluate --engine ", ["duckdb", "spark"]), ("opencem kpi preview cei --engine s", ["spark"]),
+    ("opencem evaluate --grain ", ["15min", "hour", "day"]), ("opencem kpi preview cei --grain h", ["hour"]),
+    ("opencem ingest --section ", ["summary", "quarantine", "rejected", "files", "would_quarantine", "first_bad_rows"]),
+    ("opencem ingest --vendor nok", ["nokia"]), ("opencem cei calibrate --target ", ["nps", "complaints"]),
+    ("opencem qoe voice --codec AMR-WB-2", ["AMR-WB-23.85"]), ("opencem tables --format js", ["json", "jsonl"])])
+def test_options_that_take_one_of_a_list_complete_their_values(words, offered, tmp_path):
+    env = {**os.environ, "_OPENCEM_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+           "OPENCEM_WORKSPACE": str(tmp_path / "ws")}
+    proc = subprocess.run([sys.executable, "-m", "opencem"], env=env, capture_output=True, text=True)
+    assert proc.stdout.split() == offered, proc.stderr
+
+
+def test_the_demo_hint_names_the_command_as_it_was_run(tmp_path, monkeypatch):
+    from opencem.cli.demo import invoked_as
+
+    on_path = tmp_path / "bin" / "opencem"
+    on_path.parent.mkdir()
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert invoked_as(str(on_path)) == "opencem"
+    elsewhere = tmp_path / "venv dir" / "opencem"
+    assert invoked_as(str(elsewhere)) == f"'{elsewhere}'"  # not on PATH: the path typed, quoted for a shell
+    assert invoked_as("/src/opencem/__main__.py").endswith(" -m opencem")

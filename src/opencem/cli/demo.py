@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,5 +62,18 @@ def demo_cmd(
                 title="Worst cell-days by CEI (indices 0-100), beside the fault the simulator injected there")
     output.emit(tour.experience_by_segment(lake), title="Customer experience by segment")
     output.say(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")
-    output.say(f"Try: [bold].venv/bin/opencem kpi preview call_drop_pct --by device_model --worst "
-               f"--workspace {ws.root}[/bold]")
+    output.say(f"Try: [bold]{output.escape(invoked_as())} kpi preview call_drop_pct --by device_model --worst "
+               f"--workspace {shlex.quote(str(ws.root))}[/bold]")
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """The command line that runs opencem the way the user ran it: ``opencem`` when that name
+    on PATH is this program, ``python -m opencem`` for the module, else the path they typed."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    path = Path(argv0)
+    if path.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m opencem"
+    found = shutil.which("opencem")
+    if found and path.exists() and Path(found).resolve() == path.resolve():
+        return "opencem"
+    return shlex.quote(argv0)

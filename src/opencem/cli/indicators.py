@@ -10,7 +10,7 @@ import typer
 
 from . import output
 from .context import workspace
-from .options import EngineOpt, FromOpt, ToOpt, parse_date
+from .options import EngineOpt, FromOpt, ToOpt, completes, grains, parse_date
 from .output import Format, FormatOpt, OutputOpt
 
 evaluate_app = typer.Typer()
@@ -45,6 +45,12 @@ def print_issues(cat) -> None:
         (output.error if issue.level == "error" else output.warn)(str(issue))
 
 
+def calibration_targets():
+    from ..analytics.calibrate import TARGETS
+
+    return TARGETS
+
+
 def _window(start: str | None, end: str | None):
     first, last = parse_date(start, "--from"), parse_date(end, "--to")
     if first and last and first > last:
@@ -65,7 +71,7 @@ def evaluate_cmd(
     ctx: typer.Context,
     start: FromOpt = None,
     end: ToOpt = None,
-    grain: Annotated[list[str] | None, typer.Option(metavar="GRAIN", help=(
+    grain: Annotated[list[str] | None, typer.Option(metavar="GRAIN", autocompletion=completes(grains), help=(
         "Evaluate every configured dimension set at this grain (15min, hour, day) instead of the "
         "configured grains; repeatable."))] = None,
     cube: Annotated[list[str] | None, typer.Option(metavar="TABLE", help=(
@@ -148,7 +154,8 @@ def preview_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="A KPI or KQI name (see `opencem kpi list`), or cei.")],
     by: Annotated[str | None, typer.Option(metavar="DIMS", help="Dimensions, comma-separated, e.g. cell or segment,city.")] = None,
-    grain: Annotated[str, typer.Option(metavar="GRAIN", help="15min, hour or day.")] = "day",
+    grain: Annotated[str, typer.Option(metavar="GRAIN", autocompletion=completes(grains),
+                                        help="15min, hour or day.")] = "day",
     limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="Rows to show (default 10 in table format, all in the others).")] = None,
     start: FromOpt = None,
     end: ToOpt = None,
@@ -179,8 +186,9 @@ def preview_cmd(
 @cei_app.command("calibrate")
 def calibrate_cmd(
     ctx: typer.Context,
-    target: Annotated[str, typer.Option(metavar="TARGET", help="nps (survey answers) or complaints.")] = "nps",
-    weights_out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help=(
+    target: Annotated[str, typer.Option(metavar="TARGET", autocompletion=completes(calibration_targets),
+                                        help="nps (survey answers) or complaints.")] = "nps",
+    weights_out: Annotated[Path | None, typer.Option("--out", metavar="FILE", callback=output.outside_lake, help=(
         "Write the calibrated cei: section here (YAML); put it in the workspace's indicators/ "
         "folder to use it."))] = None,
     fmt: FormatOpt = Format.table,

@@ -11,14 +11,23 @@ import typer
 
 from . import output
 from .context import workspace
-from .options import parse_date
+from .options import completes, parse_date, vendors
 from .output import Format, FormatOpt, OutputOpt
 
 app = typer.Typer()
 APPS = [(app, None)]
 
 MAX_NOTES = 10  # per-file remarks shown in table format
+REPORT_ROWS = 20  # rows per table shown in table format (--report sections, a dry run's quarantine reasons)
+FIRST_BAD_ROWS = 10  # a dry run's first bad rows, in every format
+DRY_RUN_SECTIONS = ("files", "would_quarantine", "first_bad_rows")
 EXIT_OF = {"ok": output.EXIT_OK, "partial": output.EXIT_PARTIAL, "nothing": output.EXIT_NOTHING_LOADED}
+
+
+def _sections() -> list[str]:
+    from ..ingest.report import SECTIONS
+
+    return [*SECTIONS, *DRY_RUN_SECTIONS]
 
 
 @app.command("ingest", rich_help_panel="Data")
@@ -31,7 +40,7 @@ def ingest_cmd(
     mapping: Annotated[Path | None, typer.Option(metavar="FILE", help=(
         "Column mapping file for sources whose columns differ from the canonical ones. A corrected "
         "mapping loads the files again, replacing their earlier rows."))] = None,
-    vendor: Annotated[str | None, typer.Option(metavar="NAME", help=(
+    vendor: Annotated[str | None, typer.Option(metavar="NAME", autocompletion=completes(vendors), help=(
         "Read every PM file with this vendor's counter dictionary (default: detected from the file "
         "or its pm/VENDOR/ folder)."))] = None,
     reload: Annotated[bool, typer.Option("--reload", help=(
@@ -44,8 +53,13 @@ def ingest_cmd(
         "Watch this landing folder and load files as they arrive (Ctrl-C to stop)."))] = None,
     interval: Annotated[float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between scans with --watch.")] = 5.0,
     report: Annotated[bool, typer.Option("--report", help="Show the ingest log instead of loading.")] = False,
-    section: Annotated[str | None, typer.Option(metavar="NAME", help=(
-        "With --report: only this part (summary, quarantine or rejected); csv and parquet need one."))] = None,
+    section: Annotated[str | None, typer.Option(metavar="NAME", autocompletion=completes(_sections), help=(
+        "Only this part: with --report summary, quarantine or rejected; with --dry-run files, "
+        "would_quarantine or first_bad_rows. csv and parquet need one."))] = None,
+    limit: Annotated[int | None, typer.Option(min=0, metavar="N", help=(
+        f"Rows per table of --report or of a dry run's quarantine, 0 for all (default: {REPORT_ROWS} "
+        f"in a table on stdout without --section, else all; a dry run's first bad rows: {FIRST_BAD_ROWS})."
+        ))] = None,
     fmt: FormatOpt = Format.table,
     out: OutputOpt = None,
 ) -> None:
@@ -54,14 +68,18 @@ def ingest_cmd(
     Exit code 0 when everything loaded (or already was), 3 when some files were rejected or
     rows quarantined (the rest is committed), 4 when nothing could be loaded, 2 on bad input."""
     ws = workspace(ctx)
+    if section is not None and not (report or dry_run):
+        output.fail("--section picks a part of --report or of --dry-run; give one of them")
     if report:
-        _show_log(ws, section, fmt, out)
+        _show_log(ws, section, fmt, out, limit)
         return
     if watch is not None:
         _watch(ws, watch, interval, Path(mapping) if mapping else None, vendor)
         return
     if not paths:
         output.fail("give at least one file or folder to ingest, or --watch DIR, or --report")
+    if section is not None and section not in DRY_RUN_SECTIONS:
+        output.fail(f"--section {section!r} is not one of {', '.join(DRY_RUN_SECTIONS)} (the parts of --dry-run)")
     from ..ingest.load import ingest
 
     started = time.perf_counter()
@@ -71,16 +89,21 @@ def ingest_cmd(
                         dry_run=dry_run, vendor=vendor,
                         progress=lambda name, rows, total: update(advance=1, total=total,
                                                                   description=Path(name).name))
-    _print_result(ws, result, time.perf_counter() - started, fmt, out)
+    _print_result(ws, result, time.perf_counter() - started, fmt, out, section, limit)
     raise typer.Exit(EXIT_OF[result.outcome])
 
 
-def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> None:
+def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None,
+                  section: str | None = None, limit: int | None = None) -> None:
     rows = result.rows()
+    bad = _quarantine_sections(result.quarantine, limit, result.files) if result.dry_run else {}
     if fmt is Format.table:
         title = "Would load (dry run: nothing committed)" if result.dry_run else f"Ingested into {ws.lake.root}"
         output.emit(output.arrow([{"table": t, "rows": n} for t, n in sorted(rows.items())],
                                  columns=["table", "rows"]), title=title, output=out)
+    elif result.dry_run:  # what a CI job reads: the files, why rows would be quarantined, the first of them
+        sections = {"files": _files_table(result), **bad}
+        output.emit({section: sections[section]} if section else sections, fmt, out)
     else:
         output.emit(_files_table(result), fmt, out)
     verb = "would load" if result.dry_run else "loaded"
@@ -114,8 +137,8 @@ def _print_result(ws, result, elapsed: float, fmt: Format, out: Path | None) -> 
         output.note(text)
     if len(notes) > MAX_NOTES:
         output.note(f"... and {len(notes) - MAX_NOTES} more files with notes (all of them: --format json)")
-    if result.dry_run and result.quarantine is not None and result.quarantine.num_rows:
-        _show_quarantine(result.quarantine)
+    if fmt is Format.table and bad and bad["would_quarantine"].num_rows:
+        _show_quarantine(bad, REPORT_ROWS if limit is None else limit or None)
 
 
 def _files_table(result):
@@ -128,24 +151,57 @@ def _files_table(result):
                                        "rows_quarantined", "dictionary", "unmapped_counters", "message", "dry_run"])
 
 
-def _show_quarantine(quarantine) -> None:
-    """Why rows would be quarantined, and the first of them, on stderr."""
+def _quarantine_sections(quarantine, limit: int | None, files=()) -> dict:
+    """A dry run's quarantine as two tables: rows per (table, field, reason), most first, and
+    the first bad rows by file and row; ``limit`` rows of each (0 all; default: every reason and
+    FIRST_BAD_ROWS bad rows). A bad row's file is spelled as in ``files`` (as given), so the
+    two sections join on it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    reason_columns = ["table", "field", "reason", "rows"]
+    row_columns = ["file", "row", "field", "value", "reason"]
+    if quarantine is None or not quarantine.num_rows:
+        return {"would_quarantine": output.arrow([], columns=reason_columns),
+                "first_bad_rows": output.arrow([], columns=row_columns)}
+    reasons = quarantine.group_by(["table_name", "field", "reason"]).aggregate([("row_number", "count")])
+    reasons = reasons.sort_by([("row_number_count", "descending"), ("table_name", "ascending")])
+    reasons = pa.table([reasons["table_name"], reasons["field"], reasons["reason"], reasons["row_number_count"]],
+                       names=reason_columns).slice(0, limit or None)
+    first = quarantine.take(pc.sort_indices(quarantine, [("source_path", "ascending"), ("row_number", "ascending")]))
+    shown = FIRST_BAD_ROWS if limit is None else limit or first.num_rows
+    first = first.slice(0, shown)
+    given = {}
+    for f in files:
+        path = Path(f.source.path)
+        given.update({str(path.resolve()): str(path), str(path.absolute()): str(path)})
+    where = pc.index_in(first["source_path"], value_set=pa.array(list(given), pa.string()))
+    spelled = pc.coalesce(pa.array(list(given.values()), pa.string()).take(where), first["source_path"])
+    first = pa.table([spelled, first["row_number"], first["field"], pc.cast(first["value"], pa.string()),
+                      first["reason"]], names=row_columns)
+    return {"would_quarantine": reasons, "first_bad_rows": first}
+
+
+def _show_quarantine(bad: dict, limit: int | None) -> None:
+    """Why rows would be quarantined (the first ``limit`` reasons), and the first of them, on stderr."""
     err = output.console(stderr=True)
     from rich.table import Table as RichTable
 
-    reasons = quarantine.group_by(["table_name", "field", "reason"]).aggregate([("row_number", "count")])
-    reasons = reasons.sort_by([("row_number_count", "descending")])
-    table = RichTable("table", "field", "reason", "rows", title="Would be quarantined")
-    for r in reasons.slice(0, 20).to_pylist():
-        table.add_row(r["table_name"], r["field"] or "", output.escape(r["reason"]), f"{r['row_number_count']:,}")
+    table = RichTable("table", "field", "reason", title="Would be quarantined")
+    table.add_column("rows", justify="right")
+    reasons = bad["would_quarantine"]
+    for r in reasons.slice(0, limit).to_pylist():
+        table.add_row(r["table"], r["field"] or "", output.escape(r["reason"]), f"{r['rows']:,}")
     err.print(table)
-    first = quarantine.take(pc.sort_indices(quarantine, [("source_path", "ascending"), ("row_number", "ascending")])[:10])
-    table = RichTable("file", "row", "field", "value", "reason", title="First bad rows")
-    for r in first.to_pylist():
-        table.add_row(Path(r["source_path"]).name, str(r["row_number"]), r["field"] or "",
-                      output.escape(str(r["value"] or "")), output.escape(r["reason"]))
+    if limit is not None and reasons.num_rows > limit:
+        output.note(f"(first {limit:,} of {reasons.num_rows:,} reasons; --limit 0 shows all)")
+    table = RichTable("file", title="First bad rows")
+    table.add_column("row", justify="right")
+    for name in ("field", "value", "reason"):
+        table.add_column(name)
+    for r in bad["first_bad_rows"].to_pylist():
+        table.add_row(Path(r["file"]).name, str(r["row"]), r["field"] or "",
+                      output.escape(r["value"] or ""), output.escape(r["reason"]))
     err.print(table)
 
 
@@ -168,12 +224,17 @@ def _watch(ws, folder: Path, interval: float, mapping: Path | None, vendor: str 
     output.say(f"{stats.loaded} files loaded, {stats.duplicates} duplicates, {stats.rejected} rejected")
 
 
-def _show_log(ws, section: str | None, fmt: Format, out: Path | None) -> None:
+def _show_log(ws, section: str | None, fmt: Format, out: Path | None, limit: int | None = None) -> None:
     from ..ingest.report import SECTIONS, TITLES, ingest_log_report
 
     if section is not None and section not in SECTIONS:
-        output.fail(f"--section {section!r} is not one of {', '.join(SECTIONS)}")
+        output.fail(f"--section {section!r} is not one of {', '.join(SECTIONS)} (the parts of --report)")
     ws.require()
     found = ingest_log_report(ws.lake, [section] if section else None)
     sections = {TITLES[n] if fmt is Format.table else n: t for n, t in found.items()}
-    output.emit(sections, fmt, out, limit=20 if fmt is Format.table and section is None else None)
+    # A person reading every section on a terminal sees the first rows of each; a file gets them all.
+    if limit is None:
+        limit = REPORT_ROWS if fmt is Format.table and section is None and out is None else 0
+    if limit and fmt is not Format.table:  # a table says what it left out; machine formats are cut here
+        sections = {n: t.slice(0, limit) for n, t in sections.items()}
+    output.emit(sections, fmt, out, limit=limit or None)

@@ -48,8 +48,28 @@ class Format(str, enum.Enum):
 FormatOpt = Annotated[Format, typer.Option(
     "--format", "-f", metavar="FORMAT", help="table (for people), csv, json, jsonl or parquet (for programs).",
     case_sensitive=False, show_default=True)]
+
+
+def outside_lake(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """An option callback: a file to write, refused inside the workspace's lake folder (or any
+    other lake, a folder ``lake`` with a ``_manifest.json``), since overwriting one of its files
+    would damage the lake."""
+    if value is None:
+        return None
+    from .context import state
+
+    target = Path(value).expanduser().resolve()
+    lakes = [state(ctx).workspace.root / "lake"]
+    lakes += [p for p in target.parents if p.name == "lake" and (p / "_manifest.json").is_file()]
+    for lake in lakes:
+        if target == lake or lake in target.parents:
+            fail(f"{param.opts[0]} {value} is inside the lake folder {lake}, "
+                 "whose files only opencem may write; choose a file outside it")
+    return value
+
+
 OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", metavar="FILE", help="Write the result to FILE instead of stdout.")]
+    "--output", "-o", metavar="FILE", callback=outside_lake, help="Write the result to FILE instead of stdout.")]
 
 _consoles: dict[bool, tuple[object, Console]] = {}
 
@@ -315,11 +335,25 @@ def unit_of(field: pa.Field) -> str:
     return meta.get(b"unit", b"").decode()
 
 
+# How a column name spells a unit when it ends in it (dl_user_throughput_mbps is in Mbit/s,
+# handle_time_s and seconds in s). Other units are spelled as written: "dBm" -> _dbm.
+UNIT_SPELLINGS = {
+    "%": ("pct", "percent"), "s": ("s", "sec", "secs", "seconds"), "ms": ("ms",), "min": ("min", "mins", "minutes"),
+    "h": ("h", "hours"), "kbit/s": ("kbps",), "mbit/s": ("mbps",), "gbit/s": ("gbps",), "km/h": ("kmh",),
+}
+
+
+def names_its_unit(name: str, unit: str) -> bool:
+    """Whether ``name`` already ends in ``unit`` (``setup_time_ms`` in ms, ``seconds`` in s)."""
+    generic = unit.lower().replace("%", "pct").replace("/", "p").replace(" ", "")
+    name = name.lower()
+    return any(name == t or name.endswith("_" + t) for t in (*UNIT_SPELLINGS.get(unit.lower(), ()), generic))
+
+
 def header(field: pa.Field) -> str:
     """Column header for people: the name, and the unit unless the name already says it."""
     unit = unit_of(field)
-    token = unit.lower().replace("%", "pct").replace("/", "p").replace(" ", "")
-    if not unit or unit == "count" or field.name.endswith("_" + token) or field.name == token:
+    if not unit or unit == "count" or names_its_unit(field.name, unit):
         return field.name
     return f"{field.name} ({unit})"
 
@@ -365,7 +399,8 @@ def _print_table(table: pa.Table, title: str | None, limit: int | None, out) -> 
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    target = console() if out is sys.stdout else Console(file=out, width=10_000, highlight=False)
+    # A file gets what a pipe would (the same console settings as stdout off a terminal).
+    target = console() if out is sys.stdout else Console(file=out, width=10_000, highlight=False, soft_wrap=True)
     rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
     fields = list(table.schema)
     if len(fields) > WIDE:  # a cube row has a hundred columns: one column-value list per row
@@ -383,7 +418,7 @@ def _print_table(table: pa.Table, title: str | None, limit: int | None, out) -> 
             rich.add_row(*[escape(cell(row[f.name])) for f in fields])
         target.print(rich)
     if limit is not None and table.num_rows > limit:
-        note(f"(first {limit:,} of {table.num_rows:,} rows; use --limit, or --format csv for all)")
+        note(f"(first {limit:,} of {table.num_rows:,} rows; --limit 0 shows all)")
 
 
 def _numeric(field: pa.Field) -> bool:

@@ -14,6 +14,7 @@ import typer
 
 from ..indicators.qoe import emodel, web
 from . import output
+from .options import completes
 
 app = typer.Typer(
     help="Quality-of-experience models: voice (ITU-T G.107/G.107.1 E-model), web browsing "
@@ -37,7 +38,8 @@ def _jsonable(value):
 
 @app.command("voice")
 def voice_cmd(
-    codec: Annotated[str, typer.Option(metavar="CODEC", help=f"Speech codec: {emodel.known_codecs()}.")] = "AMR-WB",
+    codec: Annotated[str, typer.Option(metavar="CODEC", autocompletion=completes(lambda: emodel.CODECS),
+                                       help=f"Speech codec: {emodel.known_codecs()}.")] = "AMR-WB",
     one_way_delay_ms: Annotated[float, typer.Option(
         min=0, metavar="MS", help="Mouth-to-ear delay, ms (used as Ta; T = Ta, Tr = 2 Ta).")] = 100.0,
     packet_loss_pct: Annotated[float, typer.Option(
