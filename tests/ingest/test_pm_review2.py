@@ -186,3 +186,34 @@ def test_f3_a_time_beyond_year_9999_in_utc_is_one_sentence_and_the_other_files_l
     bad_result = files[name]
     assert bad_result.rows_accepted == 0 and "Traceback" not in (bad_result.message or "")
     assert bad_result.status == "rejected" or bad_result.rows_quarantined >= 1
+
+
+def test_f7_a_measinfo_the_lxml_path_would_hold_as_a_tree_is_bounded(tmp_path, monkeypatch):
+    """One comment sends a measInfo to lxml, which held all of it: 2M values took 2.27 GB."""
+    monkeypatch.setattr(pm_xml, "MAX_TREE_BYTES", 64 << 10)
+    mvs = [(f"ManagedElement=me1,EUtranCellFDD={c}", [c]) for c in range(3000)]
+    body = info(["pmRrcConnEstabAtt"], mvs).replace("</measValue>", "</measValue><!-- irregular -->", 1)
+    path = write(tmp_path / "A.xml", pm_file(measdata("me1", body)))
+    with pytest.raises(pm_xml.PMFileError) as err:
+        read_pm_xml_parts(path)
+    assert str(err.value) == ("PM file A.xml: has a measInfo of more than 0.0625 MiB that is not plain XML (comments, "
+                              "CDATA or character references in it), more than is read as a tree; split the file per "
+                              "managed element.")
+    monkeypatch.setattr(pm_xml, "MAX_TREE_BYTES", 1 << 20)  # the same file under the limit reads whole
+    [part] = read_pm_xml_parts(path)
+    assert part.data.num_rows == 3000
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "lxml"])
+def test_f12_a_managed_element_written_after_a_measinfo_refuses_the_file_on_both_paths(tmp_path, monkeypatch, fast):
+    """The fast path loaded the cell without its node, lxml with it, depending on its read-ahead."""
+    monkeypatch.setattr(pm_xml, "FAST_PATH", fast)
+    text = pm_file('<measData>' + info(["pmRrcConnEstabAtt"], [("EUtranCellFDD=1", [1])])
+                   + '<managedElement localDn="me1"/></measData>')
+    with pytest.raises(pm_xml.PMFileError) as err:
+        read_pm_xml_parts(write(tmp_path / "A.xml", text))
+    assert "has a managedElement or measEntity after a measInfo of its measData" in str(err.value)
+    # Before its measInfos, as TS 32.435 has it, it names the node.
+    [part] = read_pm_xml_parts(write(tmp_path / "B.xml", pm_file(measdata("me1", info(["pmRrcConnEstabAtt"],
+                                                                                       [("EUtranCellFDD=1", [1])])))))
+    assert part.data["managed_element"].to_pylist() == ["me1"]

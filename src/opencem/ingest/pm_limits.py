@@ -14,6 +14,8 @@ a real PM file needs (the real figure is given), and crossing one is a
   group of one managed element: kilobytes, a few MiB for an OSS-wide group).
 - ``MAX_VALUE_BYTES`` (10,000,000): one ``<r>`` or ``<measResults>`` text; libxml2's own
   limit on a text node, so the fast path refuses exactly what the lxml path refuses.
+- ``MAX_TREE_BYTES`` (32 MiB): one 3GPP measInfo read by the lxml path (files the fast path
+  hands over: comments, CDATA, entities in values), held as a tree of about ten times its size.
 - ``MAX_ELEMENT_BYTES`` (4 MiB): one OMeS ``PMMOResult`` or NanoCell ``Pm`` (or what lies
   between two), the unit those readers hold as a tree (real ones: under 100 KiB).
 - ``MAX_GROUP_VALUES`` (1,000,000): values of one measured object in one period that a
@@ -36,6 +38,7 @@ MIN_INFLATED_BYTES = 64 << 20
 MAX_GAP_BYTES = 16 << 20
 MAX_MEASINFO_BYTES = 256 << 20
 MAX_VALUE_BYTES = 10_000_000
+MAX_TREE_BYTES = 32 << 20
 MAX_ELEMENT_BYTES = 4 << 20
 MAX_GROUP_VALUES = 1_000_000
 FEED_BYTES = 1 << 18  # bytes fed to a pull parser between checks
@@ -64,6 +67,27 @@ class Inflation:
             raise PMFileError(self.path, f"decompresses to more than {MAX_INFLATION} times its {self.size:,} bytes, "
                                          "far more than PM files do, so it is refused as a decompression bomb")
         return data
+
+
+class Span:
+    """A stream that raises :class:`PMFileError` once more than ``limit`` bytes were read from it
+    since the last :meth:`mark`: what a parser that builds one ``unit`` as a tree may hold."""
+
+    def __init__(self, stream, path: Path, limit: int, unit: str):
+        self.stream, self.path, self.limit, self.unit = stream, path, limit, unit
+        self.since = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.since += len(data)
+        if self.since > self.limit:
+            raise PMFileError(self.path, f"has a {self.unit} of more than {mib(self.limit)} that is not plain XML "
+                                         "(comments, CDATA or character references in it), more than is read as a "
+                                         "tree; split the file per managed element")
+        return data
+
+    def mark(self) -> None:
+        self.since = 0
 
 
 class Pull:

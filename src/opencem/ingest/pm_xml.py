@@ -52,7 +52,7 @@ from .dictionary import CounterDictionary, load_dictionary
 from .measurements import TooManyKeys
 from .parts import Part, Reject
 from .pm_groups import FileMapper
-from .pm_limits import Inflation
+from .pm_limits import MAX_TREE_BYTES, Inflation, Span
 from .pm_xml_rows import (_CELL_RE, BAD_P, LIST_SLOT, ROOT_ELEMENTS, SAFE, XML_WS, PMFileError, _Batch, _Collector,
                           _Rest,
                           _Header, _header, _local, _p_slot, _parse_time, _refuse_entities, _words, entity_dn)
@@ -169,9 +169,9 @@ class _Reader(_FastPath):
             done = (yield from self._fast(_Rest(first, stream))) if FAST_PATH else False
         if not done:
             with _open(self.path) as raw:
-                stream = Inflation(raw, self.path)  # lxml streams, but a bomb would still cost minutes
+                stream = Span(Inflation(raw, self.path), self.path, MAX_TREE_BYTES, "measInfo")
                 first = stream.read(65536)
-                yield from self._lxml(_Rest(first[_JUNK.match(first).end():], stream), self.out.n_infos)
+                yield from self._lxml(_Rest(first[_JUNK.match(first).end():], stream), self.out.n_infos, stream)
         yield from self.out.rest()
 
     def _file_header(self, header: etree._Element) -> None:
@@ -188,8 +188,9 @@ class _Reader(_FastPath):
         row = self.out.n_mv_done + mv + 1
         return [(mv, Reject(row, reason, ldn, name)) for name in header.names[n_tokens:]]
 
-    def _lxml(self, stream: _Rest, skip: int) -> Iterator[_Batch]:
-        """Read with lxml iterparse, leaving out the first ``skip`` measInfos (already read)."""
+    def _lxml(self, stream: _Rest, skip: int, span: Span) -> Iterator[_Batch]:
+        """Read with lxml iterparse, leaving out the first ``skip`` measInfos (already read);
+        ``span`` bounds the bytes between two measInfo ends."""
         context = etree.iterparse(stream, events=("end",), tag=("{*}fileHeader", "{*}measInfo", "{*}measData"),
                                   remove_comments=True, remove_pis=True, **SAFE)
         checked, n_info = False, 0
@@ -208,8 +209,14 @@ class _Reader(_FastPath):
                 if n_info > skip:
                     self._add_tree(elem, entity)
                 _free(elem)
+                span.mark()
                 yield from self.out.ready()
             elif name == "measData" and elem.getparent() is not None and elem.getparent().getparent() is None:
+                # The measInfos read were freed with what came before them: an entity left is one
+                # written after a measInfo, whose values were read without it.
+                if measdata is elem and _entity(elem) is not None:
+                    raise PMFileError(self.path, "has a managedElement or measEntity after a measInfo of its measData, "
+                                                 "which TS 32.435 does not allow (it must come first)")
                 _free(elem)
         root = context.root
         if root is None or _local(root.tag) not in ROOT_ELEMENTS:

@@ -235,8 +235,10 @@ class _FastPath:
             gap_end = size if i < 0 else i
             if _GAP_SURPRISE.search(block, pos, gap_end):
                 raise _Irregular
-            if block.find(b"measData", pos, gap_end) >= 0:
-                self._entity_of(block, block.rfind(b"<measData", pos, gap_end), gap_end)
+            opened = block.rfind(b"<measData", pos, gap_end) if block.find(b"measData", pos, gap_end) >= 0 else -1
+            if _ENTITY_TAG.search(block, pos, opened if opened >= 0 else gap_end):
+                raise _Irregular  # an entity not right after its measData opens: lxml refuses it
+            self._entity_of(block, opened, gap_end)
             if i < 0:
                 break
             start = _INFO_START.match(block, i, size)
