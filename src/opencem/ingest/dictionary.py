@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+import re2
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from ..errors import suggest
 from ..schema.counters import CANONICAL_COUNTERS
@@ -141,6 +142,34 @@ class CsvLayout(BaseModel):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
 
 
+# Detect patterns come from workspace files and run on file content, so they run on RE2: time linear
+# in the text, never backtracking ('^(a|aa)+$' took 16 s per counter name with Python re).
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a refused pattern is a dictionary issue, not a line on stderr
+_RE2.max_mem = 8 << 20  # bounds the compiled program: a pattern too big to run is refused, not built
+MAX_MATCHED_CHARS = 256  # of a counter name or sender: a longer one is matched on its first characters
+
+
+@functools.lru_cache(maxsize=256)
+def detect_regex(pattern: str):
+    """The compiled RE2 form of a detect pattern; raises ValueError (one clause) when RE2 cannot run it."""
+    try:
+        return re2.compile(pattern, _RE2)
+    except re2.error as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        shown = pattern if len(pattern) <= 80 else pattern[:60] + "..."
+        raise ValueError(f"pattern '{shown}' cannot be used ({reason}): detect patterns are RE2 expressions, "
+                         "matched in linear time, without backreferences, lookaround or repeats over 1000") from None
+
+
+def _runnable(pattern: str) -> str:
+    detect_regex(pattern)
+    return pattern
+
+
+DetectPattern = Annotated[str, AfterValidator(_runnable)]
+
+
 class Detect(BaseModel):
     """How to recognise the vendor's files when they are not under ``pm/<vendor>/``."""
 
@@ -148,25 +177,11 @@ class Detect(BaseModel):
 
     # The fileHeader vendorName (3GPP) or VendorName (PmFile), compared case-insensitively.
     vendor_names: list[str] = []
-    # Regular expressions searched in the sender (3GPP fileSender localDn/elementType; PmFile
+    # RE2 regular expressions searched in the sender (3GPP fileSender localDn/elementType; PmFile
     # InfoModelReferenced, SenderName, DnPrefix; OMeS the root's version).
-    senders: list[str] = []
-    # A regular expression most of the file's counter names match (e.g. ^pm[A-Z] for Ericsson).
-    counter_pattern: str | None = None
-
-    @field_validator("senders")
-    @classmethod
-    def _regexes(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            re.compile(pattern)
-        return value
-
-    @field_validator("counter_pattern")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            re.compile(value)
-        return value
+    senders: list[DetectPattern] = []
+    # An RE2 regular expression most of the file's counter names match (e.g. ^pm[A-Z] for Ericsson).
+    counter_pattern: DetectPattern | None = None
 
     def score(self, sniffed) -> tuple[int, str]:
         """How strongly a file's header (an :class:`~opencem.ingest.vendors.Sniffed`) points
@@ -177,14 +192,16 @@ class Detect(BaseModel):
             if sniffed.vendor_name.lower() in {v.lower() for v in self.vendor_names}:
                 return 3, f"vendorName {sniffed.vendor_name!r}"
             return 0, ""
+        sender = sniffed.sender[:MAX_MATCHED_CHARS]
         for pattern in self.senders:
-            m = re.search(pattern, sniffed.sender) if sniffed.sender else None
+            m = detect_regex(pattern).search(sender) if sender else None
             if m:  # the word of the sender that matched, e.g. 'NanoCell-eNB-PM-V2.5.0'
-                start = sniffed.sender.rfind(" ", 0, m.start() + 1) + 1
-                end = sniffed.sender.find(" ", max(m.end() - 1, start))
-                return 2, f"sender '{sniffed.sender[start:None if end < 0 else end].strip()}'"
+                start = sender.rfind(" ", 0, m.start() + 1) + 1
+                end = sender.find(" ", max(m.end() - 1, start))
+                return 2, f"sender '{sender[start:None if end < 0 else end].strip()}'"
         if self.counter_pattern and sniffed.counters:
-            hits = [c for c in sniffed.counters if re.search(self.counter_pattern, c)]
+            regex = detect_regex(self.counter_pattern)
+            hits = [c for c in sniffed.counters if regex.search(c[:MAX_MATCHED_CHARS])]
             if len(hits) >= 0.8 * len(sniffed.counters):
                 return 1, f"counter names like {hits[0]}"
         return 0, ""

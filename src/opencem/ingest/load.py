@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -179,14 +180,36 @@ def table_of(file_name: str, tables: dict[str, Table]) -> str | None:
 
 
 def _vendor_from_path(parts: tuple[str, ...]) -> tuple[str | None, str | None]:
-    """(vendor, device) of pm/<vendor>/[<device>/]<file>: the vendor lower-case, the device as written."""
+    """(vendor, device) of pm/<vendor>/[<folders>/]<file>: the vendor lower-case, the device as
+    written: the nearest folder above the file that is not a date (20180525, 2018/05/25), else none."""
     lower = [p.lower() for p in parts]
     if "pm" not in lower[:-1]:
         return None, None
     i = len(lower) - 1 - lower[:-1][::-1].index("pm") - 1  # the last pm/ folder
     vendor = lower[i + 1] if i + 1 < len(parts) - 1 else None
-    device = parts[-2] if vendor is not None and i + 2 < len(parts) - 1 else None
+    if vendor is None:
+        return None, None
+    folders = parts[i + 2:-1]
+    dates = _date_folders(folders)
+    device = next((f for f, is_date in zip(reversed(folders), reversed(dates)) if not is_date), None)
     return vendor, device
+
+
+# A day or a moment (20180525, 2018-05-25, 2018_05_25, 20180525T1400, 2018-05-25_14-00), a month
+# with a separator (2018-05) or a year (2018): folders a landing zone sorts files by, not devices.
+_DATE_FOLDER = re.compile(
+    r"(?:19|20)\d\d(?:[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[t_ .-]?(?:[01]\d|2[0-3])(?:[-_.:h]?[0-5]\d){0,2}z?)?|[-_.](?:0[1-9]|1[0-2]))?", re.IGNORECASE)
+
+
+def _date_folders(folders: tuple[str, ...]) -> list[bool]:
+    """Which folders are dates: a date name, or one or two digits right below a date folder
+    (the month, day and hour of 2018/05/25/14)."""
+    dates: list[bool] = []
+    for name in folders:
+        below_date = bool(dates) and dates[-1]
+        dates.append(bool(_DATE_FOLDER.fullmatch(name)) or (below_date and name.isdigit() and len(name) <= 2))
+    return dates
 
 
 def fingerprint(path: Path) -> str:

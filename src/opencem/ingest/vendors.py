@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,13 @@ HEAD_BYTES = 256 << 10  # enough for a header and the first measTypes of any PM 
 XML_FORMATS = {"measCollecFile": "xml_32435", "measDataFile": "xml_32435", "OMeS": "omes",
                "PmFile": "nanocell_pmfile"}
 _ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(measCollecFile|measDataFile|OMeS|PmFile)[\s>/]")
-_ATTR = r'{name}\s*=\s*"([^"]*)"'
+# Comments and processing instructions are not markup: a vendorName="..." or a root element
+# written in one says nothing about the file (an unclosed one runs to the end of the head).
+_NOT_MARKUP = re.compile(rb"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)", re.DOTALL)
+# An attribute of one element, in either quote style (XML allows both): the element's earlier
+# attributes are skipped whole, so a '>' or a name=value inside their values cannot mislead.
+_ATTR = (r"""<(?:[\w.-]+:)?{element}(?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*?\s+{name}\s*=\s*"""
+         r"""(?:"([^"]*)"|'([^']*)')""")
 _TEXT = r"<{name}>([^<]*)</{name}>"
 
 
@@ -82,14 +89,15 @@ def sniff(path: Path) -> Sniffed:
             head = stream.read(HEAD_BYTES)
         except (OSError, EOFError):
             return Sniffed(None)
+    head = _NOT_MARKUP.sub(b"", head)
     m = _ROOT.search(head)
     if m is None:
         return Sniffed(None)
     text = head.decode("utf-8", errors="replace")
     fmt = XML_FORMATS[m.group(1).decode()]
     if fmt == "xml_32435":
-        vendor = _first(_ATTR.format(name="vendorName"), text)
-        sender = " ".join(filter(None, (_first(r"<fileSender[^>]*?" + _ATTR.format(name=a), text)
+        vendor = _first(_ATTR.format(element="fileHeader", name="vendorName"), text)
+        sender = " ".join(filter(None, (_first(_ATTR.format(element="fileSender", name=a), text)
                                         for a in ("localDn", "senderName", "elementType"))))
         counters = re.findall(r"<measType[^>]*>([^<]+)</measType>", text) or \
             " ".join(re.findall(r"<measTypes>([^<]*)</measTypes>", text)).split()
@@ -99,14 +107,17 @@ def sniff(path: Path) -> Sniffed:
                                         for n in ("InfoModelReferenced", "SenderName", "DnPrefix"))))
         counters = re.findall(r"<N i=\"\d+\">([^<]+)</N>", text)
     else:  # Nokia OMeS: counters are element names (M8013C5) inside PMTarget
-        vendor, sender = "Nokia", _first(r"<OMeS[^>]*?" + _ATTR.format(name="version"), text)
+        vendor, sender = "Nokia", _first(_ATTR.format(element="OMeS", name="version"), text)
         counters = re.findall(r"<(M\d+C\d+)>", text)
     return Sniffed(fmt, vendor.strip(), sender.strip(), tuple(dict.fromkeys(c.strip() for c in counters)))
 
 
 def _first(pattern: str, text: str) -> str:
     m = re.search(pattern, text)
-    return m.group(1) if m else ""
+    if m is None:
+        return ""
+    # The value as an XML parser reads it (&amp;, &#39;; either quote group).
+    return html.unescape(next((g for g in m.groups() if g is not None), ""))
 
 
 def dictionary_path(vendor: str, folder: Path | None = None) -> Path | None:
