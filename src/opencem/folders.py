@@ -28,7 +28,7 @@ def replace_folder(path: Path, marker: str, written_by: str, force: bool = False
         raise FolderInUse(f"{path} is a file, not a folder; choose a new folder for {written_by}")
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     protected = {Path(folder.anchor), home, *home.parents, cwd, *cwd.parents}
-    if folder in protected and folder.exists() and any(folder.iterdir()):
+    if folder in protected:  # empty or not: `--out .` must not work once and be refused the next time
         raise FolderInUse(f"{path} ({folder}) is the current folder, one of its parents, the home "
                           f"folder or the root, so {written_by} will not replace it, even with --force; "
                           "choose a new folder")

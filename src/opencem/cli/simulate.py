@@ -15,22 +15,10 @@ app = typer.Typer()
 APPS = [(app, None)]
 
 
-def refuse_protected(out: Path, written_by: str = "opencem simulate") -> None:
-    """The root, the home folder and its parents, the current folder and its parents are never
-    an output folder, empty or not (``replace_folder`` refuses them only once they hold files,
-    so ``--out .`` would work once and be refused the next time)."""
-    folder = Path(out).expanduser().resolve()
-    cwd, home = Path.cwd().resolve(), Path.home().resolve()
-    if folder in {Path(folder.anchor), home, *home.parents, cwd, *cwd.parents}:
-        output.fail(f"{out} ({folder}) is the current folder, one of its parents, the home folder or the root, "
-                    f"so {written_by} will not replace it, even with --force; choose a new folder")
-
-
 def simulate_into(out: Path, force: bool = False, **options) -> object:
     """Simulate behind a progress bar and print what was written (used by ``demo`` too)."""
     from ..simulate.config import make_config
 
-    refuse_protected(out)
     from ..simulate.run import simulate, total_steps
 
     cfg = make_config(**{k: v for k, v in options.items() if v is not None})
