@@ -217,3 +217,20 @@ def test_f12_a_managed_element_written_after_a_measinfo_refuses_the_file_on_both
     [part] = read_pm_xml_parts(write(tmp_path / "B.xml", pm_file(measdata("me1", info(["pmRrcConnEstabAtt"],
                                                                                        [("EUtranCellFDD=1", [1])])))))
     assert part.data["managed_element"].to_pylist() == ["me1"]
+
+
+def test_f4_sum_terms_split_over_files_are_named_as_such_not_as_a_second_delivery(tmp_path):
+    """Known limit: the terms of one sum must come in one file. A Nokia export split per
+    measurement type gives a partial HO.ExeAtt in each; the second is quarantined (not added),
+    and the reason says why instead of asking for a corrected delivery only."""
+    def omes(mtype: str, body: str) -> str:
+        return ('<?xml version="1.0"?><OMeS version="2.3"><PMSetup startTime="2024-01-01T10:00:00.000+02:00:00" '
+                f'interval="15"><PMMOResult><MO><DN>PLMN-PLMN/MRBTS-1/LNBTS-1/LNCEL-1</DN></MO><PMTarget '
+                f'measurementType="{mtype}">{body}</PMTarget></PMMOResult></PMSetup></OMeS>\n')
+    write(tmp_path / "in" / "PM.BTS-1.a.xml", omes("LTE_Intra_eNB_HO", "<M8009C6>10</M8009C6>"))
+    write(tmp_path / "in" / "PM.BTS-1.b.xml", omes("LTE_Inter_eNB_HO", "<M8014C6>30</M8014C6><M8014C18>5</M8014C18>"))
+    lake = Lake(tmp_path / "lake")
+    ingest(lake, [tmp_path / "in"])
+    [(reason,)] = run_user_sql(lake, "SELECT reason FROM quarantine").fetchall()
+    assert reason.endswith("; HO.ExeAtt is computed from M8009C6, M8014C6, M8014C18, whose values for one object and "
+                           "period must come in one file (a file per measurement type gives a partial row in each)")

@@ -392,6 +392,7 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
                     repeats[label] = repeats.get(label, 0) + k
                 if repeated.any():
                     positions = np.setdiff1d(np.arange(data.num_rows), c.rejected_rows)[repeated]
+                    reasons = _derived_reasons(accepted.filter(pa.array(repeated)), reasons, choice)
                     again = _Repeats(part.source_row_numbers()[positions], accepted.filter(pa.array(repeated)), reasons)
                     accepted = accepted.filter(pa.array(~repeated))
             txn.append(lake.tables[part.table], accepted, snapshot_date=options["as_of"], source=digest)
@@ -412,7 +413,7 @@ def _ingest_file(txn: Transaction, lake: Lake, src: SourceFile, mapping, options
     except (IngestError, PMFileError, DictionaryError, SpecError) as err:
         return _undo(txn, mark, inventory, measured, me, replaces,
                      FileResult(src, src.table, "rejected", message=str(err), fingerprint=digest))
-    except (pa.ArrowException, OSError, ValueError, UnicodeError) as err:
+    except (pa.ArrowException, OSError, ValueError, UnicodeError, OverflowError) as err:
         return _undo(txn, mark, inventory, measured, me, replaces,
                      FileResult(src, src.table, "rejected", fingerprint=digest,
                                 message=f"{src.path}: cannot be read ({str(err).splitlines()[0]})"))
@@ -452,6 +453,25 @@ def _undo(txn: Transaction, mark, inventory: CellInventory, measured: LoadedMeas
     measured.drop(source)
     measured.set_alive(replaces, True)
     return [result]
+
+
+def _derived_reasons(rows: pa.Table, reasons: list[str], choice: DictionaryChoice) -> list[str]:
+    """The repeat reasons of rows a dictionary sum or expr computed, saying that its terms must
+    come in one file: a vendor that splits them over files (one per measurement type) gives two
+    partial rows, the second of which looks like a second delivery."""
+    if choice.dictionary is None:
+        return reasons
+    derived: dict[str, list[str]] = {}
+    for canonical, _, source in choice.dictionary.entries():
+        if source.kind != "rename":
+            derived.setdefault(canonical, []).extend(source.source_names)
+    if not derived:
+        return reasons
+    names = rows["counter_name"].to_pylist()
+    return [r if n not in derived else
+            f"{r}; {n} is computed from {', '.join(dict.fromkeys(derived[n]))}, whose values for one object and "
+            "period must come in one file (a file per measurement type gives a partial row in each)"
+            for r, n in zip(reasons, names)]
 
 
 @dataclass
