@@ -232,5 +232,5 @@ def test_f4_sum_terms_split_over_files_are_named_as_such_not_as_a_second_deliver
     lake = Lake(tmp_path / "lake")
     ingest(lake, [tmp_path / "in"])
     [(reason,)] = run_user_sql(lake, "SELECT reason FROM quarantine").fetchall()
-    assert reason.endswith("; HO.ExeAtt is computed from M8009C6, M8014C6, M8014C18, whose values for one object and "
-                           "period must come in one file (a file per measurement type gives a partial row in each)")
+    assert reason.endswith("; HO.ExeAtt is computed from M8009C6, M8014C6, M8014C18: if the earlier file held others "
+                           "of them than this one (an export split per measurement type), they must come in one file")

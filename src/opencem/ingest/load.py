@@ -458,20 +458,22 @@ def _undo(txn: Transaction, mark, inventory: CellInventory, measured: LoadedMeas
 def _derived_reasons(rows: pa.Table, reasons: list[str], choice: DictionaryChoice) -> list[str]:
     """The repeat reasons of rows a dictionary sum or expr computed, saying that its terms must
     come in one file: a vendor that splits them over files (one per measurement type) gives two
-    partial rows, the second of which looks like a second delivery."""
+    partial rows, the second of which looks like a second delivery (and cannot be told from one)."""
     if choice.dictionary is None:
         return reasons
-    derived: dict[str, list[str]] = {}
+    derived: dict[str, list] = {}  # canonical -> [(object classes or None, source names)]
     for canonical, _, source in choice.dictionary.entries():
         if source.kind != "rename":
-            derived.setdefault(canonical, []).extend(source.source_names)
+            derived.setdefault(canonical, []).append((source.objects, source.source_names))
     if not derived:
         return reasons
-    names = rows["counter_name"].to_pylist()
-    return [r if n not in derived else
-            f"{r}; {n} is computed from {', '.join(dict.fromkeys(derived[n]))}, whose values for one object and "
-            "period must come in one file (a file per measurement type gives a partial row in each)"
-            for r, n in zip(reasons, names)]
+    out = []
+    for r, n, cls in zip(reasons, rows["counter_name"].to_pylist(), object_classes(rows["object_dn"]).to_pylist()):
+        terms = [t for objects, names in derived.get(n, ()) if objects is None or cls in objects for t in names]
+        out.append(r if not terms else f"{r}; {n} is computed from {', '.join(dict.fromkeys(terms))}: if the earlier "
+                   "file held others of them than this one (an export split per measurement type), they must come "
+                   "in one file")
+    return out
 
 
 @dataclass
