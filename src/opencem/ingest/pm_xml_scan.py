@@ -11,10 +11,10 @@ measInfo headers are always parsed by lxml (:func:`~opencem.ingest.pm_xml_rows._
 
 Limits (:mod:`opencem.ingest.pm_limits`): the path holds one block, the bytes read up to the next
 measInfo or measData end, so a hostile file is refused in one sentence when the bytes between two
-measInfos pass 16 MiB, one measInfo 256 MiB, a gzipped file inflates more than 400 times, or a
+measInfos pass 16 MiB, one measInfo 64 MiB, a gzipped file inflates more than 400 times, or a
 text between two tags (a value, or whitespace) passes 10,000,000 bytes, libxml2's limit, so that
 this path refuses what the lxml path refuses. The lxml path has the inflation limit and libxml2's
-text limit only: a measInfo over 256 MiB of plain values is refused here and read there.
+text limit only: a measInfo over 64 MiB of plain values is refused here and read there (up to 32 MiB of irregular ones).
 
 Separate from :mod:`opencem.ingest.pm_xml`, which holds the public API, the reader that runs this
 path and the lxml path it is tested against; :class:`_FastPath` is mixed into that reader.
