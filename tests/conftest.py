@@ -47,6 +47,30 @@ def external(*parts: str) -> Path:
     return path
 
 
+def spark_or_skip():
+    """A Spark session on local[2], or skip (fail with OPENCEM_REQUIRE_SERVICES=1) when Java is absent."""
+    from opencem.engines.spark import EngineError, find_java, spark_session
+
+    if find_java() is None:
+        message = "Java is not installed, so Spark cannot run"
+        if os.environ.get("OPENCEM_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        return spark_session(2)
+    except EngineError as err:
+        if "already running" in str(err):  # an earlier test chose the threads; any session will do
+            return spark_session()
+        pytest.fail(str(err))
+
+
+@pytest.fixture
+def engine_ready(request):
+    """For tests parametrised by ``engine``: Spark is started (or the test skipped) when it is spark."""
+    if request.getfixturevalue("engine") == "spark":
+        spark_or_skip()
+
+
 @pytest.fixture(scope="session")
 def sim_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim") / "operator"

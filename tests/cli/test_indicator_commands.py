@@ -128,3 +128,92 @@ def test_a_file_deleted_by_hand_is_named_with_its_remedy(lake, tmp_path):
     said = " ".join(stopped.output.split())
     assert stopped.exit_code == 2 and "Traceback" not in stopped.output
     assert f"{source_file.relative_to(ws.root / 'lake')}" in said and "restore it from a backup" in said
+
+
+def test_preview_worst_follows_the_kpi_direction_and_finds_the_faulty_device(ws):
+    # call_drop_pct is better lower: --worst lists the highest drop rates first. The simulator's
+    # firmware fault (read here only to score the test) makes one device model drop calls.
+    result = run(ws, "kpi", "preview", "call_drop_pct", "--by", "device_model", "--worst", "--format", "json")
+    rows = json.loads(result.stdout)
+    faulty = run_user_sql(ws.lake, "SELECT location_id FROM ground_truth WHERE fault_type = 'firmware_bug'").fetchone()[0]
+    assert rows[0]["device_model"] == faulty
+    drops = [r["call_drop_pct"] for r in rows]
+    assert drops == sorted(drops, reverse=True)
+    # A better-higher KPI ranks the other way.
+    rows = json.loads(run(ws, "kpi", "preview", "call_setup_success_pct", "--by", "segment", "--worst",
+                          "--format", "json").stdout)
+    values = [r["call_setup_success_pct"] for r in rows]
+    assert values == sorted(values)
+
+
+def test_preview_honours_min_samples(ws):
+    # cell_id per hour: the configured cell cube's min_samples (10) applies unless told otherwise.
+    default = json.loads(run(ws, "kpi", "preview", "voice_retainability", "--by", "cell_id", "--grain", "hour",
+                             "--format", "json").stdout)
+    everything = json.loads(run(ws, "kpi", "preview", "voice_retainability", "--by", "cell_id", "--grain", "hour",
+                                "--min-samples", "1", "--format", "json").stdout)
+    assert default and all(r["records_xdr_voice"] >= 10 for r in default)
+    assert len(everything) > len(default) and min(r["records_xdr_voice"] for r in everything) < 10
+    # The note says how many rows were left out and how to see them.
+    table = run(ws, "kpi", "preview", "voice_retainability", "--by", "cell_id", "--grain", "hour")
+    left_out = len(everything) - len(default)
+    assert f"{left_out:,} rows with fewer than 10 records are left out (--min-samples 1 shows them)" in " ".join(table.output.split())
+    # Worst first: score ascending, ties by the worse value, then by more records.
+    worst = json.loads(run(ws, "kpi", "preview", "voice_retainability", "--by", "cell_id", "--grain", "hour",
+                           "--worst", "--format", "json").stdout)
+    keys = [(r["voice_retainability_score"], -r["voice_retainability"], -r["records_xdr_voice"]) for r in worst]
+    assert keys == sorted(keys)
+
+
+def test_worst_on_a_volume_is_one_sentence(ws):
+    result = run(ws, "kpi", "preview", "voice_call_count", "--worst")
+    assert result.exit_code == 2
+    assert "voice_call_count declares no direction (better: neither), so it has no worst rows" in " ".join(result.output.split())
+
+
+def test_kpi_show_cei_and_cubes_say_where_each_part_comes_from(ws, tmp_path):
+    mine = ws.root / "indicators"
+    mine.mkdir(exist_ok=True)
+    (mine / "extend.yaml").write_text("""\
+cei:
+  mode: extend
+  indices:
+    - name: voice
+      kqis: {voice_setup_delay: 0.4}
+cubes:
+  mode: extend
+  list:
+    - {dimensions: [cell_id], grains: [hour], min_samples: 20}
+""")
+    try:
+        tree = json.loads(run(ws, "kpi", "show", "cei", "--format", "json").stdout)
+        delay = next(r for r in tree if r["kqi"] == "voice_setup_delay")
+        assert delay["kqi_weight"] == 0.4 and delay["kqi_from"] == f"{mine / 'extend.yaml'}:5"
+        assert delay["index_from"].startswith("library/kqi_cei.yaml:")  # the node itself is the library's
+        drop = next(r for r in tree if r["kqi"] == "voice_retainability")
+        assert drop["kqi_from"].startswith("library/kqi_cei.yaml:")
+        cubes = {r["cube_table"]: r for r in json.loads(run(ws, "kpi", "show", "cubes", "--format", "json").stdout)}
+        assert cubes["cube_cell_hour"]["min_samples"] == 20 and cubes["cube_cell_hour"]["defined_in"] == f"{mine / 'extend.yaml'}:9"
+        assert cubes["cube_cell_15min"]["defined_in"] == "library/dimensions.yaml:69"
+    finally:
+        (mine / "extend.yaml").unlink()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_kpi_sql_prints_what_runs(ws, engine, engine_ready):
+    result = run(ws, "kpi", "sql", "call_drop_pct", "--by", "segment", "--engine", engine)
+    assert result.exit_code == 0, result.output
+    sql = result.stdout
+    assert ("TRY_DIVIDE" in sql.upper()) == (engine == "spark") and "NULLIF" in sql.upper() or engine == "spark"
+    if engine == "duckdb":  # run by hand, it gives what preview shows
+        from opencem.engines.duckdb import connect
+
+        con = connect(ws.lake)
+        got = {(r[0], r[1]): r[-1] for r in con.execute(
+            f"SELECT period_start, segment, call_drop_pct FROM ({sql})").fetchall()}
+        shown = json.loads(run(ws, "kpi", "preview", "call_drop_pct", "--by", "segment", "--min-samples", "1",
+                               "--format", "json").stdout)
+        assert len(got) == len(shown) > 0
+        for r in shown:
+            match = next(v for (t, s), v in got.items() if s == r["segment"] and t.isoformat().startswith(r["period_start"][:10]))
+            assert match == pytest.approx(r["call_drop_pct"], rel=1e-12)

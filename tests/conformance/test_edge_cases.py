@@ -16,7 +16,7 @@ from opencem.indicators.plan import compile_cube
 from opencem.indicators.spec import Cube
 from opencem.lake import Lake
 from opencem.schema import TABLES
-from tests.conformance.test_engines import spark_or_skip
+from tests.conftest import spark_or_skip
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 DEFS = """

@@ -4,7 +4,6 @@ tables from the same lake (counts exactly, measures to 1e-9 relative)."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from datetime import date
 
@@ -15,27 +14,12 @@ import pytest
 from opencem.indicators.catalog import load_catalog
 from opencem.indicators.evaluate import evaluate
 from opencem.workspace import Workspace
+from tests.conftest import spark_or_skip
 
 DAY = date(2026, 11, 3)  # one simulated day keeps Spark's share of the suite short
 # Together these hold every standard KPI and KQI (network sources per cell, customer sources
 # per subscriber) and every way of binding a dimension (column, lookup join, H3 grid).
 CUBES = ["cube_cell_15min", "cube_subscriber_day", "cube_grid_hour", "cube_segment_day"]
-
-
-def spark_or_skip():
-    try:
-        from opencem.engines.spark import EngineError, find_java, spark_session
-    except ImportError as err:  # pragma: no cover - pyspark is a test dependency
-        pytest.fail(f"pyspark is not installed ({err})")
-    if find_java() is None:
-        message = "Java is not installed, so Spark cannot run"
-        if os.environ.get("OPENCEM_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        return spark_session(2)
-    except EngineError as err:
-        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")

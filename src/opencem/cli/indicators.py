@@ -13,6 +13,14 @@ from .context import workspace
 from .options import EngineOpt, FromOpt, ToOpt, completes, grains, parse_date
 from .output import Format, FormatOpt, OutputOpt
 
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="A KPI or KQI name (see `opencem kpi list`), or cei.")]
+ByOpt = Annotated[str | None, typer.Option(metavar="DIMS", help=(
+    "Dimensions, comma-separated, e.g. cell_id or segment,city; none: network-wide."))]
+GrainOpt = Annotated[str, typer.Option(metavar="GRAIN", autocompletion=completes(grains), help="15min, hour or day.")]
+MinSamplesOpt = Annotated[int | None, typer.Option("--min-samples", min=1, metavar="N", help=(
+    "Leave out (and score no KQI on) groups with fewer records than this; default: the "
+    "min_samples of the configured cube with these dimensions, else 1."))]
+
 evaluate_app = typer.Typer()
 kpi_app = typer.Typer(help="Check, list and preview KPI/KQI definitions.", no_args_is_help=True)
 cei_app = typer.Typer(help="The Customer Experience Index: calibrate its weights from NPS or complaints.",
@@ -152,27 +160,30 @@ def list_cmd(
 @kpi_app.command("preview")
 def preview_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="A KPI or KQI name (see `opencem kpi list`), or cei.")],
-    by: Annotated[str | None, typer.Option(metavar="DIMS", help="Dimensions, comma-separated, e.g. cell or segment,city.")] = None,
-    grain: Annotated[str, typer.Option(metavar="GRAIN", autocompletion=completes(grains),
-                                        help="15min, hour or day.")] = "day",
+    name: NameArg,
+    by: ByOpt = None,
+    grain: GrainOpt = "day",
     limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="Rows to show (default 10 in table format, all in the others).")] = None,
     start: FromOpt = None,
     end: ToOpt = None,
     engine: EngineOpt = "duckdb",
-    worst: Annotated[bool, typer.Option("--worst", help="Show the lowest-scoring rows first.")] = False,
+    worst: Annotated[bool, typer.Option("--worst", help=(
+        "Worst rows first, by the definition's direction (better: higher or lower; a KQI by its "
+        "score); ties by value, then by more records."))] = False,
+    min_samples: MinSamplesOpt = None,
     fmt: FormatOpt = Format.table,
     out: OutputOpt = None,
 ) -> None:
-    """Compute one KPI or KQI over the lake without writing anything, and show the rows."""
+    """Compute one KPI or KQI over the lake without writing anything, and show the rows.
+    Without --by, the network-wide value per period."""
     from ..indicators.preview import preview
 
     ws = workspace(ctx).require()
     cat = workspace_catalog(ws)
     _grain(grain)
-    dims = [d.strip() for d in by.split(",")] if by else []
+    dims = _dims(by)
     started = time.perf_counter()
-    table, note = preview(ws.lake, cat, name, dims, grain, *_window(start, end), engine, worst)
+    table, note = preview(ws.lake, cat, name, dims, grain, *_window(start, end), engine, worst, min_samples)
     shown = limit if limit is not None else (10 if fmt is Format.table else None)
     total = table.num_rows
     if shown is not None:
@@ -181,6 +192,57 @@ def preview_cmd(
     output.note(f"{output.count(total, 'row')} in {time.perf_counter() - started:.1f} s on {engine}"
                 f"{'; showing ' + format(shown, ',') if shown is not None and total > shown else ''}"
                 f"{'; ' + note if note else ''}")
+
+
+@kpi_app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    what: Annotated[str, typer.Argument(metavar="WHAT", help=(
+        "cei (the CEI tree in force), cubes (the cubes in force) or a KPI or KQI name."))],
+    fmt: FormatOpt = Format.table,
+    out: OutputOpt = None,
+) -> None:
+    """Show what is in force and where each part of it is defined (file:line): the CEI tree,
+    the cubes, or one KPI or KQI."""
+    from ..indicators.listing import cei_table, cubes_table, definition_table
+
+    cat = workspace_catalog(workspace(ctx))
+    print_issues(cat)
+    if what == "cei":
+        table, title = cei_table(cat), "The CEI tree in force: index -> KQIs"
+        if cat.cei is not None:
+            title += f" (CEI poor below {cat.cei.poor_below:g})"
+    elif what == "cubes":
+        table, title = cubes_table(cat), "Cubes in force (opencem evaluate writes each table)"
+    else:
+        table, title = definition_table(cat, what), what
+    output.emit(table, fmt, out, title=title)
+
+
+@kpi_app.command("sql")
+def sql_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    by: ByOpt = None,
+    grain: GrainOpt = "day",
+    engine: EngineOpt = "duckdb",
+    min_samples: MinSamplesOpt = None,
+) -> None:
+    """Print the SQL an engine runs for NAME (as `kpi preview` and `evaluate` run it), so you
+    can see, and run by hand, what is computed."""
+    from ..indicators.preview import preview_sql
+
+    ws = workspace(ctx)
+    cat = workspace_catalog(ws)
+    print_issues(cat)
+    print(preview_sql(cat, ws.tables(), name, _dims(by), _grain(grain), engine, min_samples))
+
+
+def _dims(by: str | None) -> list[str]:
+    dims = [d.strip() for d in by.split(",")] if by else []
+    if any(not d for d in dims):
+        output.fail(f"--by {by!r} has an empty dimension; give names separated by commas, e.g. cell_id,segment")
+    return dims
 
 
 @cei_app.command("calibrate")

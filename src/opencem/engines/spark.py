@@ -116,6 +116,9 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         # each one costs the analyzer an iteration beyond its default limit of 100.
         ("spark.sql.analyzer.maxIterations", "1000"),
         ("spark.sql.optimizer.maxIterations", "1000"),
+        # Spark would substitute ${env:HOME}, ${system:...} and its settings even inside
+        # string literals of a user's definition; opencem's SQL never uses variables.
+        ("spark.sql.variable.substitute", "false"),
     ])
     if shuffle_partitions or not cluster:
         # Spark's 200 default makes hundreds of tiny tasks for our per-cell aggregates.
@@ -207,6 +210,7 @@ def register_arrow(spark: SparkSession, name: str, table: pa.Table) -> None:
 def run(spark: SparkSession, sql: str) -> pa.Table:
     """Run one query; the result as Arrow, timestamps as ``timestamp[us, tz=UTC]``."""
     try:
+        spark.conf.set("spark.sql.variable.substitute", "false")  # also on a session opencem did not start
         with _quiet_pandas():
             return spark.sql(sql).toArrow()
     except PySparkException as err:

@@ -8,16 +8,18 @@ definition with the same name as a library one replaces it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from ..schema import Table
-from ..specfile import Issue, SpecError, line_of, load_spec, read_yaml
+from ..schema.base import unit_of
+from ..specfile import Issue, SpecError, issue_of, line_of, read_yaml
 from .expr import Checked, check_filter, check_kpi, check_kqi, suggest
-from .spec import CEI, KPI, KQI, Cube, DefinitionFile, Dimension
+from .spec import CEI, KPI, KQI, Cube, CubeSection, Dimension
 
 KIND = "Definition file"
 # Long-format counter tables, pivoted to one row per measured object and period before KPIs
@@ -63,7 +65,10 @@ class Catalog:
     checked: dict[str, Checked] = field(default_factory=dict)  # KPI name -> checked expr
     filters: dict[str, Checked] = field(default_factory=dict)  # KPI name -> checked filter
     kqi_checked: dict[str, Checked] = field(default_factory=dict)
+    # (section, name) -> (file, its YAML tree, path to the item); sections also cei_index (node
+    # name) and cei_kqi (node.kqi), for what a mode: extend section changed, and cubes (position)
     origin: dict[tuple[str, str], tuple[Path, yaml.Node, list[str]]] = field(default_factory=dict)
+    cube_origins: list[tuple[Path, yaml.Node, list[str]]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
 
     @property
@@ -92,18 +97,21 @@ class Catalog:
 
 def load_catalog(tables: dict[str, Table], files: list[Path] = (), library: bool = True) -> Catalog:
     """Read the library (unless ``library`` is False) and ``files`` in order, later
-    definitions replacing earlier ones by name, then check everything together."""
+    definitions replacing earlier ones by name, then check everything together. A file given
+    twice (the workspace's own, named again on the command line) is read once."""
     cat = Catalog()
-    parse_errors: list[Issue] = []
-    for path in [*(library_files() if library else []), *map(Path, files)]:
+    paths = list(dict.fromkeys(Path(p).resolve() for p in [*(library_files() if library else []), *files]))
+    for path in paths:
         try:
-            doc = load_spec(path, DefinitionFile, KIND)
+            root, doc, issues = read_definitions(path)
         except SpecError as err:
-            parse_errors += err.issues
+            cat.issues += err.issues
             continue
-        root, _ = read_yaml(path, KIND)
+        cat.issues += issues
         _merge(cat, path, root, doc)
-    cat.issues += parse_errors
+    for i, origin in enumerate(cat.cube_origins):
+        cat.origin[("cubes", str(i))] = origin
+    _check_names(cat)
     _check_kpis(cat, tables)
     _check_kqis(cat)
     _check_cei(cat)
@@ -112,27 +120,195 @@ def load_catalog(tables: dict[str, Table], files: list[Path] = (), library: bool
     return cat
 
 
-def _merge(cat: Catalog, path: Path, root: yaml.Node, doc: DefinitionFile) -> None:
-    for section, items, store in (("kpis", doc.kpis, cat.kpis), ("kqis", doc.kqis, cat.kqis),
-                                  ("dimensions", doc.dimensions, cat.dimensions)):
+SECTIONS = {"kpis": KPI, "kqis": KQI, "dimensions": Dimension}
+
+
+@dataclass
+class Parsed:
+    """One definition file, item by item: an item with a problem is left out (and reported),
+    so the others are still checked and every problem of a file is reported at once."""
+
+    items: dict[str, list[tuple[int, object]]] = field(default_factory=dict)  # section -> (position, model)
+    cei: CEI | None = None
+    cubes: list[tuple[int, Cube]] | None = None
+    cubes_mode: str | None = None
+    cubes_loc: list[str] = field(default_factory=lambda: ["cubes"])
+
+
+def read_definitions(path: Path) -> tuple[yaml.Node, Parsed, list[Issue]]:
+    """Layers 1 and 2 of a definition file: YAML (a :class:`SpecError` if it is not) and each
+    item's shape, every problem an :class:`Issue`."""
+    root, data = read_yaml(path, KIND)
+    issues: list[Issue] = []
+    out = Parsed()
+
+    def validate(model, value, loc: list):
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            for e in exc.errors():
+                issues.append(issue_of(KIND, path, root, {**e, "loc": (*loc, *e["loc"])}))
+            return None
+
+    def as_list(section: str, value) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            issues.append(Issue("must be a list of definitions", "error", KIND, path, line_of(root, [section]), section))
+            return []
+        return value
+
+    known = [*SECTIONS, "cei", "cubes"]
+    for key in data:
+        if key not in known:
+            issues.append(Issue(f"unknown section{suggest(str(key), known)}; sections are {', '.join(known)}",
+                                "error", KIND, path, line_of(root, [str(key)]), str(key)))
+    for section, model in SECTIONS.items():
+        items = [(i, validate(model, item, [section, i])) for i, item in enumerate(as_list(section, data.get(section)))]
+        out.items[section] = [(i, m) for i, m in items if m is not None]
+    if data.get("cei") is not None:
+        out.cei = validate(CEI, data["cei"], ["cei"])
+    cubes = data.get("cubes")
+    if isinstance(cubes, dict):
+        section = validate(CubeSection, {**cubes, "list": []}, ["cubes"])
+        if section is not None:
+            out.cubes_mode, out.cubes_loc = section.mode, ["cubes", "list"]
+            cubes = cubes.get("list")
+        else:
+            cubes = None
+    if cubes is not None or "cubes" in data:
+        listed = [(i, validate(Cube, c, [*out.cubes_loc, i])) for i, c in enumerate(as_list(".".join(out.cubes_loc), cubes))]
+        out.cubes = [(i, c) for i, c in listed if c is not None]
+    return root, out, issues
+
+
+def _merge(cat: Catalog, path: Path, root: yaml.Node, doc: Parsed) -> None:
+    stores = {"kpis": cat.kpis, "kqis": cat.kqis, "dimensions": cat.dimensions}
+    for section, items in doc.items.items():
         seen: set[str] = set()
-        for i, item in enumerate(items):
+        for i, item in items:
             key = (section, item.name)
             if item.name in seen:
-                cat.origin.setdefault(key, (path, root, [section, str(i)]))
                 cat.issues.append(Issue(f"{item.name} is defined twice in this file", "error", KIND, path,
                                         line_of(root, [section, str(i)]), f"{section}[{i}].name"))
                 continue
             seen.add(item.name)
-            store[item.name] = item
+            stores[section][item.name] = item
             cat.origin[key] = (path, root, [section, str(i)])
     if doc.cei is not None:
-        cat.cei = doc.cei
-        cat.origin[("cei", "cei")] = (path, root, ["cei"])
-    if doc.cubes:
-        cat.cubes = list(doc.cubes)  # a file that lists cubes chooses the whole set
-        for i, _ in enumerate(doc.cubes):
-            cat.origin[("cubes", str(i))] = (path, root, ["cubes", str(i)])
+        _merge_cei(cat, path, root, doc.cei)
+    if doc.cubes is not None:
+        _merge_cubes(cat, path, root, doc)
+
+
+def _merge_cei(cat: Catalog, path: Path, root: yaml.Node, cei: CEI) -> None:
+    where = Issue("", "warning", KIND, path, line_of(root, ["cei"]), "cei")
+    if cei.mode == "extend" and cat.cei is not None:
+        nodes = {n.name: n for n in cat.cei.indices}
+        for i, node in enumerate(cei.indices):
+            old = nodes.get(node.name)
+            if old is None:
+                nodes[node.name] = node
+            else:
+                given = node.model_fields_set - {"name", "kqis"}
+                nodes[node.name] = old.model_copy(update={**{k: getattr(node, k) for k in given},
+                                                          "kqis": {**old.kqis, **node.kqis}})
+            for kqi in node.kqis:
+                cat.origin[("cei_kqi", f"{node.name}.{kqi}")] = (path, root, ["cei", "indices", str(i), "kqis", kqi])
+            if old is None or node.model_fields_set - {"name", "kqis"}:
+                cat.origin[("cei_index", node.name)] = (path, root, ["cei", "indices", str(i)])
+        top = {k: getattr(cei, k) for k in cei.model_fields_set - {"mode", "indices"}}
+        cat.cei = cat.cei.model_copy(update={**top, "indices": list(nodes.values())})
+        return
+    if cei.mode is None and cat.cei is not None:
+        old = cat.origin[("cei", "cei")][0]
+        cat.issues.append(replace(where, message=(
+            f"this cei: section replaces the whole CEI tree in force (from {_short(old)}: indices "
+            f"{', '.join(n.name for n in cat.cei.indices)}); write mode: extend to add to it, or "
+            "mode: replace to say the replacement is meant")))
+    cat.cei = cei
+    for key in [k for k in cat.origin if k[0] in ("cei_index", "cei_kqi")]:
+        del cat.origin[key]
+    for i, node in enumerate(cei.indices):
+        cat.origin[("cei_index", node.name)] = (path, root, ["cei", "indices", str(i)])
+        for kqi in node.kqis:
+            cat.origin[("cei_kqi", f"{node.name}.{kqi}")] = (path, root, ["cei", "indices", str(i), "kqis", kqi])
+    cat.origin[("cei", "cei")] = (path, root, ["cei"])
+
+
+def _merge_cubes(cat: Catalog, path: Path, root: yaml.Node, doc: Parsed) -> None:
+    new = [(c, (path, root, [*doc.cubes_loc, str(i)])) for i, c in doc.cubes]
+    if doc.cubes_mode == "extend":
+        replaced = {c.table(g) for c, _ in new for g in c.grains}
+        kept = []
+        for cube, origin in zip(cat.cubes, cat.cube_origins):
+            grains = [g for g in cube.grains if cube.table(g) not in replaced]
+            if grains:
+                kept.append((cube.model_copy(update={"grains": grains}) if grains != cube.grains else cube, origin))
+        new = kept + new
+    elif doc.cubes_mode is None and cat.cubes:
+        cat.issues.append(Issue(
+            f"this cubes: list replaces the {len(cat.cubes)} cubes in force (from "
+            f"{', '.join(dict.fromkeys(_short(o[0]) for o in cat.cube_origins))}); write cubes: {{mode: extend, "
+            "list: [...]}} to add to them, or mode: replace to say the replacement is meant",
+            "warning", KIND, path, line_of(root, ["cubes"]), "cubes"))
+    cat.cubes = [c for c, _ in new]
+    cat.cube_origins = [o for _, o in new]
+
+
+def _short(path: Path) -> str:
+    return f"library/{path.name}" if path.parent == LIBRARY else str(path)
+
+
+# Columns every cube writes beside the definitions' own: a definition by one of these names
+# would overwrite or duplicate it.
+WRITTEN = {"period_start": "the start of each time bucket", "cei": "the Customer Experience Index",
+           "poor_experience": "the CEI's poor-experience flag"}
+SUFFIXES = {"_score": "KQI scores", "_index": "CEI index values", "_poor": "index poor-experience flags"}
+
+
+def reserved(name: str) -> str | None:
+    """Why ``name`` cannot name a KPI, KQI, dimension or index node, or None."""
+    if name in WRITTEN:
+        return f"{name} is reserved: every cube writes {WRITTEN[name]} under it"
+    if name.startswith("records_"):
+        return f"{name} is reserved: records_<source> columns count each source's rows in a group"
+    for suffix, what in SUFFIXES.items():
+        if name.endswith(suffix):
+            return f"{name} is reserved: names ending in {suffix} are the cubes' {what}"
+    if not _is_identifier(name):
+        return f"{name} is a word of SQL and cannot name a column in an expression"
+    return None
+
+
+def _is_identifier(name: str) -> bool:
+    import sqlglot
+    from sqlglot import exp
+
+    for dialect in ("duckdb", "spark"):
+        try:
+            tree = sqlglot.parse_one(name, read=dialect)
+        except sqlglot.errors.SqlglotError:
+            return False
+        if not isinstance(tree, exp.Column) or tree.name != name or tree.table:
+            return False
+    return True
+
+
+def _check_names(cat: Catalog) -> None:
+    dims = set(cat.dimensions)
+    for section, store, what in (("kpis", cat.kpis, "KPI"), ("kqis", cat.kqis, "KQI"),
+                                 ("dimensions", cat.dimensions, "dimension")):
+        for name in store:
+            why = reserved(name)
+            if why is None and section != "dimensions" and name in dims:
+                why = f"{name} is a dimension; a cube by {name} would have two columns of that name"
+            if why:
+                cat.add("error", section, name, ("name",), f"{why}; choose another {what} name")
+    if cat.cei is not None:
+        for i, node in enumerate(cat.cei.indices):
+            if not _is_identifier(f"{node.name}_index"):
+                cat.add("error", "cei_index", node.name, ("name",), f"{node.name} cannot name an index")
 
 
 def _check_kpis(cat: Catalog, tables: dict[str, Table]) -> None:
@@ -147,24 +323,42 @@ def _check_kpis(cat: Catalog, tables: dict[str, Table]) -> None:
             cat.add("error", "kpis", name, ("source",),
                     f"{kpi.source} is a snapshot table without event time; KPIs need an event table")
             continue
+        if kpi.better is None:
+            cat.add("warning", "kpis", name, ("name",), "declare better: higher, lower or neither (a volume), so "
+                    "kpi preview --worst and diagnosis know which way is bad")
         long_format = kpi.source in COUNTER_SOURCES
-        columns = COUNTER_SOURCES[kpi.source] if long_format else table.schema.names
-        checked = cat.checked[name] = check_kpi(kpi.expr, columns, counters=long_format)
+        names = COUNTER_SOURCES[kpi.source] if long_format else table.schema.names
+        columns = {f.name: f.type for f in table.columns if f.name in names}
+        units = {f.name: unit_of(f) for f in table.columns if unit_of(f)}
+        checked = cat.checked[name] = _guarded(check_kpi, kpi.expr, columns, counters=long_format, units=units)
         for problem in checked.issues:
             cat.add("error", "kpis", name, ("expr",), problem)
+        for warning in checked.warnings:
+            cat.add("warning", "kpis", name, ("expr",), warning)
         for counter in sorted(checked.counters - counters):
             cat.add("warning", "kpis", name, ("expr",), f"counter {counter} is not produced by any "
-                    f"bundled vendor dictionary{suggest(counter, counters)}; it will be null unless "
-                    "a workspace dictionary maps it")
+                    f"bundled vendor dictionary{suggest(counter, counters)}: unless a workspace dictionary "
+                    "maps it, no row has it, so a sum or average of it is empty (null) and a count of it 0")
         if kpi.filter:
-            filt = cat.filters[name] = check_filter(kpi.filter, columns, counters=False)
+            filt = cat.filters[name] = _guarded(check_filter, kpi.filter, columns, counters=False, units=units)
             for problem in filt.issues:
                 cat.add("error", "kpis", name, ("filter",), problem)
+            for warning in filt.warnings:
+                cat.add("warning", "kpis", name, ("filter",), warning)
+
+
+def _guarded(check, text: str, *args, **kwargs) -> Checked:
+    """``check(text, ...)``, with Python's recursion limit as one more refused expression (the
+    depth limits in :mod:`.expr` should come first)."""
+    try:
+        return check(text, *args, **kwargs)
+    except RecursionError:
+        return Checked(text, issues=[f"expression {text[:40]!r}... is nested too deeply to check"])
 
 
 def _check_kqis(cat: Catalog) -> None:
     for name, kqi in cat.kqis.items():
-        checked = cat.kqi_checked[name] = check_kqi(kqi.expr, cat.kpis)
+        checked = cat.kqi_checked[name] = _guarded(check_kqi, kqi.expr, cat.kpis, cat.kqis)
         for problem in checked.issues:
             cat.add("error", "kqis", name, ("expr",), problem)
         if name in cat.kpis:
@@ -175,14 +369,22 @@ def _check_kqis(cat: Catalog) -> None:
 def _check_cei(cat: Catalog) -> None:
     if cat.cei is None:
         return
-    names = [n.name for n in cat.cei.indices]
-    for i, node in enumerate(cat.cei.indices):
-        if names.index(node.name) != i:
-            cat.add("error", "cei", "cei", ("indices", str(i), "name"), f"index {node.name} is defined twice")
+    if not cat.cei.indices:
+        cat.add("error", "cei", "cei", ("indices",), "list at least one index node with its weight and KQIs")
+    seen: set[str] = set()
+    for node in cat.cei.indices:
+        if node.name in seen:
+            cat.add("error", "cei_index", node.name, ("name",), f"index {node.name} is defined twice")
+        seen.add(node.name)
+        if node.weight is None:
+            cat.add("error", "cei_index", node.name, ("weight",), f"index {node.name} needs a weight (a positive number)")
+        if not node.kqis:
+            cat.add("error", "cei_index", node.name, ("kqis",), f"index {node.name} needs at least one KQI with its weight")
         for kqi in node.kqis:
             if kqi not in cat.kqis:
-                cat.add("error", "cei", "cei", ("indices", str(i), "kqis", kqi),
-                        f"unknown KQI {kqi}{suggest(kqi, cat.kqis)}")
+                why = f"{kqi} is a KPI; an index weighs KQIs (scored 0-100), so define a KQI over it" \
+                    if kqi in cat.kpis else f"unknown KQI {kqi}{suggest(kqi, cat.kqis)}"
+                cat.add("error", "cei_kqi", f"{node.name}.{kqi}", (), why)
 
 
 def _check_dimensions(cat: Catalog, tables: dict[str, Table]) -> None:
@@ -200,7 +402,7 @@ def _check_dimensions(cat: Catalog, tables: dict[str, Table]) -> None:
 
 
 def _check_cubes(cat: Catalog) -> None:
-    tables_seen: set[str] = set()
+    tables_seen: dict[str, int] = {}
     for i, cube in enumerate(cat.cubes):
         for j, dim in enumerate(cube.dimensions):
             if dim not in cat.dimensions:
@@ -209,6 +411,10 @@ def _check_cubes(cat: Catalog) -> None:
         if len(set(cube.dimensions)) != len(cube.dimensions):
             cat.add("error", "cubes", str(i), ("dimensions",), "a dimension is listed twice")
         for grain in cube.grains:
-            if cube.table(grain) in tables_seen:
-                cat.add("error", "cubes", str(i), ("dimensions",), f"{cube.table(grain)} is configured twice")
-            tables_seen.add(cube.table(grain))
+            table = cube.table(grain)
+            if table in tables_seen:
+                first = cat.issue("error", "cubes", str(tables_seen[table]), (), "")
+                cat.add("error", "cubes", str(i), ("dimensions",),
+                        f"{table} is also written by the cube at {_short(first.file)} line {first.line}; "
+                        "two cubes may not write one table (give them other dimensions or grains)")
+            tables_seen.setdefault(table, i)

@@ -53,31 +53,48 @@ class CubeResult:
 class EvaluateReport:
     engine: str
     cubes: list[CubeResult] = field(default_factory=list)
+    notes_: list[str] = field(default_factory=list)  # which cube a --grain override used
 
     def notes(self, left_out: bool = True) -> list[str]:
-        """Why cubes came out empty, then (with ``left_out``) which sources their dimensions
-        cannot split; each sentence once, with the cubes it is about."""
-        cubes: dict[str, list[str]] = {}
+        """Which cube a --grain override used, why cubes came out empty, then (with
+        ``left_out``) which sources their dimensions cannot split; each sentence once, with the
+        cubes it is about."""
+        cubes: dict[str, list[str]] = {s: [] for s in self.notes_}
         for c in self.cubes:
             for sentence in (*c.empty, *(c.omitted if left_out else ())):
                 cubes.setdefault(sentence, []).append(c.table)
-        return [f"{', '.join(tables)}: {sentence}" for sentence, tables in cubes.items()]
+        return [f"{', '.join(tables)}: {sentence}" if tables else sentence for sentence, tables in cubes.items()]
 
 
 def plans_for(cat: Catalog, tables: dict[str, Table], grains: list[str] | None = None,
-              only: list[str] | None = None) -> list[CubePlan]:
-    """The configured cubes at their grains (or at ``grains`` instead); ``only`` picks tables."""
-    plans = []
-    for cube in cat.cubes:
+              only: list[str] | None = None, notes: list[str] | None = None) -> list[CubePlan]:
+    """The configured cubes at their grains (or at ``grains`` instead); ``only`` picks tables.
+
+    With ``grains``, two cubes of one dimension set (cell_id at 15min with min_samples 10 and at
+    day with 30) would both write one table: the cube configured at that grain is used, else
+    the first, and a sentence saying which is added to ``notes``."""
+    chosen: dict[str, tuple[int, str]] = {}  # table -> (cube position, grain)
+    for i, cube in enumerate(cat.cubes):
         for grain in grains or cube.grains:
-            if only and cube.table(grain) not in only:
+            table = cube.table(grain)
+            if table in chosen:
+                j, _ = chosen[table]
+                use, other = (i, j) if grain in cube.grains and grain not in cat.cubes[j].grains else (j, i)
+                chosen[table] = (use, grain)
+                if notes is not None:
+                    used, skipped = cat.cubes[use], cat.cubes[other]
+                    how = f"configured at {grain}" if grain in used.grains else "listed first"
+                    notes.append(f"{table}: two configured cubes of {', '.join(used.dimensions) or 'no dimension'} "
+                                 f"apply at {grain}; the one {how} is used (min_samples {used.min_samples}; "
+                                 f"the other has {skipped.min_samples})")
                 continue
-            plans.append(compile_cube(cat, tables, cube, grain))
+            chosen[table] = (i, grain)
+    plans = [compile_cube(cat, tables, cat.cubes[i], grain) for table, (i, grain) in chosen.items()
+             if not only or table in only]
     if only:
-        unknown = sorted(set(only) - {p.table for p in plans})
+        unknown = sorted(set(only) - set(chosen))
         if unknown:
-            known = sorted({c.table(g) for c in cat.cubes for g in (grains or c.grains)})
-            raise EvaluateError(f"no configured cube {', '.join(unknown)}; configured: {', '.join(known)}")
+            raise EvaluateError(f"no configured cube {', '.join(unknown)}; configured: {', '.join(sorted(chosen))}")
     return [p for p in plans if p.scans]
 
 
@@ -100,10 +117,11 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
     data) and commit them to the lake. Days whose inputs did not change are skipped unless
     ``full``. ``progress(step, done, total)`` is called after each cube-day."""
     tables = lake.tables
-    plans = plans_for(cat, tables, grains, only)
+    chose: list[str] = []
+    plans = plans_for(cat, tables, grains, only, chose)
     manifest = lake.manifest()
     run = runner(engine, threads)
-    report = EvaluateReport(engine)
+    report = EvaluateReport(engine, notes_=chose)
     work = []
     for plan in plans:
         # The fingerprint is the engine-neutral plan as DuckDB SQL, so switching engines
@@ -143,6 +161,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
                 out = run.run(sql)
                 spec = spec or _spec(plan, out, cat)
                 out = conform(out, spec)
+                _unique_keys(plan, out, day)
                 got.add(plan, out)
                 txn.replace_days(plan.table, [day])
                 txn.append(spec, out)
@@ -172,6 +191,16 @@ def run_plan(lake: Lake, plan: CubePlan, engine: str = "duckdb", start: date | N
         files = [f for f in lake.files(source, manifest) if _in_window(f.date, start, end)]
         run.register_files(source, lake.paths(files), lake.tables[source].schema)
     return run.run(RENDERERS[run.name]().render(plan))
+
+
+def _unique_keys(plan: CubePlan, out: pa.Table, day: str) -> None:
+    """A cube row per key, or nothing is committed: a second row for a key would make every
+    reader's answer depend on which it meets first."""
+    keys = ["period_start", *plan.dimensions]
+    distinct = out.group_by(keys, use_threads=False).aggregate([]).num_rows
+    if distinct != out.num_rows:
+        raise EvaluateError(f"{plan.table} for {day} has {out.num_rows - distinct:,} rows more than keys "
+                            f"({', '.join(keys)}); nothing was written. This is a bug in opencem: please report it")
 
 
 def _digest(parts) -> str:

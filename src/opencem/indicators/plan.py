@@ -60,6 +60,9 @@ class Scan:
     pivot_columns: tuple[str, ...] = ()
     # Source columns stored as float32: read as DOUBLE so row arithmetic is the same everywhere.
     float_columns: frozenset[str] = frozenset()
+    # Integer source columns: read as DOUBLE where arithmetic uses them, as bytes * 8 would
+    # overflow BIGINT (an error on both engines) long before a double does.
+    int_columns: frozenset[str] = frozenset()
     # Per-row values computed once (QoE models), in layers: a layer uses only earlier ones.
     derived: tuple[tuple[tuple[str, exp.Expression], ...], ...] = ()
 
@@ -242,9 +245,10 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
     pivot = PIVOT_KEYS if long_format else ()
     floats = frozenset(f.name for f in table.columns if pa.types.is_floating(f.type)
                        and f.type.bit_width < 64)
+    ints = frozenset(f.name for f in table.columns if pa.types.is_integer(f.type))
     return Scan(table.name, table.time_column, dims, tuple(measures.values()), tuple(kpis),
-                tuple(counters.items()), pivot, floats, _derived_layers(tuple((n, text) for text, (n, _) in derived.items()),
-                                                                 {n: c for n, c in derived.values()}))
+                tuple(counters.items()), pivot, floats, ints,
+                _derived_layers(tuple((n, text) for text, (n, _) in derived.items()), {n: c for n, c in derived.values()}))
 
 
 _LAYERS: dict[tuple, tuple] = {}

@@ -23,6 +23,7 @@ from .catalog import COUNTER_SOURCES
 from .plan import CubePlan, DimBinding, Measure, Scan
 
 DOUBLE = exp.DataType.build("double")
+ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Pow)
 TIME = "period_start"
 
 
@@ -66,20 +67,25 @@ class Renderer:
         return exp.Cast(this=e, to=DOUBLE.copy())
 
     def safe(self, tree: exp.Expression, table: str | None = None,
-             floats: frozenset[str] = frozenset()) -> exp.Expression:
-        """A copy of ``tree`` with every division made safe, columns qualified by ``table``
-        and float32 columns (``floats``) read as DOUBLE: DuckDB computes float32 arithmetic
-        in float32 and Spark partly in double, so results would differ in the 8th digit."""
+             floats: frozenset[str] = frozenset(), ints: frozenset[str] = frozenset()) -> exp.Expression:
+        """A copy of ``tree`` with every division made safe, columns qualified by ``table``,
+        float32 columns (``floats``) read as DOUBLE (DuckDB computes float32 arithmetic in
+        float32 and Spark partly in double, so results would differ in the 8th digit) and
+        integer columns (``ints``, or every column when ``table`` is None: measures) read as
+        DOUBLE where arithmetic uses them, so no product overflows BIGINT."""
         tree = tree.copy()
-        if table:
-            for c in list(tree.find_all(exp.Column)):
+        for c in list(tree.find_all(exp.Column)):
+            if table:
                 c.set("table", exp.to_identifier(table))
-                if c.name in floats:
-                    cast = self.double(c.copy())
-                    if c is tree:
-                        tree = cast
-                    else:
-                        c.replace(cast)
+            parent = c.parent
+            while isinstance(parent, exp.Paren):
+                parent = parent.parent
+            if c.name in floats or ((table is None or c.name in ints) and isinstance(parent, ARITHMETIC)):
+                cast = self.double(c.copy())
+                if c is tree:
+                    tree = cast
+                else:
+                    c.replace(cast)
         # Innermost first, so a guard's copy of its argument is already guarded.
         for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt, exp.Anonymous))):
             new = self.guarded(node)
@@ -108,9 +114,9 @@ class Renderer:
         return type(node)(this=case_when(cond, x))
 
     def aggregate(self, m: Measure, floats: frozenset[str] = frozenset(),
-                  grouped: frozenset[str] = frozenset()) -> exp.Expression:
-        arg = self.safe(m.arg, "src", floats) if m.arg is not None else None
-        filt = self.safe(m.filter, "src", floats) if m.filter is not None else None
+                  grouped: frozenset[str] = frozenset(), ints: frozenset[str] = frozenset()) -> exp.Expression:
+        arg = self.safe(m.arg, "src", floats, ints) if m.arg is not None else None
+        filt = self.safe(m.filter, "src", floats, ints) if m.filter is not None else None
 
         def only(e: exp.Expression) -> exp.Expression:  # value where the KPI's filter holds
             return case_when(filt, e) if filt is not None else e
@@ -147,7 +153,7 @@ class Renderer:
         rows = self.rows(scan)
         # Per-row model values (E-model, P.1203) computed once, then aggregated by many KPIs.
         for layer in scan.derived:
-            extra = [self.safe(e, "src", scan.float_columns).as_(name) for name, e in layer]
+            extra = [self.safe(e, "src", scan.float_columns, scan.int_columns).as_(name) for name, e in layer]
             rows = exp.select(exp.Star(), *extra, copy=False).from_(rows, copy=False).subquery("src", copy=False)
         return rows
 
@@ -170,7 +176,7 @@ class Renderer:
         dims = [self.dimension(b) for b in scan.dims]
         select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
                             exp.Count(this=exp.Star()).as_(scan.records),
-                            *[self.aggregate(m, scan.float_columns, grouped).as_(m.name) for m in scan.measures])
+                            *[self.aggregate(m, scan.float_columns, grouped, scan.int_columns).as_(m.name) for m in scan.measures])
         select = select.from_(self.source(scan), copy=False)
         for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
             bs = [b for b in scan.dims if b.lookup == lookup]
@@ -268,8 +274,9 @@ class Renderer:
             query = query.with_(name, as_=cte, copy=False)
         return query
 
-    def render(self, plan: CubePlan) -> str:
-        return self.render_tree(plan).sql(dialect=self.dialect)
+    def render(self, plan: CubePlan, pretty: bool = False) -> str:
+        # Every identifier quoted: a KPI may be named like a word one engine reserves (order, end).
+        return self.render_tree(plan).sql(dialect=self.dialect, identify=True, pretty=pretty)
 
 
 def grid_table(resolution: int) -> str:

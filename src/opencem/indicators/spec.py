@@ -31,7 +31,11 @@ Name = Annotated[str, AfterValidator(_name)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are no score, weight or threshold: YAML's .inf and .nan are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Better = Literal["higher", "lower", "neither"]  # neither: volumes and counts
 
 
 class KPI(Strict):
@@ -42,6 +46,8 @@ class KPI(Strict):
     expr: str = Field(min_length=1)
     filter: str | None = None
     unit: str = ""
+    # Which way is good: --worst and diagnosis rank by it (a drop rate is better lower).
+    better: Better | None = None
     description: str = ""
     reference: str | None = None
 
@@ -80,6 +86,15 @@ class Score(Strict):
             return [tuple(p) for p in self.points]
         return sorted([(self.bad, 0.0), (self.good, 100.0)])
 
+    @property
+    def better(self) -> str | None:
+        """higher or lower, as the score rises from the lowest value to the highest; None for a
+        curve that scores both ends alike (an optimum in between)."""
+        pts = self.breakpoints()
+        if pts[0][1] == pts[-1][1]:
+            return None
+        return "higher" if pts[0][1] < pts[-1][1] else "lower"
+
 
 class KQI(Strict):
     """A quality indicator: an expression of KPIs scored to 0-100, attached to one service,
@@ -91,6 +106,7 @@ class KQI(Strict):
     channel: Literal[CHANNELS] | None = None  # type: ignore[valid-type]
     lifecycle: Literal[LIFECYCLE] | None = None  # type: ignore[valid-type]
     unit: str = ""
+    better: Better | None = None  # stated, or read from the score's direction
     description: str = ""
     score: Score
     reference: str | None = None
@@ -101,7 +117,14 @@ class KQI(Strict):
         if len(given) != 1:
             raise ValueError("attach the KQI to exactly one of service, channel or lifecycle "
                              f"(found {', '.join(given) or 'none'})")
+        if self.better and self.score.better and self.better != self.score.better:
+            raise ValueError(f"better: {self.better} contradicts the score, which rises as the value "
+                             f"gets {'higher' if self.score.better == 'higher' else 'lower'}")
         return self
+
+    @property
+    def direction(self) -> str | None:
+        return self.better or self.score.better
 
     @property
     def attached_to(self) -> tuple[str, str]:
@@ -110,31 +133,42 @@ class KQI(Strict):
 
 
 class IndexNode(Strict):
-    """One branch of the CEI tree: a weighted mean of KQI scores (e.g. the voice index)."""
+    """One branch of the CEI tree: a weighted mean of KQI scores (e.g. the voice index).
+
+    In a ``mode: extend`` section a node named like one in force changes only what it gives
+    (its KQIs are added to the node's, a weight replaces the old one), so weight and kqis may
+    be left out there; the tree in force must have both for every node (checked in the catalog).
+    """
 
     name: Name
-    weight: float = Field(gt=0)
-    kqis: dict[str, float]
+    weight: float | None = Field(default=None, gt=0)
+    kqis: dict[str, float] = Field(default_factory=dict)
     poor_below: float | None = Field(default=None, ge=0, le=100)
     description: str = ""
 
     @field_validator("kqis")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value:
-            raise ValueError("list at least one KQI with its weight")
         bad = [f"{k}={w}" for k, w in value.items() if not w > 0]
         if bad:
             raise ValueError(f"KQI weights must be positive ({', '.join(bad)})")
         return value
 
 
+Mode = Literal["replace", "extend"]
+
+
 class CEI(Strict):
     """The Customer Experience Index: a weighted mean of the index nodes; weights of missing
-    branches (a customer without video, say) are shared out among the present ones."""
+    branches (a customer without video, say) are shared out among the present ones.
 
+    ``mode`` says what a workspace section does to the tree in force: ``replace`` it whole, or
+    ``extend`` it (nodes by name, KQIs by name). Left out, it replaces, with a warning.
+    """
+
+    mode: Mode | None = None
     poor_below: float = Field(default=60.0, ge=0, le=100)
-    indices: list[IndexNode] = Field(min_length=1)
+    indices: list[IndexNode] = Field(default_factory=list)
     description: str = ""
 
 
@@ -183,6 +217,15 @@ class Cube(Strict):
         return "cube_" + "_".join(d.removesuffix("_id") for d in self.dimensions or ["total"]) + "_" + grain
 
 
+class CubeSection(Strict):
+    """``cubes: {mode: extend, list: [...]}``: add cubes to those in force (a cube of the same
+    dimensions and grain replaces that one), or ``mode: replace`` them all. A bare list
+    replaces them all, with a warning."""
+
+    mode: Mode
+    list_: list[Cube] = Field(default_factory=list, alias="list")
+
+
 class DefinitionFile(Strict):
     """One YAML file; any section may be absent."""
 
@@ -190,4 +233,4 @@ class DefinitionFile(Strict):
     kqis: list[KQI] = Field(default_factory=list)
     cei: CEI | None = None
     dimensions: list[Dimension] = Field(default_factory=list)
-    cubes: list[Cube] = Field(default_factory=list)
+    cubes: list[Cube] | CubeSection | None = None
