@@ -217,3 +217,30 @@ def test_kpi_sql_prints_what_runs(ws, engine, engine_ready):
         for r in shown:
             match = next(v for (t, s), v in got.items() if s == r["segment"] and t.isoformat().startswith(r["period_start"][:10]))
             assert match == pytest.approx(r["call_drop_pct"], rel=1e-12)
+
+
+def test_cei_calibrate_says_which_weights_to_keep(ws):
+    for target in ("nps", "complaints"):
+        result = run(ws, "evaluate", "--cube", "cube_subscriber_day")
+        assert result.exit_code == 0, result.output
+        result = run(ws, "cei", "calibrate", "--target", target, "--format", "json")
+        fit = {r["weights"]: r["pearson"] for r in json.loads(result.stdout)}
+        said = " ".join(result.stderr.split())
+        if fit["calibrated"] > fit["hand"]:
+            assert f"The calibrated weights follow {target} better" in said and "use them" in said
+        else:
+            assert f"warning: The calibrated weights follow {target} no better than the hand-set ones" in said
+            assert "keep the hand-set weights" in said
+        assert f"Pearson {fit['calibrated']:.3f} calibrated against {fit['hand']:.3f} hand-set" in said
+
+
+def test_cei_calibrate_names_the_missing_input(ws, tmp_path):
+    copy = Workspace(tmp_path / "copy")
+    shutil.copytree(ws.root / "lake", copy.root / "lake")
+    assert run(copy, "evaluate", "--cube", "cube_subscriber_day").exit_code == 0
+    with copy.lake.transaction() as txn:
+        txn.replace_days("surveys", sorted({f.date for f in copy.lake.files("surveys")}))
+    result = run(copy, "cei", "calibrate", "--target", "nps")
+    assert result.exit_code == 2
+    assert ("there is nothing to calibrate on: the surveys table is empty (no NPS survey answers loaded); "
+            "load surveys or use --target complaints") in " ".join(result.output.split())

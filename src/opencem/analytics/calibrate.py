@@ -42,13 +42,28 @@ class Calibration:
                                       "holdout_customers": self.holdout, "customers": self.customers}
                                      for label, values in self.fit.items()])
 
+    @property
+    def better(self) -> bool:
+        """Whether the calibrated weights correlate better with the target, on held-out customers,
+        than the hand-set ones."""
+        hand, fitted = self.fit["hand"]["pearson"], self.fit["calibrated"]["pearson"]
+        return bool(np.isfinite(fitted) and (not np.isfinite(hand) or fitted > hand))
+
+    def verdict(self) -> str:
+        """One sentence: which weights to keep, and why."""
+        hand, fitted = self.fit["hand"]["pearson"], self.fit["calibrated"]["pearson"]
+        figures = (f"Pearson {fitted:.3f} calibrated against {hand:.3f} hand-set, on {self.holdout:,} "
+                   f"held-out customers")
+        if self.better:
+            return f"The calibrated weights follow {self.target} better ({figures}): use them."
+        return (f"The calibrated weights follow {self.target} no better than the hand-set ones ({figures}): "
+                "keep the hand-set weights.")
+
     def yaml(self, cat: Catalog) -> str:
         """A ``cei:`` section with the calibrated weights, ready for the workspace."""
-        hand, fitted = self.fit["hand"]["pearson"], self.fit["calibrated"]["pearson"]
-        lines = [f"# Calibrated by `opencem cei calibrate --target {self.target}` on {self.customers:,} customers;",
-                 f"# holdout Pearson correlation with {self.target}: {hand:.3f} with the hand-set "
-                 f"weights, {fitted:.3f} calibrated.",
-                 "cei:", f"  poor_below: {cat.cei.poor_below:g}", "  indices:"]
+        lines = [f"# Calibrated by `opencem cei calibrate --target {self.target}` on {self.customers:,} customers.",
+                 f"# {self.verdict()}",
+                 "cei:", "  mode: replace", f"  poor_below: {cat.cei.poor_below:g}", "  indices:"]
         for node in cat.cei.indices:
             lines.append(f"    - name: {node.name}")
             lines.append(f"      weight: {self.index_weights.get(node.name, node.weight):.3f}")
@@ -65,6 +80,12 @@ def _subscriber_frame(lake: Lake, cat: Catalog, target: str) -> tuple[list[str],
     kqis = [k for node in cat.cei.indices for k in node.kqis]
     columns = [c.name for c in lake.tables[CUBE].columns]
     kqis = [k for k in dict.fromkeys(kqis) if f"{k}_score" in columns]
+    source = "surveys" if target == "nps" else "complaints"
+    if not lake.files(source):
+        what = "NPS survey answers" if target == "nps" else "complaints"
+        other = "complaints" if target == "nps" else "nps"
+        raise EvaluateError(f"there is nothing to calibrate on: the {source} table is empty (no {what} loaded); "
+                            f"load {source} or use --target {other}")
     con = connect(lake)
     if target == "nps":
         y_sql = "SELECT subscriber_id, 10.0 * avg(nps_score) AS y FROM surveys GROUP BY 1"
@@ -79,8 +100,10 @@ def _subscriber_frame(lake: Lake, cat: Catalog, target: str) -> tuple[list[str],
                           f"(SELECT c.subscriber_id, {scores} FROM {CUBE} c GROUP BY 1) x USING (subscriber_id) "
                           "ORDER BY subscriber_id").to_arrow_table()
     if t.num_rows < 50:
-        raise EvaluateError(f"only {t.num_rows} customers have both {target} data and scores; "
+        raise EvaluateError(f"only {t.num_rows} customers have both {target} data and scores in {CUBE}; "
                             "calibration needs at least 50")
+    if len(set(t.column("y").to_pylist())) < 2:
+        raise EvaluateError(f"every customer has the same {target} value, so there is nothing to calibrate on")
     x = np.column_stack([t.column(k).to_numpy(zero_copy_only=False).astype(float) for k in kqis])
     return kqis, x, t.column("y").to_numpy().astype(float)
 

@@ -266,6 +266,7 @@ def calibrate_cmd(
     result = calibrate(ws.lake, cat, target)
     output.emit(result.fit_table(), fmt, out,
                 title=f"CEI vs {target} on {result.holdout:,} held-out of {result.customers:,} customers")
+    (output.note if result.better else output.warn)(result.verdict())
     text = result.yaml(cat)
     if weights_out:
         try:
