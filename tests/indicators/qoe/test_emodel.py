@@ -38,7 +38,10 @@ def test_default_parameters_give_r_93_2_and_its_textbook_decomposition():
 def test_mos_from_r_is_annex_b_including_its_clamps():
     assert mos_from_r(93.2) == pytest.approx(4.41, abs=0.005)
     for r in np.linspace(-20, 130, 301):
-        assert mos_from_r(r) == pytest.approx(annex_b(r), abs=1e-12)
+        # Annex B's MOS is 1 wherever its cubic would dip below 1 (0 < R < 6.5).
+        assert mos_from_r(r) == pytest.approx(max(annex_b(r), 1.0), abs=1e-12)
+    assert annex_b(3.0) < 0.99 and mos_from_r(3.0) == 1.0
+    assert min(mos_from_r(np.linspace(-50, 150, 20001))) == 1.0
     assert mos_from_r(-3.0) == 1.0 and mos_from_r(0.0) == pytest.approx(1.0)
     assert mos_from_r(100.0) == pytest.approx(4.5) and mos_from_r(140.0) == pytest.approx(4.5)
 

@@ -251,11 +251,11 @@ def test_session_summary_invalid_rows_and_codecs():
                             30, [60, 60, 60, 0, 60, 60], [0, 0, 0, 0, 0, -1], [0, 0, 0, 0, 5.0, 0], 0,
                             codec=np.array(["h264"] * 6, dtype=object))
     assert np.isfinite(got[0]) and np.isnan(got[1:]).all()
-    mixed = video_mos_session(3000, 720, 30, 60, 0, 0, 0, codec=np.array(["H264", "hevc", "avc1"]))
+    mixed = video_mos_session(3000, 720, 30, 60, 0, 0, 0, codec=np.array(["H264", "mpeg2", "avc1"]))
     assert np.isfinite(mixed[[0, 2]]).all() and np.isnan(mixed[1])
     assert isinstance(video_mos_session(3000, 720, 30, 60, 0, 0, 0), float)
-    with pytest.raises(ValueError, match="codec 'vp9'"):
-        video_mos_session(3000, 720, 30, 60, 0, 0, 0, codec="vp9")
+    with pytest.raises(ValueError, match="codec 'mpeg2'"):
+        video_mos_session(3000, 720, 30, 60, 0, 0, 0, codec="mpeg2")
     with pytest.raises(ValueError, match="device"):
         video_mos_session(3000, 720, 30, 60, 0, 0, 0, device="tv")
 
@@ -289,7 +289,7 @@ GOOD = session(constant(20), [[0, 1.0]])
     (_with(GOOD, [], "I13", "segments"), ["I13.segments", "[]"]),
     (_without(GOOD, "I13", "segments", 1, "bitrate"), ["I13.segments[1]", "bitrate"]),
     (_with(GOOD, -4, "I13", "segments", 0, "duration"), ["I13.segments[0].duration", "-4"]),
-    (_with(GOOD, "hevc", "I13", "segments", 2, "codec"), ["I13.segments[2].codec", "'hevc'"]),
+    (_with(GOOD, "mpeg2", "I13", "segments", 2, "codec"), ["I13.segments[2].codec", "'mpeg2'"]),
     (_with(GOOD, "1080p", "I13", "segments", 0, "resolution"), ["I13.segments[0].resolution", "'1080p'"]),
     (_with(GOOD, "0", "I13", "segments", 0, "fps"), ["I13.segments[0].fps", "'0'"]),
     (_with(GOOD, "tv", "IGen", "device"), ["IGen.device", "'tv'"]),
@@ -338,7 +338,8 @@ def _random_rows(n: int, seed: int) -> pa.Table:
         bad = rng.random(n) < 0.02
         data[name][bad] = rng.choice([0.0, -1.0], bad.sum())
     masks = {name: rng.random(n) < 0.01 for name in COLUMNS}
-    codec = np.where(rng.random(n) < 0.9, "h264", rng.choice(["hevc", "vp9", " AVC1 "], n))
+    codec = np.where(rng.random(n) < 0.7, "h264", rng.choice(
+        ["hevc", "vp9", " AVC1 ", "H.265", "AV1", "av01.0.08M.08", "hvc1.1.6.L93.B0", "mpeg2"], n))
     arrays = {name: pa.array(data[name], mask=masks[name]) for name in COLUMNS}
     return pa.table({"row_id": pa.array(np.arange(n)), **arrays, "codec": pa.array(codec)})
 
@@ -377,7 +378,8 @@ def test_sql_uses_portable_functions_and_safe_division():
     expr = video_mos_sql(*COLUMNS, codec="codec")
     calls = [node for node in expr.find_all(exp.Func) if not isinstance(node, (exp.Connector, exp.If))]
     functions = {type(node).__name__ for node in calls}
-    assert functions <= {"Ln", "Exp", "Cos", "Acos", "Greatest", "Least", "Lower", "Trim", "Cast", "Case"}
+    assert functions <= {"Ln", "Exp", "Cos", "Acos", "Greatest", "Least", "Lower", "Trim", "Cast", "Case", "Anonymous"}
+    assert {n.name.lower() for n in calls if isinstance(n, exp.Anonymous)} == {"replace"}
     divisions = list(expr.find_all(exp.Div))
     assert divisions
     for div in divisions:
@@ -437,3 +439,36 @@ def test_output_states_what_was_assumed_and_ignored():
     assert any(a.startswith("no audio input") for a in plain["assumptions"])
     assert any(a.startswith("I11 audio segments ignored") for a in with_audio["assumptions"])
     assert with_audio["mos"] == plain["mos"]  # the audio is not modelled, so it cannot move the score
+
+
+def test_newer_codecs_are_scored_at_their_h264_equivalent_bitrate():
+    from opencem.indicators.qoe.p1203 import CODEC_EFFICIENCY, codec_family
+
+    assert CODEC_EFFICIENCY["hevc"] == pytest.approx(1 / (1 - 0.393))
+    for written, family in [("H.265", "hevc"), ("hvc1.1.6.L93.B0", "hevc"), ("HEVC", "hevc"), ("vp09.00.10.08", "vp9"),
+                            ("AV1", "av1"), ("av01.0.08M.08", "av1"), ("avc1.64001f", "h264"), ("mpeg2", None)]:
+        assert codec_family(written) == family, written
+    for codec in ("hevc", "av1", "vp9"):
+        factor = CODEC_EFFICIENCY[codec]
+        got = video_mos_session(1500, 720, 30, 60, 1, 2.0, 1.0, codec=codec)
+        assert got == pytest.approx(video_mos_session(1500 * factor, 720, 30, 60, 1, 2.0, 1.0, codec="h264"), abs=1e-12)
+        expr = video_mos_sql(*(exp.Literal.number(v) for v in (1500, 720, 30, 60, 1, 2.0, 1.0)), codec=exp.Literal.string(codec.upper()))
+        assert duckdb.connect().execute(f"SELECT {expr.sql(dialect='duckdb')}").fetchone()[0] == pytest.approx(got, abs=1e-9)
+    # HEVC at the same bitrate scores better than H.264 (it needs fewer bits for one picture).
+    assert video_mos_session(300, 720, 30, 60, 0, 0, 0, codec="hevc") > video_mos_session(300, 720, 30, 60, 0, 0, 0) + 0.05
+
+
+def test_a_session_file_in_hevc_gets_a_mos_and_says_how():
+    session = {"I13": {"segments": [{"codec": "hevc", "start": 0, "duration": 10, "resolution": "1280x720",
+                                     "bitrate": 1500, "fps": 30}]},
+               "IGen": {"device": "mobile", "displaySize": "1920x1080"}}
+    out = evaluate_session(session)
+    as_h264 = evaluate_session({**session, "I13": {"segments": [{**session["I13"]["segments"][0], "codec": "h264",
+                                                                 "bitrate": 1500 / (1 - 0.393)}]}})
+    assert out["mos"] == pytest.approx(as_h264["mos"], abs=1e-12)
+    assert any(n.startswith("HEVC scored as H.264 at 1.65 times its bitrate (39.3 % bitrate saving, Grois et al., PCS 2013)")
+               for n in out["assumptions"])
+    assert not any("HEVC" in n for n in as_h264["assumptions"])
+    audio = next(n for n in out["assumptions"] if n.startswith("no audio input"))
+    capped = sum(v >= 5.0 for v in out["O.34"])
+    assert f"reaches 5 wherever O.22 >= 3.87 ({capped} of 10 seconds here)" in audio

@@ -14,7 +14,7 @@ from opencem.indicators.qoe.web import web_mos
 
 TOLERANCE = 1e-9
 ALLOWED_FUNCTIONS = (exp.Ln, exp.Exp, exp.Pow, exp.Sqrt, exp.Greatest, exp.Least, exp.Case,
-                     exp.If, exp.Coalesce, exp.Cast)
+                     exp.If, exp.Coalesce, exp.Cast, exp.Lower, exp.Trim, exp.Anonymous)
 
 
 def random_calls(n: int = 3000, seed: int = 5) -> pa.Table:
@@ -99,6 +99,7 @@ def test_only_portable_functions_and_one_row_divisor():
     functions = {type(node) for node in tree.walk()
                  if isinstance(node, exp.Func) and not isinstance(node, exp.Connector)}  # OR
     assert functions <= set(ALLOWED_FUNCTIONS), functions - set(ALLOWED_FUNCTIONS)
+    assert {n.name.lower() for n in tree.walk() if isinstance(n, exp.Anonymous)} == {"replace"}
     row_divisors = {node.expression.sql() for node in tree.walk()
                     if isinstance(node, exp.Div) and not isinstance(node.expression, exp.Literal)}
     # Ppl + Bpl * BurstR only: Bpl >= 4.3 and BurstR >= 1, so it is never zero.
@@ -149,3 +150,20 @@ def test_spark_ansi_matches_python(spark):
     calls = random_calls(n=1500, seed=9)
     check(spark_rows(spark, calls), calls)
     check_edges(spark_rows(spark, edge_table()))
+
+
+@pytest.mark.parametrize("written", ["amr-wb", "AMR_WB", " Amr Wb ", "amr.wb", "evs", "Evs-13.2", "g.711", "G711"])
+def test_codec_names_are_case_and_punctuation_insensitive_in_sql_and_python(written):
+    from opencem.indicators.qoe.emodel import canonical_codec, emodel
+
+    name = canonical_codec(written)
+    con = duckdb.connect()
+    sql = emodel_mos_sql(exp.Literal.string(written), exp.convert(1.0), exp.convert(150.0)).sql("duckdb")
+    got = con.execute(f"SELECT {sql}").fetchone()[0]
+    assert got == pytest.approx(float(emodel(150.0, 1.0, name)["mos"]), abs=1e-9)
+    assert float(emodel(150.0, 1.0, written)["mos"]) == pytest.approx(got, abs=1e-9)
+
+
+def test_an_unknown_codec_is_null_in_sql():
+    sql = emodel_mos_sql(exp.Literal.string("silk"), exp.convert(1.0), exp.convert(150.0)).sql("duckdb")
+    assert duckdb.connect().execute(f"SELECT {sql}").fetchone()[0] is None

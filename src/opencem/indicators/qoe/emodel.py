@@ -256,21 +256,57 @@ def mos_of(ops, r, wideband):
 
     1 + 0.035R + R(R-60)(100-R)7e-6 is expanded to Horner form (same polynomial, R used three
     times instead of four) and evaluated on R clamped to 0..100, where it gives 1 and 4.5.
+    Between R = 0 and about 6.5 the cubic dips below 1 (0.989 at R = 3); Annex B's MOS is 1
+    there, as for R < 0, so the result is floored at 1.
     """
     rx = ops.minimum(ops.maximum(r * ops.where(wideband, 1 / WB_SCALE, 1.0), 0.0), 100.0)
-    return 1 + rx * (-0.007 + rx * (0.00112 - 7e-6 * rx))
+    return ops.maximum(1 + rx * (-0.007 + rx * (0.00112 - 7e-6 * rx)), 1.0)
 
 
 def known_codecs() -> str:
     return ", ".join(CODECS)
 
 
+# Punctuation and spacing a codec name may carry in data or on the command line: amr-wb,
+# AMR_WB, "AMR WB" and AMR.WB are all AMR-WB. sql.py strips the same characters.
+CODEC_PUNCTUATION = "-_. /"
+
+
+def codec_key(name: str) -> str:
+    """A codec name compared without case, spaces or punctuation."""
+    out = str(name).strip().lower()
+    for ch in CODEC_PUNCTUATION:
+        out = out.replace(ch, "")
+    return out
+
+
+BY_KEY = {codec_key(name): name for name in CODECS}
+assert len(BY_KEY) == len(CODECS), "two codec names differ only in punctuation"
+
+
 def canonical_codec(name: str) -> str:
-    """The CODECS key for a user-typed codec name (case-insensitive); ValueError if unknown."""
-    for key in CODECS:
-        if key.lower() == str(name).strip().lower():
-            return key
-    raise ValueError(f"unknown codec {name!r}; known codecs: {known_codecs()}")
+    """The CODECS key for a codec name, whatever its case or punctuation; ValueError if unknown."""
+    key = BY_KEY.get(codec_key(name))
+    if key is None:
+        raise ValueError(f"unknown codec {name!r}; known codecs: {known_codecs()}")
+    return key
+
+
+def assumptions(codec: str) -> list[str]:
+    """What a score of a call with ``codec`` assumes beyond G.107/G.107.1, in sentences."""
+    c = CODECS[canonical_codec(codec)]
+    notes = []
+    if canonical_codec(codec).startswith("EVS"):
+        notes.append(f"EVS: G.113 publishes no Ie,WB or Bpl,WB for EVS-WB; scored with AMR-WB 12.65's "
+                     f"Ie,WB {c.ie:g} and Bpl {c.bpl:g}, which understates EVS (3GPP TR 26.952 finds it at "
+                     "least as good)")
+    if canonical_codec(codec) in ("AMR-NB", "AMR-NB-12.2"):
+        notes.append(f"AMR-NB: Ie {c.ie:g} is G.113's GSM-EFR row (the same algorithm); Bpl {c.bpl:g} is "
+                     "opencem's choice, as G.113 publishes none")
+    if c.band == "wb":
+        notes.append("wideband: the G.107 delay impairments are carried onto the G.107.1 scale by 1.29 "
+                     "(G.107.1's own Id,WB equations were not available to check)")
+    return notes
 
 
 def _codec_columns(codec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,11 +314,12 @@ def _codec_columns(codec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     names = np.asarray(codec, dtype=object).astype(str)
     uniq, inverse = np.unique(names, return_inverse=True)
     missing = {"None", "nan", ""}
-    unknown = [u for u in uniq if u not in CODECS and u not in missing]
+    unknown = [u for u in uniq if codec_key(u) not in BY_KEY and u not in missing]
     if unknown:
         raise ValueError(f"unknown codec {', '.join(repr(str(u)) for u in unknown)}; "
                          f"known codecs: {known_codecs()}")
-    table = [CODECS.get(u, CodecImpairment("nb", math.nan, math.nan)) for u in uniq]
+    none = CodecImpairment("nb", math.nan, math.nan)
+    table = [CODECS[BY_KEY[codec_key(u)]] if u not in missing else none for u in uniq]
     ie = np.array([c.ie for c in table])[inverse].reshape(names.shape)
     bpl = np.array([c.bpl for c in table])[inverse].reshape(names.shape)
     wideband = np.array([c.band == "wb" for c in table])[inverse].reshape(names.shape)

@@ -25,7 +25,10 @@ Substitutions and assumptions, each deliberate:
   :mod:`.p1203_coefficients`), the table's zero-error limit.
 * Audio: there is no audio input, so O.21 is fixed at 5.0 (transparent audio), giving
   O.34 = clip(0.76802 + 1.09463 O.22, 1, 5).
-* Codecs: H.264 only (the only mode 0 table in P.1203.1); any other codec is an error.
+* Codecs: P.1203.1 mode 0 is fitted on H.264 only. HEVC, VP9 and AV1 segments are scored
+  as H.264 at an equivalent bitrate, their bitrate times ``CODEC_EFFICIENCY`` (below, with
+  the published comparisons each factor comes from); every such score lists it among its
+  assumptions. Other codecs are an error (NULL in SQL).
 * A stalling event of zero duration is not a stall and is dropped; a stall at media time 0 is
   the initial loading and counts like any other stall (its weight is the smallest, its
   distance to the end being the whole media).
@@ -70,6 +73,47 @@ from sqlglot import exp
 from . import p1203_coefficients as C
 
 H264_NAMES = frozenset({"h264", "h.264", "avc", "avc1"})
+# H.264-equivalent bitrate per kbit/s of each codec: 1 / (1 - the bitrate saving at equal
+# quality over H.264). Published comparisons spread widely with encoder, content, resolution
+# and metric; these factors are conservative picks, so a newer codec is never flattered:
+# - HEVC: 39.3 % saving over x264 at equal PSNR, Grois, Mulayoff, Itzhaky, Hadar and Marpe,
+#   "Performance comparison of H.265/MPEG-HEVC, VP9, and H.264/MPEG-AVC encoders", Picture
+#   Coding Symposium 2013 (later studies find 40-60 %, e.g. Uhrina et al., Electronics 13(5)
+#   953, 2024: 53 % at 8K).
+# - AV1: scored as HEVC. Zhang, Katsenou, Afonso, Dimitrov and Bull, "Comparing VVC, HEVC and
+#   AV1 using objective and subjective assessments" (arXiv 2003.10282, 2020) found no
+#   significant subjective difference between AV1 and the HEVC reference encoder.
+# - VP9: scored as H.264 (no saving). The same Grois et al. study measured an 8.4 % overhead
+#   of the 2013 libvpx over x264 and later ones report savings; with no agreed figure, none.
+CODEC_EFFICIENCY = {"h264": 1.0, "hevc": 1 / (1 - 0.393), "av1": 1 / (1 - 0.393), "vp9": 1.0}
+CODEC_NAMES = {"h264": "h264", "avc": "h264", "avc1": "h264", "avc3": "h264", "hevc": "hevc", "h265": "hevc",
+               "hvc1": "hevc", "hev1": "hevc", "vp9": "vp9", "vp09": "vp9", "av1": "av1", "av01": "av1"}
+FOURCC = ("avc1", "avc3", "hvc1", "hev1", "vp09", "av01")  # RFC 6381 codec strings: avc1.64001f
+CODEC_SOURCES = {
+    "hevc": "39.3 % bitrate saving, Grois et al., PCS 2013",
+    "av1": "as HEVC: no significant subjective difference, Zhang et al. 2020",
+    "vp9": "no saving assumed: published comparisons disagree (Grois et al. 2013 measured an 8.4 % overhead)",
+}
+
+
+def codec_family(value: Any) -> str | None:
+    """h264, hevc, vp9 or av1 for a codec name in any case or punctuation (H.265, hvc1.1.6.L93),
+    None for anything else."""
+    if not isinstance(value, str):
+        return None
+    key = value.strip().lower()
+    prefix = key.split(".", 1)[0]
+    if prefix in FOURCC and "." in key:
+        key = prefix
+    for ch in "-_. /":
+        key = key.replace(ch, "")
+    return CODEC_NAMES.get(key)
+
+
+def codec_assumption(family: str) -> str:
+    """The sentence saying how a non-H.264 codec was scored."""
+    return (f"{family.upper()} scored as H.264 at {CODEC_EFFICIENCY[family]:.2f} times its bitrate "
+            f"({CODEC_SOURCES[family]}); P.1203.1 mode 0 is fitted on H.264 only")
 DEVICES = ("pc", "mobile")
 EXP_ARG_MAX = 700.0  # keeps EXP finite in every engine; only reached for absurd inputs
 LN_FLOOR = 1e-300    # LN's argument floor in SQL; only reached on rows the validity test NULLs
@@ -232,6 +276,7 @@ def evaluate_session(session: dict) -> dict[str, Any]:
     if not isinstance(segments, list) or not segments:
         raise ValueError(f"I13.segments must be a non-empty list, got {segments!r}.")
     rows = np.array([_segment(i, seg) for i, seg in enumerate(segments)], dtype=float)
+    families = sorted({codec_family(seg["codec"]) for seg in segments} - {"h264"})
     device = _device(_field(session, "IGen", "device"), "IGen.device")
     width, height = _resolution(_field(session, "IGen", "displaySize"), "IGen.displaySize")
 
@@ -252,19 +297,25 @@ def evaluate_session(session: dict) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise ValueError(f"I23 must be an object with a stalling list, got {block!r}.")
     stalls = _stalls(block.get("stalling", []), media_end)
-    return {**integrate(o22, stalls), "assumptions": _assumptions(session)}
+    out = integrate(o22, stalls)
+    return {**out, "assumptions": _assumptions(session, families, out)}
 
 
-def _assumptions(session: dict) -> list[str]:
+def _assumptions(session: dict, families: list[str], out: dict) -> list[str]:
     """What this implementation did differently from the full Recommendation for this input,
     in the output, so a score is never read as more than it is."""
     notes = ["P.1203.3 random forest (25 % of O.46) replaced by the parametric branch: its trees "
              "are not available to opencem"]
     audio = session.get("I11")
+    ceiling = np.asarray(out.get("O.34", []), dtype=float)
+    capped = int((ceiling >= 5.0).sum()) if ceiling.size else 0
+    tail = (f"; O.34 = 0.768 + 1.095 O.22 then reaches 5 wherever O.22 >= 3.87 ({capped} of "
+            f"{ceiling.size} seconds here)") if ceiling.size else ""
     if isinstance(audio, dict) and audio.get("segments"):
-        notes.append("I11 audio segments ignored: no P.1203.2 audio model, audio taken as transparent (O.21 = 5)")
+        notes.append("I11 audio segments ignored: no P.1203.2 audio model, audio taken as transparent (O.21 = 5)" + tail)
     else:
-        notes.append("no audio input: audio taken as transparent (O.21 = 5)")
+        notes.append("no audio input: audio taken as transparent (O.21 = 5)" + tail)
+    notes += [codec_assumption(f) for f in families]
     return notes
 
 
@@ -297,7 +348,12 @@ def _device(value: Any, name: str) -> str:
 
 
 def _codec_supported(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() in H264_NAMES
+    return codec_family(value) is not None
+
+
+def _efficiency(value: Any) -> float:
+    family = codec_family(value)
+    return CODEC_EFFICIENCY[family] if family else math.nan
 
 
 def _segment(i: int, seg: Any) -> tuple[float, float, float, float, float]:
@@ -308,10 +364,11 @@ def _segment(i: int, seg: Any) -> tuple[float, float, float, float, float]:
         if key not in seg:
             raise ValueError(f"{name} has no {key}.")
     if not _codec_supported(seg["codec"]):
-        raise ValueError(f"{name}.codec {seg['codec']!r} is not supported: P.1203.1 mode 0 covers H.264 only.")
+        raise ValueError(f"{name}.codec {seg['codec']!r} is not supported: opencem scores H.264, HEVC, VP9 and AV1.")
     width, height = _resolution(seg["resolution"], f"{name}.resolution")
+    bitrate = _number(seg["bitrate"], f"{name}.bitrate") * _efficiency(seg["codec"])
     return (_number(seg["start"], f"{name}.start", strict=False), _number(seg["duration"], f"{name}.duration"),
-            float(width * height), _number(seg["bitrate"], f"{name}.bitrate"), _number(seg["fps"], f"{name}.fps"))
+            float(width * height), bitrate, _number(seg["fps"], f"{name}.fps"))
 
 
 def _stalls(stalling: Any, media_end: float) -> np.ndarray:
@@ -342,10 +399,13 @@ def video_mos_session(bitrate_kbps: Any, height_px: Any, fps: Any, duration_s: A
     with another codec give NaN). NaN for invalid rows; a float for scalar inputs."""
     mobile = _device(device, "device") == "mobile"
     if isinstance(codec, str) and not _codec_supported(codec):
-        raise ValueError(f"codec {codec!r} is not supported: P.1203.1 mode 0 covers H.264 only.")
+        raise ValueError(f"codec {codec!r} is not supported: opencem scores H.264, HEVC, VP9 and AV1.")
+    factor = _efficiency(codec) if isinstance(codec, str) else \
+        np.vectorize(_efficiency, otypes=[float])(np.asarray(codec, dtype=object))
     br, h, fr, t, n, s, ib, dh = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (
         bitrate_kbps, height_px, fps, duration_s, stall_count, stall_time_s, initial_buffering_s,
         display_height_px)))
+    br = br * factor
     o22 = video_quality_o22(br, C.ASPECT_16_9 * h * h, fr, C.ASPECT_16_9 * dh * dh, mobile)
     o34 = np.clip(C.AV_ALPHA + C.AV_BETA * o22, 1.0, 5.0)       # (17) with O.21 fixed; O.35 = O.34
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -359,8 +419,7 @@ def video_mos_session(bitrate_kbps: Any, height_px: Any, fps: Any, duration_s: A
         interval = np.where(num >= 2, t / (n_eff + 1.0), 0.0)
         mos = final_mos_o46(o34, stalling_impact(num, total, interval, t))
     valid = (h > 0) & (t > 0) & (n >= 0) & (s >= 0) & (ib >= 0) & ~((n == 0) & (s > 0)) & (dh > 0)
-    if not isinstance(codec, str):
-        valid &= np.vectorize(_codec_supported, otypes=[bool])(np.asarray(codec, dtype=object))
+    valid &= ~np.isnan(br)  # an unsupported codec
     out = np.where(valid, mos, np.nan)
     return float(out) if out.ndim == 0 else out
 
@@ -374,8 +433,9 @@ def video_mos_sql(bitrate_kbps: SqlInput, height_px: SqlInput, fps: SqlInput, du
                   display_height_px: float = 1080) -> exp.Expression:
     """:func:`video_mos_session` as one SQLGlot expression (columns by name or expression).
 
-    ``codec=None`` takes every row as H.264; otherwise rows whose codec is not H.264 give
-    NULL, as do invalid rows; ``device`` and ``display_height_px`` are constants. Functions:
+    ``codec=None`` takes every row as H.264; otherwise HEVC, VP9 and AV1 rows are scored at
+    their H.264-equivalent bitrate (``CODEC_EFFICIENCY``) and other codecs give NULL, as do
+    invalid rows; ``device`` and ``display_height_px`` are constants. Functions:
     LN, EXP, COS, ACOS, LEAST, GREATEST, LOWER, TRIM, CASE, CAST (all in DuckDB and Spark);
     every division is ``CASE WHEN d = 0 THEN NULL ELSE n / d``, every LN argument is floored
     at 1e-300 and every ACOS argument clipped to [-1, 1]."""
@@ -384,6 +444,8 @@ def video_mos_sql(bitrate_kbps: SqlInput, height_px: SqlInput, fps: SqlInput, du
         raise ValueError(f"display_height_px must be a positive number, got {display_height_px!r}.")
     br, h, fr, t, n, s, ib = (_sql_double(v) for v in (
         bitrate_kbps, height_px, fps, duration_s, stall_count, stall_time_s, initial_buffering_s))
+    if codec is not None:
+        br = br * _sql_efficiency(_sql_input(codec))
     display_px = C.ASPECT_16_9 * float(display_height_px) ** 2
 
     coded_px = h * h * _lit(C.ASPECT_16_9)
@@ -421,10 +483,25 @@ def video_mos_sql(bitrate_kbps: SqlInput, height_px: SqlInput, fps: SqlInput, du
     checks = [br > _lit(0.0), h > _lit(0.0), fr > _lit(0.0), t > _lit(0.0), n >= _lit(0.0),
               s >= _lit(0.0), ib >= _lit(0.0), exp.not_(exp.and_(n.eq(_lit(0.0)), s > _lit(0.0))),
               quant_arg > _lit(0.0)]
-    if codec is not None:
-        name = exp.Lower(this=exp.Trim(this=_sql_input(codec)))
-        checks.append(name.isin(*sorted(H264_NAMES)))
     return _parenthesize(_case(exp.and_(*checks), o46, exp.null()))
+
+
+def _sql_efficiency(codec: exp.Expression) -> exp.Expression:
+    """``CODEC_EFFICIENCY`` of the row's codec as :func:`codec_family` reads it; NULL (so the
+    bitrate and the score are NULL) for any other codec."""
+    raw = exp.Lower(this=exp.Trim(this=codec))
+    key = raw.copy()
+    for ch in "-_. /":
+        key = exp.Anonymous(this="replace", expressions=[key, exp.Literal.string(ch), exp.Literal.string("")])
+    by_factor: dict[float, list[str]] = {}
+    for name, family in CODEC_NAMES.items():
+        by_factor.setdefault(CODEC_EFFICIENCY[family], []).append(name)
+    ifs = []
+    for factor, names in by_factor.items():
+        fourcc = [exp.Like(this=raw.copy(), expression=exp.Literal.string(f"{n}.%")) for n in names if n in FOURCC]
+        cond = exp.or_(key.copy().isin(*sorted(names)), *fourcc)
+        ifs.append(exp.If(this=cond, true=_lit(factor)))
+    return exp.Case(ifs=ifs, default=exp.null())
 
 
 # -- small SQLGlot builders -----------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from sqlglot import exp
 
-from .emodel import CODECS, fixed, mos_of, parameters, rating
+from .emodel import CODEC_PUNCTUATION, CODECS, codec_key, fixed, mos_of, parameters, rating
 from .web import FASTEST_S, SLOWEST_S, web_mos_of
 
 
@@ -103,10 +103,21 @@ def _codec_case(codec: exp.Expression, attribute: str) -> exp.Expression:
 
 
 def _codec_in(codec: exp.Expression, names) -> exp.Expression:
-    return exp.In(this=codec, expressions=[exp.Literal.string(n) for n in names])
+    """``codec`` (already a :func:`_codec_key`) is one of ``names``."""
+    return exp.In(this=codec, expressions=[exp.Literal.string(n) for n in sorted({codec_key(n) for n in names})])
+
+
+def _codec_key(codec: exp.Expression) -> exp.Expression:
+    """LOWER(TRIM(codec)) without the characters `emodel.codec_key` drops: 'amr-wb' in data
+    is AMR-WB, as on the command line (REPLACE and LOWER exist in both engines)."""
+    out = exp.Lower(this=exp.Trim(this=codec.copy()))
+    for ch in CODEC_PUNCTUATION:
+        out = exp.Anonymous(this="replace", expressions=[out, exp.Literal.string(ch), exp.Literal.string("")])
+    return out
 
 
 def _emodel(codec, packet_loss_pct, one_way_delay_ms, burst_ratio, overrides):
+    codec = _codec_key(codec)
     k = fixed(parameters(**overrides))
     ta = _double(one_way_delay_ms)
     burst = exp.Coalesce(this=_double(burst_ratio), expressions=[exp.convert(1.0)]) \
@@ -119,7 +130,7 @@ def _emodel(codec, packet_loss_pct, one_way_delay_ms, burst_ratio, overrides):
 
 
 def _guard(result, codec, packet_loss_pct, one_way_delay_ms):
-    unknown = exp.Not(this=_codec_in(codec, list(CODECS)))
+    unknown = exp.Not(this=_codec_in(_codec_key(codec), list(CODECS)))
     missing = exp.or_(_is_null(codec), _is_null(packet_loss_pct), _is_null(one_way_delay_ms),
                       unknown)
     return _finish(exp.Case(ifs=[exp.If(this=missing, true=exp.Null())], default=result))
