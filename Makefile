@@ -35,6 +35,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/ingest_csv.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/cei_separation.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

@@ -194,7 +194,7 @@ cubes:
         assert drop["kqi_from"].startswith("library/kqi_cei.yaml:")
         cubes = {r["cube_table"]: r for r in json.loads(run(ws, "kpi", "show", "cubes", "--format", "json").stdout)}
         assert cubes["cube_cell_hour"]["min_samples"] == 20 and cubes["cube_cell_hour"]["defined_in"] == f"{mine / 'extend.yaml'}:9"
-        assert cubes["cube_cell_15min"]["defined_in"] == "library/dimensions.yaml:69"
+        assert cubes["cube_cell_15min"]["defined_in"].startswith("library/dimensions.yaml:")
     finally:
         (mine / "extend.yaml").unlink()
 

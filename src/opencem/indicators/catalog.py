@@ -263,7 +263,8 @@ def _short(path: Path) -> str:
 # Columns every cube writes beside the definitions' own: a definition by one of these names
 # would overwrite or duplicate it.
 WRITTEN = {"period_start": "the start of each time bucket", "cei": "the Customer Experience Index",
-           "poor_experience": "the CEI's poor-experience flag"}
+           "poor_experience": "the CEI's poor-experience flag",
+           "evidence_pooled": "whether a thin group's scores came from the pool grain"}
 SUFFIXES = {"_score": "KQI scores", "_index": "CEI index values", "_poor": "index poor-experience flags"}
 
 

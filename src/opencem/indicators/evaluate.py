@@ -262,6 +262,8 @@ def _describe(name: str) -> str:
         return "Customer Experience Index 0-100"
     if name == "poor_experience":
         return "CEI below the poor-experience threshold"
+    if name == "evidence_pooled":
+        return "A KQI score here is the pool grain's: this group had records, but fewer than min_samples"
     return "Dimension"
 
 

@@ -94,6 +94,8 @@ class CubePlan:
     min_samples: int = 1
     # KQI name -> records columns that must reach min_samples for the KQI to be scored
     evidence: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The same cube at a coarser grain, whose scores stand in for thin groups (Cube.pool)
+    pool: CubePlan | None = None
 
     @property
     def grain_s(self) -> int:
@@ -170,10 +172,13 @@ def compile_cube(cat: Catalog, tables: dict[str, Table], cube: Cube, grain: str,
             if weights:
                 indices.append(IndexPlan(node.name, weights, node.poor_below))
                 cei_weights.append((node.name, node.weight))
+    pool = None
+    if cube.pool and GRAINS[cube.pool] > GRAINS[grain] and cube.min_samples > 1 and scans:
+        pool = compile_cube(cat, tables, cube.model_copy(update={"pool": None}), cube.pool, kpis)
     return CubePlan(cube.table(grain), tuple(cube.dimensions), grain, cube.grid_resolution, scans,
                     tuple(kqis), tuple(scores), tuple(indices), tuple(cei_weights),
                     cat.cei.poor_below if cat.cei and cei_weights else None, tuple(omitted),
-                    cube.min_samples, tuple(evidence))
+                    cube.min_samples, tuple(evidence), pool)
 
 
 def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, ...]) -> Scan:

@@ -224,42 +224,84 @@ class Renderer:
             den = d if den is None else exp.Add(this=den, expression=d)
         return self.safe_div(exp.Paren(this=num), exp.Paren(this=den))
 
-    def render_tree(self, plan: CubePlan) -> exp.Select:
+    def scored_ctes(self, plan: CubePlan, prefix: str = "") -> list[tuple[str, exp.Select]]:
+        """The CTEs from the source scans to the KQI scores, named with ``prefix`` (a pooled
+        plan's are p_...); the last one is ``<prefix>scored``."""
         if not plan.scans:
             raise ValueError(f"{plan.table} has no KPI that can be split by {', '.join(plan.dimensions)}")
         keys = [TIME, *plan.dimensions]
         ctes: list[tuple[str, exp.Select]] = []
         for i, scan in enumerate(plan.scans):
-            ctes.append((f"a_{i}", self.scan_select(plan, scan)))
-            ctes.append((f"k_{i}", self.kpi_select(plan, scan, f"a_{i}")))
+            ctes.append((f"{prefix}a_{i}", self.scan_select(plan, scan)))
+            ctes.append((f"{prefix}k_{i}", self.kpi_select(plan, scan, f"{prefix}a_{i}")))
         if len(plan.scans) == 1:
-            joined = "k_0"
+            joined = f"{prefix}k_0"
         else:
-            union = exp.select(*map(col, keys), copy=False).from_("k_0", copy=False)
+            union = exp.select(*map(col, keys), copy=False).from_(f"{prefix}k_0", copy=False)
             for i in range(1, len(plan.scans)):
-                union = exp.union(union, exp.select(*map(col, keys), copy=False).from_(f"k_{i}", copy=False), distinct=True)
-            ctes.append(("keys", union))
+                union = exp.union(union, exp.select(*map(col, keys), copy=False).from_(f"{prefix}k_{i}", copy=False),
+                                  distinct=True)
+            ctes.append((f"{prefix}keys", union))
             values = []
-            sel = exp.select(*[col(k, "keys") for k in keys])
             for i, scan in enumerate(plan.scans):
-                values += [exp.Coalesce(this=col(scan.records, f"k_{i}"), expressions=[lit(0)]).as_(scan.records)]
-                values += [col(name, f"k_{i}") for name, _ in scan.kpis]
-            sel = exp.select(*[col(k, "keys") for k in keys], *values, copy=False).from_("keys", copy=False)
+                values += [exp.Coalesce(this=col(scan.records, f"{prefix}k_{i}"), expressions=[lit(0)]).as_(scan.records)]
+                values += [col(name, f"{prefix}k_{i}") for name, _ in scan.kpis]
+            sel = exp.select(*[col(k, f"{prefix}keys") for k in keys], *values, copy=False).from_(f"{prefix}keys", copy=False)
             for i in range(len(plan.scans)):
-                conds = [exp.EQ(this=col(TIME, "keys"), expression=col(TIME, f"k_{i}"))]
-                conds += [exp.NullSafeEQ(this=col(d, "keys"), expression=col(d, f"k_{i}")) for d in plan.dimensions]
-                sel = sel.join(f"k_{i}", on=exp.and_(*conds), join_type="left", copy=False)
-            ctes.append(("kpi", sel))
-            joined = "kpi"
+                conds = [exp.EQ(this=col(TIME, f"{prefix}keys"), expression=col(TIME, f"{prefix}k_{i}"))]
+                conds += [exp.NullSafeEQ(this=col(d, f"{prefix}keys"), expression=col(d, f"{prefix}k_{i}"))
+                          for d in plan.dimensions]
+                sel = sel.join(f"{prefix}k_{i}", on=exp.and_(*conds), join_type="left", copy=False)
+            ctes.append((f"{prefix}kpi", sel))
+            joined = f"{prefix}kpi"
         kqis = [self.double(self.safe(tree)).as_(name) for name, tree in plan.kqis]
-        ctes.append(("kqi", exp.select(exp.Star(), *kqis, copy=False).from_(joined, copy=False)))
+        ctes.append((f"{prefix}kqi", exp.select(exp.Star(), *kqis, copy=False).from_(joined, copy=False)))
         evidence = dict(plan.evidence)
         scores = [self.scored(col(name), pts, evidence.get(name, ()), plan.min_samples).as_(f"{name}_score")
                   for name, pts in plan.scores]
-        ctes.append(("scored", exp.select(exp.Star(), *scores, copy=False).from_("kqi", copy=False)))
+        ctes.append((f"{prefix}scored", exp.select(exp.Star(), *scores, copy=False).from_(f"{prefix}kqi", copy=False)))
+        return ctes
+
+    def pooled_select(self, plan: CubePlan) -> exp.Select:
+        """Scores of thin groups from the pool grain: where a KQI's records are under
+        min_samples but not zero, its score is the one of the coarser period holding it (the
+        hour of a quarter-hour), if that has the evidence. A group without any record (a cell
+        that is down) stays unscored. ``evidence_pooled`` says where a score was taken."""
+        pool = plan.pool
+        evidence = dict(plan.evidence)
+        pooled = {name for name, _ in pool.scores}
+        on = [exp.EQ(this=self.time_bucket(col(TIME, "s"), pool.grain_s), expression=col(TIME, "p"))]
+        on += [exp.NullSafeEQ(this=col(d, "s"), expression=col(d, "p")) for d in plan.dimensions]
+        columns = [col(c, "s") for c in [TIME, *plan.dimensions]]
+        for scan in plan.scans:
+            columns += [col(scan.records, "s"), *[col(name, "s") for name, _ in scan.kpis]]
+        columns += [col(name, "s") for name, _ in plan.kqis]
+        taken = []
+        for name, _ in plan.scores:
+            records = evidence.get(name, ())
+            if name not in pooled or not records:
+                columns.append(col(f"{name}_score", "s"))
+                continue
+            counts = [exp.Coalesce(this=col(r, "s"), expressions=[lit(0)]) for r in records]
+            take = exp.and_(exp.or_(*[exp.LT(this=c.copy(), expression=lit(plan.min_samples)) for c in counts]),
+                            *[exp.GT(this=c.copy(), expression=lit(0)) for c in counts])
+            columns.append(case_when(take, col(f"{name}_score", "p"), col(f"{name}_score", "s")).as_(f"{name}_score"))
+            taken.append(exp.and_(take.copy(), exp.Not(this=exp.Is(this=col(f"{name}_score", "p"), expression=exp.Null()))))
+        flag = exp.Coalesce(this=exp.Paren(this=exp.or_(*taken)), expressions=[lit(False)]) if taken else lit(False)
+        columns.append(flag.as_("evidence_pooled"))
+        return exp.select(*columns, copy=False).from_(exp.to_table("scored").as_("s"), copy=False).join(
+            exp.to_table("p_scored").as_("p"), on=exp.and_(*on), join_type="left", copy=False)
+
+    def render_tree(self, plan: CubePlan) -> exp.Select:
+        ctes = self.scored_ctes(plan)
+        scored = "scored"
+        if plan.pool is not None:
+            ctes += self.scored_ctes(plan.pool, prefix="p_")
+            ctes.append(("pooled", self.pooled_select(plan)))
+            scored = "pooled"
         final = [self.double(self.weighted_mean([(col(f"{k}_score"), w) for k, w in ix.weights])).as_(f"{ix.name}_index")
                  for ix in plan.indices]
-        ctes.append(("indexed", exp.select(exp.Star(), *final, copy=False).from_("scored", copy=False)))
+        ctes.append(("indexed", exp.select(exp.Star(), *final, copy=False).from_(scored, copy=False)))
         flags: list[exp.Expression] = []
         if plan.cei_weights:
             flags.append(self.double(self.weighted_mean([(col(f"{n}_index"), w) for n, w in plan.cei_weights])).as_("cei"))

@@ -210,7 +210,19 @@ class Cube(Strict):
     # the group (a quarter-hour with two sessions says little about a cell). PM counters are
     # exempt: each counter row already aggregates a whole period of events.
     min_samples: int = Field(default=1, ge=1)
+    # Pooling: a group under min_samples (but with records) takes its KQI scores from the
+    # coarser period holding it, e.g. a thin quarter-hour from its hour (docs/indicators.md).
+    pool: Grain | None = None
     description: str = ""
+
+    @model_validator(mode="after")
+    def _pool(self) -> Cube:
+        if self.pool is not None:
+            if self.min_samples <= 1:
+                raise ValueError("pool takes thin groups' scores from a coarser period, so it needs min_samples above 1")
+            if not any(GRAINS[self.pool] > GRAINS[g] for g in self.grains):
+                raise ValueError(f"pool {self.pool} must be coarser than a grain of the cube ({', '.join(self.grains)})")
+        return self
 
     def table(self, grain: str) -> str:
         """cube_<dimensions>_<grain>, each dimension without an ``_id`` suffix (cube_cell_day)."""
