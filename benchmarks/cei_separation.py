@@ -4,7 +4,7 @@
         [--workdir benchmarks/out/cei_separation]
 
 Simulates an operator, ingests it and evaluates four library cubes: cell x 15 min, cell x day,
-grid x hour and subscriber x day. Then, for each fault type of the simulator's ground truth
+grid x hour and subscriber x day, and a site grid x hour beside them. Then, for each fault type of the simulator's ground truth
 (read here only, to score), it compares the CEI of the units the fault touched with the CEI of
 units no fault touched: the ROC AUC is the chance that a faulted unit scores below a healthy
 one (0.5 is a coin, 1 perfect). Its baseline is the coin, printed beside it. ``scored`` is
@@ -14,8 +14,12 @@ so each cell x 15 min cube is also scored under other rules on the same lake (se
 Which units a fault touches:
 - cell, site, region: the cells of that cell, site or province, in the periods overlapping the
   fault; grid x hour takes those cells' sites' H3 cells.
-- grid (coverage hole, an H3 cell finer than the cubes'): the cells whose site lies in the
-  hole's resolution-8 parent, and that parent for grid x hour. Which subscribers stand in the
+- grid (coverage hole, an H3 cell at resolution 9): the cells whose site lies in the hole's
+  resolution-8 parent, and that parent for grid x hour. grid x hour places a session
+  by its own position where it has one (a share is geolocated); site grid x hour places
+  every session at its serving site, as the grid was before sessions carried positions. In
+  both, the ring of H3 cells around a touched one is left out of the healthy units, since a
+  located session of a faulty cell can sit there. Which subscribers stand in the
   hole the truth does not say, so subscriber x day has no coverage-hole row.
 - subscriber: that subscriber's days; device_model: the days of subscribers on that model.
 - cdn_node, program_source: subscribers with a video session on it during the fault.
@@ -39,8 +43,22 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-CUBES = {"cube_cell_15min": ("cell_id", 900), "cube_cell_day": ("cell_id", 86400),
-         "cube_grid_hour": ("grid", 3600), "cube_subscriber_day": ("subscriber_id", 86400)}
+# table -> (dimension, grain in s, H3 resolution of a grid cube)
+CUBES = {"cube_cell_15min": ("cell_id", 900, None), "cube_cell_day": ("cell_id", 86400, None),
+         "cube_grid_hour": ("grid", 3600, 8), "cube_site_grid_hour": ("site_grid", 3600, 8),
+         "cube_subscriber_day": ("subscriber_id", 86400, None)}
+# The grid as it was before sessions carried a position: every row at its serving site. The
+# same cube otherwise, so the two grid rows of the table differ by the location alone.
+SITE_GRID = """\
+dimensions:
+  - name: site_grid
+    description: H3 cell of the serving site, ignoring the session's own position
+    resolve: [{grid: true, located: false}]
+cubes:
+  mode: extend
+  list:
+    - {dimensions: [site_grid], grains: [hour], grid_resolution: 8, min_samples: 10}
+"""
 
 
 def auc(faulted: np.ndarray, healthy: np.ndarray) -> float:
@@ -54,7 +72,7 @@ def auc(faulted: np.ndarray, healthy: np.ndarray) -> float:
     return float(u / (len(faulted) * len(healthy)))
 
 
-def build(workdir: Path, subscribers: int, days: int, seed: int):
+def build(workdir: Path, subscribers: int, days: int, seed: int, fault_rate: float = 1.0):
     from opencem.indicators.catalog import load_catalog
     from opencem.indicators.evaluate import evaluate
     from opencem.ingest.load import ingest
@@ -62,17 +80,20 @@ def build(workdir: Path, subscribers: int, days: int, seed: int):
     from opencem.simulate.run import simulate
     from opencem.workspace import Workspace
 
-    stamp = workdir / f"lake-{subscribers}-{days}-{seed}"
+    rate = "" if fault_rate == 1 else f"-rate{fault_rate:g}"
+    stamp = workdir / f"lake-v2-{subscribers}-{days}-{seed}{rate}"  # v2: sessions carry positions
     ws = Workspace(stamp)
     if not (stamp / "done").exists():
         shutil.rmtree(stamp, ignore_errors=True)
         stamp.mkdir(parents=True)
         started = time.perf_counter()
-        simulate(SimConfig(subscribers=subscribers, days=days, seed=seed), stamp / "sim")
+        simulate(SimConfig(subscribers=subscribers, days=days, seed=seed, fault_rate=fault_rate), stamp / "sim")
         ingest(ws.lake, [stamp / "sim"])
         print(f"simulated and ingested {subscribers:,} subscribers x {days} days in "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
         (stamp / "done").write_text("")
+    ws.indicators_dir.mkdir(exist_ok=True)
+    (ws.indicators_dir / "site_grid.yaml").write_text(SITE_GRID)
     cat = load_catalog(ws.tables(), ws.definition_files())
     started = time.perf_counter()
     evaluate(ws.lake, cat, only=list(CUBES))
@@ -82,27 +103,27 @@ def build(workdir: Path, subscribers: int, days: int, seed: int):
 
 TOUCHED_CELLS = """
 CREATE OR REPLACE TEMP TABLE touched_cells AS
-SELECT g.fault_type, c.cell_id, c.h3_index, g.start_time, g.end_time
+SELECT g.fault_type, c.cell_id, c.lat, c.lon, g.start_time, g.end_time
 FROM ground_truth g JOIN cells c ON
      (g.location_type = 'cell' AND c.cell_id = g.location_id)
   OR (g.location_type = 'site' AND c.site_id = g.location_id)
   OR (g.location_type = 'region' AND c.province = g.location_id)
-  OR (g.location_type = 'grid' AND c.h3_index = h3_parent8(g.location_id))
+  OR (g.location_type = 'grid' AND grid_at(c.lat, c.lon, 8) = parent_at(g.location_id, 8))
 """
 
 
-def touched(con, cube: str, dim: str, grain_s: int):
+def touched(con, cube: str, dim: str, grain_s: int, res: int | None = None):
     """(fault_type, key, period_start) rows of the units each fault touched in ``cube``."""
     overlap = f"t.period_start < f.end_time AND t.period_start + INTERVAL {grain_s} SECOND > f.start_time"
     if dim == "cell_id":
         return f"""SELECT DISTINCT f.fault_type, t.{dim} AS k, t.period_start FROM {cube} t
                    JOIN touched_cells f ON t.cell_id = f.cell_id AND {overlap}"""
-    if dim == "grid":
-        return f"""SELECT DISTINCT f.fault_type, t.grid AS k, t.period_start FROM {cube} t
-                   JOIN (SELECT fault_type, h3_index, start_time, end_time FROM touched_cells
-                         UNION ALL SELECT fault_type, h3_parent8(location_id), start_time, end_time
+    if dim in ("grid", "site_grid"):
+        return f"""SELECT DISTINCT f.fault_type, t.{dim} AS k, t.period_start FROM {cube} t
+                   JOIN (SELECT fault_type, grid_at(lat, lon, {res}) AS h3_index, start_time, end_time FROM touched_cells
+                         UNION ALL SELECT fault_type, parent_at(location_id, {res}), start_time, end_time
                          FROM ground_truth WHERE location_type = 'grid') f
-                   ON t.grid = f.h3_index AND {overlap}"""
+                   ON t.{dim} = f.h3_index AND {overlap}"""
     sessions = " UNION ALL ".join(
         f"SELECT subscriber_id, cell_id, start_time, {cols} FROM {src}"
         for src, cols in (("xdr_voice", "NULL AS cdn_node, NULL AS program_source"),
@@ -210,12 +231,22 @@ def separation(ws) -> list[dict]:
 
     con = connect(ws.lake)
     con.execute("SET TimeZone = 'UTC'")
-    con.create_function("h3_parent8", lambda h: h3.cell_to_parent(h, 8), ["VARCHAR"], "VARCHAR")
+    con.create_function("parent_at", lambda h, r: h3.cell_to_parent(h, r) if h3.get_resolution(h) > r else h,
+                        ["VARCHAR", "INTEGER"], "VARCHAR")
+    con.create_function("ring1", lambda h: h3.grid_disk(h, 1), ["VARCHAR"], "VARCHAR[]")
+    # A site's grid as the cubes place it: the ancestor of its finest cell (opencem.geo).
+    con.create_function("grid_at", lambda y, x, r: h3.cell_to_parent(h3.latlng_to_cell(y, x, 15), r),
+                        ["DOUBLE", "DOUBLE", "INTEGER"], "VARCHAR")
     con.execute(TOUCHED_CELLS)
     rows = []
-    for cube, (dim, grain_s) in CUBES.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE hit AS {touched(con, cube, dim, grain_s)}")
+    for cube, (dim, grain_s, res) in CUBES.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE hit AS {touched(con, cube, dim, grain_s, res)}")
         types = [r[0] for r in con.execute("SELECT DISTINCT fault_type FROM hit ORDER BY 1").fetchall()]
+        types = [t for t in types if t != "neighbour"]
+        if dim in ("grid", "site_grid"):
+            # A touched grid's ring of neighbours is neither faulted nor healthy: a located
+            # session of a faulty cell can sit in the next H3 cell (up to 200 m of error).
+            con.execute("""INSERT INTO hit SELECT DISTINCT 'neighbour', unnest(ring1(k)), period_start FROM hit""")
         healthy = values_of(con, f"""SELECT t.cei FROM {cube} t ANTI JOIN hit h
                                   ON t.{dim} = h.k AND t.period_start = h.period_start
                                   WHERE t.cei IS NOT NULL""")
@@ -247,13 +278,16 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--fault-rate", type=float, default=1.0,
+                    help="multiplier on the number of faults (more coverage holes to score)")
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "cei_separation")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    ws = build(args.workdir, args.subscribers, args.days, args.seed)
+    ws = build(args.workdir, args.subscribers, args.days, args.seed, args.fault_rate)
     rows = separation(ws)
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"CEI separation, {args.subscribers:,} subscribers x {args.days} days, seed {args.seed} "
+    print(f"CEI separation, {args.subscribers:,} subscribers x {args.days} days, seed {args.seed}, "
+          f"fault rate {args.fault_rate:g} "
           "(ROC AUC of faulted vs healthy units; baseline: a coin, 0.50)")
     print(f"{'cube':22} {'fault type':22} {'AUC':>5} {'vs coin':>8} {'faulted':>8} {'scored':>7} {'healthy':>8}")
     for r in [r for r in rows if "rule" not in r]:

@@ -80,7 +80,32 @@ def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
                                line=mark.line + 1 if mark is not None else None)]) from None
     if not isinstance(data, dict):
         raise SpecError([Issue(f"must be a YAML mapping {expects}", kind=kind, file=path)])
+    repeated = _repeated_keys(root)
+    if repeated:
+        raise SpecError([Issue(f"gives key {key!r} twice in one mapping (YAML keeps only the last); remove one",
+                               kind=kind, file=path, line=line) for key, line in repeated])
     return root, data
+
+
+def _repeated_keys(root: yaml.Node) -> list[tuple[str, int]]:
+    """(key, line) of every key a mapping of the tree gives twice, found without recursion."""
+    out, stack, seen_nodes = [], [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # an alias: its node was walked once already
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:
+                        out.append((k.value, k.start_mark.line + 1))
+                    seen.add(k.value)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(out, key=lambda kv: kv[1])
 
 
 def load_spec(path: Path, model: type[M], kind: str) -> M:

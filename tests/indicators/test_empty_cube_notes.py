@@ -31,7 +31,7 @@ def test_unmapped_counters_and_missing_inventory_are_named(tmp_path):
     notes = notes_of(lake)
     unmapped = [n for n in notes if "none of the counters its KPIs read" in n]
     assert unmapped == [
-        "cube_cell_15min, cube_cell_day, cube_grid_hour, cube_city_day: pm_counters has rows but none of the "
+        "cube_cell_15min, cube_cell_day, cube_grid_hour, cube_city_day, cube_city_15min: pm_counters has rows but none of the "
         "counters its KPIs read (DRB.UEThpTimeDl, DRB.UEThpVolDl, ERAB.EstabInitAttNbr, ERAB.EstabInitSuccNbr "
         "and 12 more): the files' counters are not mapped to canonical names; check the vendor dictionary (opencem "
         "ingest lists the counters it did not map)"]
@@ -46,8 +46,8 @@ def test_a_missing_inventory_is_named_for_grid_and_city(tmp_path):
     notes = notes_of(lake)
     assert "cube_grid_hour: grid needs cells with lat/lon: the cells table is empty (load an inventory, " \
            "docs/ingest.md)" in notes
-    assert "cube_city_day: city is looked up in cells by cell_id: the cells table is empty (load an inventory, " \
-           "docs/ingest.md)" in notes
+    assert "cube_city_day, cube_city_15min: city is looked up in cells by cell_id: the cells table is empty (load an "\
+           "inventory, docs/ingest.md)" in notes
     assert "cube_cell_15min, cube_cell_day, cube_grid_hour: no rows in broadband_sessions, complaints, iot_events, " \
            "xdr_data and 2 more for these days, so their KPIs are empty" in notes
 
@@ -57,8 +57,8 @@ def test_an_inventory_that_does_not_know_the_pm_cells_is_named(tmp_path):
     ingest(lake, [external(*REAL)])  # keys derived before the inventory came
     ingest(lake, [INVENTORY / "example_cells.csv"], mapping=INVENTORY / "mapping.yaml", as_of=date(2022, 4, 18))
     notes = notes_of(lake)
-    assert "cube_city_day: city is looked up in cells by cell_id: none of the 6 cell_ids of pm_counters is in " \
-           "cells (e.g. seliitdus00487/EUtranCellFDD=1)" in notes
+    assert "cube_city_day, cube_city_15min: city is looked up in cells by cell_id: none of the 6 cell_ids of " \
+           "pm_counters is in cells (e.g. seliitdus00487/EUtranCellFDD=1)" in notes
     assert "cube_grid_hour: grid needs cells with lat/lon: none of the 6 cell_ids of pm_counters is in " \
            "cells (e.g. seliitdus00487/EUtranCellFDD=1)" in notes
     # The RAN KPIs themselves came out (availability), so pm_counters gets no sentence.

@@ -100,9 +100,11 @@ def test_well_typed_expressions_pass():
 
 @pytest.mark.parametrize("text, warning", [
     ("count_if(setup_time_ms > 3)", "setup_time_ms is in ms, so 3 means 3 ms; 3 s would be 3000"),
-    ("count_if(one_way_delay_ms > 0.4)", "one_way_delay_ms is in ms, so 0.4 means 0.4 ms"),
-    ("count_if(packet_loss_pct > 0.05)", "packet_loss_pct is in %, so 0.05 means 0.05 %; a fraction 0.05 would be 5"),
+    ("count_if(coalesce(setup_time_ms, 0) BETWEEN 1 AND 3000)", "setup_time_ms is in ms, so 1 means 1 ms"),
+    ("count_if(prb_load_pct > 0.8)", "prb_load_pct is in %, so 0.8 means 0.8 %; a fraction 0.8 would be 80"),
     ("count_if(setup_time_ms > one_way_delay_ms)", None),
+    ("count_if(jitter_ms > 5)", None),  # a few ms of jitter is a real threshold
+    ("count_if(packet_loss_pct > 0.5)", None),  # and so is half a percent of loss
 ])
 def test_thresholds_in_another_unit_warn(text, warning):
     checked = check_kpi(text, VOICE, units=UNITS)

@@ -18,7 +18,9 @@ from opencem.ingest.mapping import Mapping, MappingError, load_mapping
 from opencem.ingest.parts import Reject
 from opencem.ingest.tabular import read_mapped, read_tabular
 from opencem.ingest.validate import IngestError, conform
+from opencem.geo import h3_ints
 from opencem.schema import TABLES
+from opencem.schema.base import LOCATION_H3
 
 PROJECT = Path(__file__).resolve().parents[2]
 IBM_CSV = PROJECT.parent / "shared" / "data" / "external" / "ibm-telco-churn" / "Telco-Customer-Churn.csv"
@@ -144,6 +146,12 @@ def sample_table(name: str) -> pa.Table:
             if pa.types.is_string(f.type):
                 values = [f"{f.name}-{k}" for k in range(4)]
         columns[f.name] = pa.array(values, f.type)
+    if spec.location is not None:  # derived at ingest from the coordinates, as ingest does
+        # (the middle of both ranges, 0, 0, is refused as the placeholder for no fix)
+        for c, mid in zip(spec.location, (30.25, 120.1)):
+            columns[c] = pa.array([*columns[c].to_pylist()[:2], mid, None], pa.float64())
+        lat, lon = (columns[c].to_numpy(zero_copy_only=False).astype(float) for c in spec.location)
+        columns[LOCATION_H3] = h3_ints(lat, lon)
     return pa.table(columns, schema=spec.schema)
 
 

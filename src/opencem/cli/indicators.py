@@ -125,6 +125,7 @@ def check_cmd(ctx: typer.Context,
     missing = [str(f) for f in files if not f.exists()]
     if missing:
         output.fail(f"no such file: {', '.join(missing)}")
+    files = list(dict.fromkeys(f.resolve() for f in files))
     cat = workspace_catalog(workspace(ctx), files)
     print_issues(cat)
     if cat.errors:
@@ -232,9 +233,15 @@ def sql_cmd(
     can see, and run by hand, what is computed."""
     from ..indicators.preview import preview_sql
 
+    from ..indicators.render import RENDERERS
+
+    if engine not in RENDERERS:
+        output.fail(f"unknown engine {engine!r}; choose {' or '.join(RENDERERS)}")
     ws = workspace(ctx)
     cat = workspace_catalog(ws)
     print_issues(cat)
+    if cat.errors:
+        raise typer.Exit(output.EXIT_PROBLEMS)
     print(preview_sql(cat, ws.tables(), name, _dims(by), _grain(grain), engine, min_samples))
 
 

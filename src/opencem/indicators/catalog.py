@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ..schema import Table
 from ..schema.base import unit_of
-from ..specfile import Issue, SpecError, issue_of, line_of, read_yaml
+from ..specfile import Issue, SpecError, field_path, issue_of, line_of, read_yaml
 from .expr import Checked, check_filter, check_kpi, check_kqi, suggest
 from .spec import CEI, KPI, KQI, Cube, CubeSection, Dimension
 
@@ -203,6 +203,11 @@ def _merge(cat: Catalog, path: Path, root: yaml.Node, doc: Parsed) -> None:
 
 def _merge_cei(cat: Catalog, path: Path, root: yaml.Node, cei: CEI) -> None:
     where = Issue("", "warning", KIND, path, line_of(root, ["cei"]), "cei")
+    names = [n.name for n in cei.indices]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            cat.issues.append(Issue(f"index {name} is listed twice in this section", "error", KIND, path,
+                                    line_of(root, ["cei", "indices", str(i)]), f"cei.indices[{i}].name"))
     if cei.mode == "extend" and cat.cei is not None:
         nodes = {n.name: n for n in cat.cei.indices}
         for i, node in enumerate(cei.indices):
@@ -238,7 +243,23 @@ def _merge_cei(cat: Catalog, path: Path, root: yaml.Node, cei: CEI) -> None:
 
 def _merge_cubes(cat: Catalog, path: Path, root: yaml.Node, doc: Parsed) -> None:
     new = [(c, (path, root, [*doc.cubes_loc, str(i)])) for i, c in doc.cubes]
+    where = line_of(root, doc.cubes_loc)
+    if not new and doc.cubes_mode != "extend":
+        cat.issues.append(Issue("lists no cube, so evaluate would compute nothing; list at least one (or leave "
+                                "the section out to keep the cubes in force)", "error", KIND, path, where,
+                                ".".join(doc.cubes_loc)))
+        return
     if doc.cubes_mode == "extend":
+        by_table = {c.table(g): (c, o) for c, o in zip(cat.cubes, cat.cube_origins) for g in c.grains}
+        for cube, (_, _, loc) in new:
+            for g in cube.grains:
+                old = by_table.get(cube.table(g))
+                if old is not None and list(old[0].dimensions) != list(cube.dimensions):
+                    cat.issues.append(Issue(
+                        f"{cube.table(g)} is written by the cube at {_short(old[1][0])} line {line_of(old[1][1], old[1][2])} "
+                        f"with dimensions {', '.join(old[0].dimensions)}; this one ({', '.join(cube.dimensions)}) "
+                        "would replace it under the same name: give it other dimensions or a grain of its own",
+                        "error", KIND, path, line_of(root, loc), field_path(loc)))
         replaced = {c.table(g) for c, _ in new for g in c.grains}
         kept = []
         for cube, origin in zip(cat.cubes, cat.cube_origins):
@@ -250,7 +271,7 @@ def _merge_cubes(cat: Catalog, path: Path, root: yaml.Node, doc: Parsed) -> None
         cat.issues.append(Issue(
             f"this cubes: list replaces the {len(cat.cubes)} cubes in force (from "
             f"{', '.join(dict.fromkeys(_short(o[0]) for o in cat.cube_origins))}); write cubes: {{mode: extend, "
-            "list: [...]}} to add to them, or mode: replace to say the replacement is meant",
+            "list: [...]} to add to them, or mode: replace to say the replacement is meant",
             "warning", KIND, path, line_of(root, ["cubes"]), "cubes"))
     cat.cubes = [c for c, _ in new]
     cat.cube_origins = [o for _, o in new]
@@ -293,6 +314,12 @@ def _is_identifier(name: str) -> bool:
             return False
         if not isinstance(tree, exp.Column) or tree.name != name or tree.table:
             return False
+        try:  # and inside an expression too: interval alone is a column, interval + 1 is not
+            tree = sqlglot.parse_one(f"{name} + 1", read=dialect)
+        except sqlglot.errors.SqlglotError:
+            return False
+        if not (isinstance(tree, exp.Add) and isinstance(tree.this, exp.Column) and tree.this.name == name):
+            return False
     return True
 
 
@@ -307,9 +334,12 @@ def _check_names(cat: Catalog) -> None:
             if why:
                 cat.add("error", section, name, ("name",), f"{why}; choose another {what} name")
     if cat.cei is not None:
-        for i, node in enumerate(cat.cei.indices):
-            if not _is_identifier(f"{node.name}_index"):
-                cat.add("error", "cei_index", node.name, ("name",), f"{node.name} cannot name an index")
+        for node in cat.cei.indices:
+            why = reserved(node.name) if node.name not in ("cei",) else f"{node.name} is reserved: it names the whole index"
+            if why is None and not _is_identifier(f"{node.name}_index"):
+                why = f"{node.name} cannot name an index"
+            if why:
+                cat.add("error", "cei_index", node.name, ("name",), f"{why}; choose another index name")
 
 
 def _check_kpis(cat: Catalog, tables: dict[str, Table]) -> None:
@@ -324,8 +354,12 @@ def _check_kpis(cat: Catalog, tables: dict[str, Table]) -> None:
             cat.add("error", "kpis", name, ("source",),
                     f"{kpi.source} is a snapshot table without event time; KPIs need an event table")
             continue
+        if table.domain == "indicators":
+            cat.add("error", "kpis", name, ("source",), f"{kpi.source} is a cube opencem writes; a KPI reads a "
+                    "source table (a cube reading cubes would depend on what was evaluated before)")
+            continue
         if kpi.better is None:
-            cat.add("warning", "kpis", name, ("name",), "declare better: higher, lower or neither (a volume), so "
+            cat.add("warning", "kpis", name, ("better",), "declare better: higher, lower or neither (a volume), so "
                     "kpi preview --worst and diagnosis know which way is bad")
         long_format = kpi.source in COUNTER_SOURCES
         names = COUNTER_SOURCES[kpi.source] if long_format else table.schema.names
@@ -400,6 +434,30 @@ def _check_dimensions(cat: Catalog, tables: dict[str, Table]) -> None:
             elif r.column not in tables[r.lookup].schema.names:
                 cat.add("error", "dimensions", name, (*where, "column"), f"{r.lookup} has no column "
                         f"{r.column}{suggest(r.column, tables[r.lookup].schema.names)}")
+        _check_dimension_type(cat, name, dim, tables)
+
+
+def _check_dimension_type(cat: Catalog, name: str, dim: Dimension, tables: dict[str, Table]) -> None:
+    """Every way of resolving a dimension gives one type: the sources of a cube are joined on
+    it, and text against a number fails on both engines."""
+    from .expr import WORDS, type_family
+
+    kinds: dict[str, str] = {}  # type -> where it comes from
+    for r in dim.resolve:
+        if r.grid:
+            kinds.setdefault("text", "grid")
+        elif r.lookup is not None:
+            if r.lookup in tables and r.column in tables[r.lookup].schema.names:
+                kinds.setdefault(type_family(tables[r.lookup].column(r.column).type), f"{r.lookup}.{r.column}")
+        else:
+            for table in tables.values():
+                if not table.is_snapshot and r.column in table.schema.names:
+                    kinds.setdefault(type_family(table.column(r.column).type), f"{table.name}.{r.column}")
+    kinds.pop("any", None)
+    if len(kinds) > 1:
+        (a, wa), (b, wb) = list(kinds.items())[:2]
+        cat.add("error", "dimensions", name, ("resolve",), f"resolves to {WORDS.get(a, a)} ({wa}) and to "
+                f"{WORDS.get(b, b)} ({wb}); a dimension has one type in every source")
 
 
 def _check_cubes(cat: Catalog) -> None:
@@ -411,7 +469,9 @@ def _check_cubes(cat: Catalog) -> None:
                         f"unknown dimension {dim}{suggest(dim, cat.dimensions)}")
         if len(set(cube.dimensions)) != len(cube.dimensions):
             cat.add("error", "cubes", str(i), ("dimensions",), "a dimension is listed twice")
-        for grain in cube.grains:
+        if len(set(cube.grains)) != len(cube.grains):
+            cat.add("error", "cubes", str(i), ("grains",), "a grain is listed twice")
+        for grain in dict.fromkeys(cube.grains):
             table = cube.table(grain)
             if table in tables_seen:
                 first = cat.issue("error", "cubes", str(tables_seen[table]), (), "")

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..engines import ENGINES, runner
 from ..errors import OpencemError
-from ..geo import h3_cells
+from ..geo import h3_ints, h3_parent_text
 from ..lake import Lake, LakeFile, Manifest
 from ..schema import Table
 from .catalog import Catalog
@@ -221,7 +221,8 @@ def _register_lookups(run, lake: Lake, manifest: Manifest, plan: CubePlan, grids
 
 
 def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
-    """cell_id -> H3 cell of its site at ``resolution`` (the raster a grid cube uses)."""
+    """cell_id -> H3 cell of its site at ``resolution`` (the raster a grid cube uses for rows
+    without a position of their own)."""
     import pyarrow.parquet as pq
 
     files = lake.files("cells", manifest)
@@ -230,7 +231,9 @@ def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
     cells = pa.concat_tables(pq.read_table(p, columns=["cell_id", "lat", "lon"]) for p in lake.paths(files))
     lat = cells.column("lat").to_numpy(zero_copy_only=False).astype(float)
     lon = cells.column("lon").to_numpy(zero_copy_only=False).astype(float)
-    return pa.table({"cell_id": cells.column("cell_id"), "grid": h3_cells(lat, lon, resolution)})
+    # The ancestor of the site's finest cell, as for a located row (h3's own latlng_to_cell at
+    # a coarse resolution differs near hexagon edges, H3 not being strictly nested).
+    return pa.table({"cell_id": cells.column("cell_id"), "grid": h3_parent_text(h3_ints(lat, lon), resolution)})
 
 
 def _spec(plan: CubePlan, out: pa.Table, cat: Catalog) -> Table:

@@ -46,12 +46,16 @@ ARITY = {"sum": (1, 1), "count": (1, 1), "count_if": (1, 1), "avg": (1, 1), "min
          "max": (1, 1), "median": (1, 1), "percentile": (2, 2), "count_distinct": (1, 1),
          "stddev": (1, 1), "coalesce": (1, None), "least": (1, None), "greatest": (1, None),
          "abs": (1, 1), "ln": (1, 1), "exp": (1, 1), "power": (2, 2), "sqrt": (1, 1),
-         "round": (1, 2), "nullif": (2, 2), "floor": (1, 1), "ceil": (1, 1), "if": (2, 3),
+         "round": (1, 2), "nullif": (2, 2), "floor": (1, 1), "ceil": (1, 1), "if": (3, 3),
          **MACROS, **{k: (n, n) for k, n in ENGINE_FUNCTIONS.items()}}
 
 # Bounds that keep checking, planning and both engines within their recursion limits.
 MAX_LENGTH = 20_000  # characters
 MAX_DEPTH = 64  # nested operators and calls
+# Nodes of the SQL an expression becomes: Spark's FLOOR (and so CEIL and ROUND) repeats its
+# argument three times, so nesting them triples the SQL per level.
+MAX_RENDERED_NODES = 20_000
+REPEATED_BY_RENDERING = (exp.Floor, exp.Ceil, exp.Round)
 # Numbers every engine reads alike: DuckDB makes 1e999 inf where Spark refuses it, and Spark
 # makes a long literal a DECIMAL that overflows where DuckDB widens it.
 MAX_DIGITS, MAX_MAGNITUDE = 15, 1e15
@@ -134,6 +138,22 @@ def tree_depth(tree: exp.Expression) -> int:
     return deepest
 
 
+def rendered_nodes(tree: exp.Expression) -> int:
+    """About how many nodes the SQL of ``tree`` has, counted without recursion."""
+    total, stack = 0, [(tree, 1)]
+    while stack:
+        node, weight = stack.pop()
+        total += weight
+        inner = weight * (3 if isinstance(node, REPEATED_BY_RENDERING) else 1)
+        stack.extend((c, inner) for c in node.iter_expressions())
+    return total
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """``text`` as a message quotes it: repr, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def parse(text: str) -> tuple[exp.Expression | None, str | None]:
     if len(text) > MAX_LENGTH:
         return None, f"is {len(text):,} characters long; at most {MAX_LENGTH:,}"
@@ -159,6 +179,10 @@ def parse(text: str) -> tuple[exp.Expression | None, str | None]:
     if depth > MAX_DEPTH:
         return None, (f"is {depth} operators deep (a long chain of + or nested calls); at most {MAX_DEPTH}: "
                       "split it into several KPIs or KQIs")
+    size = rendered_nodes(trees[0])
+    if size > MAX_RENDERED_NODES:
+        return None, (f"would become {size:,} SQL nodes (floor, ceil and round repeat their argument on Spark, "
+                      f"so nesting them triples it); at most {MAX_RENDERED_NODES:,}")
     return trees[0], None
 
 
@@ -209,7 +233,7 @@ class _Checker:
         out = self.out = Checked(text)
         tree, problem = parse(text)
         if problem:
-            out.issues.append(f"{self.what} {text!r} {problem}")
+            out.issues.append(f"{self.what} {shown(text)} {problem}")
             return out
         out.tree = tree
         self.written = written_functions(text)
@@ -226,6 +250,10 @@ class _Checker:
 
     # -- types -----------------------------------------------------------------------------
     def need(self, got: str, want: str, node: exp.Expression, role: str) -> None:
+        if got == NULL and want == BOOL and isinstance(node, exp.Null):
+            # CASE WHEN NULL is a type error on Spark and never true on DuckDB.
+            self.problem(f"{role} needs true/false, not NULL (it would never hold)")
+            return
         if got in (want, ANY, NULL):
             return
         hint = ""
@@ -258,6 +286,7 @@ class _Checker:
 
     # -- units -----------------------------------------------------------------------------
     def unit(self, node: exp.Expression) -> str | None:
+        node = _column_of(node)
         return self.units.get(reference_name(node)) if isinstance(node, exp.Column) else None
 
     def units_of(self, node: exp.Expression, a: exp.Expression, b: exp.Expression) -> None:
@@ -274,14 +303,19 @@ class _Checker:
             number = _number(other)
             if unit is None or number is None or number == 0:
                 continue
+            col = _column_of(col)
             v = abs(number)
-            if unit == "ms" and v < 10:
+            # Durations a user could mean in seconds (setup, page load, buffering), not the
+            # delays, jitter and round trips that are rightly a few ms.
+            seconds_scale = any(w in col.name for w in ("time", "duration", "buffering"))
+            share = any(w in col.name for w in ("load", "util", "success", "availability", "share"))
+            if unit == "ms" and v < 10 and seconds_scale:
                 self.warn(f"{node.sql()}: {col.sql()} is in ms, so {other.sql()} means {other.sql()} ms; "
                           f"{other.sql()} s would be {number * 1000:g}")
             elif unit == "s" and v >= 1000:
                 self.warn(f"{node.sql()}: {col.sql()} is in s, so {other.sql()} means {v / 60:.0f} minutes; "
                           f"{other.sql()} ms would be {number / 1000:g}")
-            elif unit == "%" and v < 1:
+            elif unit == "%" and v < 1 and share:  # a loss of 0.5 % is plausible, a load of 0.8 % is not
                 self.warn(f"{node.sql()}: {col.sql()} is in %, so {other.sql()} means {other.sql()} %; "
                           f"a fraction {other.sql()} would be {number * 100:g}")
 
@@ -362,6 +396,8 @@ class _Checker:
             return BOOL
         if isinstance(node, exp.In | exp.Between):
             self.unify(list(zip(kids, types)), "IN" if isinstance(node, exp.In) else "BETWEEN")
+            for other in kids[1:]:
+                self.units_of(node, kids[0], other)
             return BOOL
         return ANY
 
@@ -439,12 +475,14 @@ class _Checker:
             return f"* is only allowed as count(*) in a {self.what}"
         if isinstance(node, exp.Cast):
             return f"casts are not allowed in a {self.what}; values are converted as needed"
+        if isinstance(node, exp.ByteString | exp.HexString | exp.BitString | exp.National):
+            return f"{node.key} literals are not allowed in a {self.what}; write text as 'text'"
         if isinstance(node, exp.Func):
             names = {n.upper() for n in type(node).sql_names()}
             written = next((w for w in self.written if w.upper() in names), node.sql_name().lower())
             return (f"function {written} is not allowed in a {self.what}{suggest(written.lower(), FUNCTION_NAMES)}; "
                     f"allowed: {', '.join(FUNCTION_NAMES)}")
-        return f"{node.key.upper()} ({node.sql()}) is not allowed in a {self.what}"
+        return f"{node.key.upper()} ({node.sql(unsupported_level=sqlglot.ErrorLevel.IGNORE)}) is not allowed in a {self.what}"
 
     def aggregate(self, node: exp.Expression, name: str | None, in_aggregate: bool) -> str:
         name = name or "count"
@@ -484,6 +522,9 @@ class _Checker:
 
     def reference(self, col: exp.Column, in_aggregate: bool) -> str:
         name = reference_name(col)
+        if "${" in name:
+            self.problem(f"name {name!r} holds ${{, which Spark would read as a variable; it is not allowed")
+            return ANY
         if self.kpi_names:
             if name in self.kpi_names:
                 self.out.columns.add(name)
@@ -508,6 +549,13 @@ class _Checker:
         return kind
 
 
+def _column_of(node: exp.Expression) -> exp.Expression:
+    """The column a value is read from, through parentheses and coalesce(column, default)."""
+    while isinstance(node, exp.Paren | exp.Coalesce):
+        node = node.this
+    return node
+
+
 def _number(node: exp.Expression) -> float | None:
     if isinstance(node, exp.Neg):
         inner = _number(node.this)
@@ -528,9 +576,9 @@ def check_kpi(text: str, columns: Collection[str] | Mapping, counters: bool = Fa
     out = _Checker("KPI expression", columns, counters, aggregates=True, units=units).run(text)
     if out.tree is not None and not out.issues:
         if out.aggregates == 0:
-            out.issues.append(f"KPI expression {text!r} has no aggregate; wrap columns in sum(), avg(), count_if() or similar")
+            out.issues.append(f"KPI expression {shown(text)} has no aggregate; wrap columns in sum(), avg(), count_if() or similar")
         elif out.type in (BOOL, TEXT, TIME):
-            out.issues.append(f"KPI expression {text!r} is {WORDS[out.type]}; a KPI is a number")
+            out.issues.append(f"KPI expression {shown(text)} is {WORDS[out.type]}; a KPI is a number")
     return out
 
 
@@ -538,9 +586,11 @@ def check_filter(text: str, columns: Collection[str] | Mapping, counters: bool =
                  units: Mapping[str, str] | None = None) -> Checked:
     """Check a row filter (a predicate on each source row)."""
     out = _Checker("filter", columns, counters, aggregates=False, units=units).run(text)
-    if out.tree is not None and not out.issues and out.type in (NUM, TEXT, TIME):
+    if out.tree is not None and not out.issues and out.type == NULL:
+        out.issues.append(f"filter {shown(text)} is NULL, so no row would pass")
+    elif out.tree is not None and not out.issues and out.type in (NUM, TEXT, TIME):
         hint = f"; compare it with a value, e.g. {text} = ..." if out.type != NUM else f"; e.g. {text} > 0"
-        out.issues.append(f"filter {text!r} is {WORDS[out.type]}, not true/false for each row{hint}")
+        out.issues.append(f"filter {shown(text)} is {WORDS[out.type]}, not true/false for each row{hint}")
     return out
 
 
@@ -549,5 +599,5 @@ def check_kqi(text: str, kpi_names: Collection[str], kqi_names: Collection[str] 
     out = _Checker("KQI expression", (), False, aggregates=False, kpi_names=kpi_names or {"\0"},
                    kqi_names=kqi_names).run(text)
     if out.tree is not None and not out.issues and out.type in (BOOL, TEXT, TIME):
-        out.issues.append(f"KQI expression {text!r} is {WORDS[out.type]}; a KQI is a number")
+        out.issues.append(f"KQI expression {shown(text)} is {WORDS[out.type]}; a KQI is a number")
     return out

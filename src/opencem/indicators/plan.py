@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from ..errors import OpencemError
 from ..schema import Table
+from ..schema.base import LOCATION_H3
 from .catalog import COUNTER_SOURCES, PIVOT_KEYS, Catalog
 from .expr import AGG_NODES, MACROS, function_name, reference_name
 from .spec import GRAINS, Cube
@@ -47,6 +48,8 @@ class DimBinding:
     column: str
     lookup: str | None = None
     key: str | None = None
+    # grid: the row's own position (location_h3) when it has one, before the serving site
+    located: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class Scan:
     @property
     def records(self) -> str:
         return f"records_{self.source}"
+
+    @property
+    def located(self) -> str | None:
+        """Column counting the rows a grid cube placed by their own position, if any can be."""
+        return f"records_{self.source}_located" if any(b.located for b in self.dims) else None
 
 
 @dataclass(frozen=True)
@@ -117,8 +125,9 @@ class PlanError(OpencemError, ValueError):
 def bind_dimension(cat: Catalog, dim: str, columns: set[str]) -> DimBinding | None:
     for r in cat.dimensions[dim].resolve:
         if r.grid:
-            if "cell_id" in columns:
-                return DimBinding(dim, "grid", "cell_id")
+            located = r.located and LOCATION_H3 in columns
+            if "cell_id" in columns or located:
+                return DimBinding(dim, "grid", "cell_id" if "cell_id" in columns else "", located=located)
         elif r.lookup is None:
             if r.column in columns:
                 return DimBinding(dim, "column", r.column)
@@ -190,7 +199,7 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
     def column(node: exp.Column) -> exp.Expression:
         name = reference_name(node)
         if long_format and name not in PIVOT_KEYS:
-            alias = counters.setdefault(name, f"c{len(counters)}")
+            alias = counters.setdefault(name, f"_c{len(counters)}")
             return exp.column(alias)
         return exp.column(name)
 
@@ -207,7 +216,7 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
         calls = [n for n in tree.walk() if isinstance(n, exp.Anonymous) and n.name.lower() in MACROS]
         outermost = [c for c in calls if not any(p in calls for p in _ancestors(c))]
         for call in outermost:
-            name, _ = derived.setdefault(call.sql(), (f"q{len(derived)}", call))
+            name, _ = derived.setdefault(call.sql(), (f"_q{len(derived)}", call))
             if call is tree:
                 return exp.column(name)
             call.replace(exp.column(name))
@@ -229,7 +238,7 @@ def _scan(cat: Catalog, table: Table, names: list[str], dims: tuple[DimBinding, 
         if func == "count" and arg is None:
             func = "count_star"
         m = Measure("", func, row_level(arg) if arg is not None else None, filt, fraction)
-        found = measures.setdefault(m.key, replace(m, name=f"m{len(measures)}"))
+        found = measures.setdefault(m.key, replace(m, name=f"_m{len(measures)}"))
         return exp.column(found.name)
 
     kpis = []

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from ..geo import parent_masks
 from ..schema import TABLES
+from ..schema.base import LOCATION_H3
 from .catalog import COUNTER_SOURCES
 from .plan import CubePlan, DimBinding, Measure, Scan
 
@@ -62,6 +64,10 @@ class Renderer:
     def epoch_ms(self, ts: exp.Expression) -> exp.Expression:
         raise NotImplementedError
 
+    def floor(self, x: exp.Expression) -> exp.Expression:
+        """FLOOR of a DOUBLE, as a DOUBLE however large it is."""
+        return exp.Floor(this=x)
+
     # -- shared --------------------------------------------------------------------------
     def double(self, e: exp.Expression) -> exp.Expression:
         return exp.Cast(this=e, to=DOUBLE.copy())
@@ -86,8 +92,18 @@ class Renderer:
                     tree = cast
                 else:
                     c.replace(cast)
+        # Numbers as DOUBLE: 0.1 is DECIMAL on both engines, and DECIMAL products overflow
+        # their scale (DuckDB) or precision where doubles do not; integers would overflow BIGINT.
+        for node in list(tree.find_all(exp.Literal)):
+            if not node.is_string and not any(c in node.this.lower() for c in "e"):
+                new = exp.Literal(this=f"{node.this}e0", is_string=False)
+                if node is tree:
+                    tree = new
+                else:
+                    node.replace(new)
         # Innermost first, so a guard's copy of its argument is already guarded.
-        for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt, exp.Anonymous))):
+        for node in reversed(list(tree.find_all(exp.Div, exp.Mod, exp.Ln, exp.Sqrt, exp.Anonymous,
+                                                 exp.Floor, exp.Ceil, exp.Round))):
             new = self.guarded(node)
             if node is tree:
                 tree = new
@@ -109,9 +125,24 @@ class Renderer:
         if isinstance(node, exp.Mod):
             return exp.Mod(this=node.this, expression=exp.Nullif(this=node.expression, expression=lit(0)))
         x = node.this
-        cond = exp.GT(this=x.copy(), expression=lit(0)) if isinstance(node, exp.Ln) else \
-            exp.GTE(this=x.copy(), expression=lit(0))
-        return type(node)(this=case_when(cond, x))
+        if isinstance(node, exp.Floor):
+            return self.floor(self.double(x))
+        if isinstance(node, exp.Ceil):
+            return exp.Neg(this=exp.Paren(this=self.floor(exp.Neg(this=exp.Paren(this=self.double(x))))))
+        if isinstance(node, exp.Round):
+            # Half up, in binary arithmetic, on every engine: Spark's ROUND rounds the decimal
+            # text of a double (1.005 -> 1.01) where DuckDB rounds its binary value (-> 1.0).
+            digits = node.args.get("decimals")
+            scale = lit(10.0 ** int(float(digits.this))) if digits is not None else lit(1.0)
+            up = exp.Add(this=exp.Mul(this=exp.Paren(this=self.double(x)), expression=scale), expression=lit(0.5))
+            return exp.Paren(this=exp.Div(this=self.floor(up), expression=scale.copy()))
+        if isinstance(node, exp.Ln):
+            # NULL at or below 0 without repeating the argument (a nested guard would double
+            # the SQL per level): LN(NULLIF(GREATEST(x, 0), 0)).
+            return exp.Ln(this=exp.Nullif(this=exp.Greatest(this=x, expressions=[lit(0.0)], ignore_nulls=True),
+                                         expression=lit(0.0)))
+        # SQRT of a negative is NaN on both engines, and NaN equals NaN in both.
+        return exp.Nullif(this=exp.Sqrt(this=x), expression=exp.Cast(this=lit("NaN"), to=DOUBLE.copy()))
 
     def aggregate(self, m: Measure, floats: frozenset[str] = frozenset(),
                   grouped: frozenset[str] = frozenset(), ints: frozenset[str] = frozenset()) -> exp.Expression:
@@ -142,12 +173,24 @@ class Renderer:
                 "stddev": exp.StddevSamp}[m.func]
         return node(this=value)
 
-    def dimension(self, b: DimBinding) -> exp.Expression:
+    def dimension(self, b: DimBinding, grid_resolution: int) -> exp.Expression:
         if b.kind == "column":
             return col(b.column, "src")
         if b.kind == "lookup":
             return col(f"{b.column}", f"l_{b.lookup}")
-        return col("grid", "g")
+        site = col("grid", "g") if b.column else exp.Null()
+        if not b.located:
+            return site
+        return exp.Coalesce(this=self.h3_parent(col(LOCATION_H3, "src"), grid_resolution), expressions=[site])
+
+    def h3_parent(self, cell: exp.Expression, resolution: int) -> exp.Expression:
+        """H3 string of the ancestor at ``resolution`` of a 64-bit resolution-15 cell, by the
+        index's bit layout (opencem.geo.parent_masks): two bit operations and hex, which
+        both engines have, where neither has H3."""
+        keep, put = parent_masks(resolution)
+        bits = exp.BitwiseOr(this=exp.Paren(this=exp.BitwiseAnd(this=cell, expression=exp.Literal.number(keep))),
+                             expression=exp.Literal.number(put))
+        return exp.Lower(this=exp.Hex(this=exp.Paren(this=bits)))
 
     def source(self, scan: Scan) -> exp.Expression:
         rows = self.rows(scan)
@@ -173,18 +216,23 @@ class Renderer:
     def scan_select(self, plan: CubePlan, scan: Scan) -> exp.Select:
         bucket = self.time_bucket(col(scan.time_column, "src"), plan.grain_s)
         grouped = frozenset(b.column for b in scan.dims if b.kind == "column")
-        dims = [self.dimension(b) for b in scan.dims]
+        dims = [self.dimension(b, plan.grid_resolution) for b in scan.dims]
+        located = [exp.Count(this=col(LOCATION_H3, "src")).as_(scan.located)] if scan.located else []
         select = exp.select(bucket.as_(TIME), *[d.as_(b.name) for d, b in zip(dims, scan.dims)],
-                            exp.Count(this=exp.Star()).as_(scan.records),
+                            exp.Count(this=exp.Star()).as_(scan.records), *located,
                             *[self.aggregate(m, scan.float_columns, grouped, scan.int_columns).as_(m.name) for m in scan.measures])
         select = select.from_(self.source(scan), copy=False)
         for lookup in sorted({b.lookup for b in scan.dims if b.kind == "lookup"}):
             bs = [b for b in scan.dims if b.lookup == lookup]
             key = TABLES[lookup].keys[0]
-            sub = exp.select(col(key).as_("k"), *[col(c).as_(c) for c in sorted({b.column for b in bs})], copy=False).from_(lookup, copy=False)
-            on = exp.EQ(this=col(bs[0].key, "src"), expression=col("k", f"l_{lookup}"))
+            # One row per key (aliases start with _, which no definition name can): a snapshot
+            # that lists a key twice would otherwise count its rows twice; min() picks the
+            # same value on every engine.
+            sub = exp.select(col(key).as_("_k"), *[exp.Min(this=col(c)).as_(c) for c in sorted({b.column for b in bs})],
+                             copy=False).from_(lookup, copy=False).group_by(col(key), copy=False)
+            on = exp.EQ(this=col(bs[0].key, "src"), expression=col("_k", f"l_{lookup}"))
             select = select.join(sub.subquery(f"l_{lookup}", copy=False), on=on, join_type="left", copy=False)
-        if any(b.kind == "grid" for b in scan.dims):
+        if any(b.kind == "grid" and b.column for b in scan.dims):
             on = exp.EQ(this=col("cell_id", "src"), expression=col("cell_id", "g"))
             select = select.join(exp.to_table(grid_table(plan.grid_resolution)).as_("g"), on=on, join_type="left", copy=False)
         return select.group_by(bucket.copy(), *[d.copy() for d in dims], copy=False)
@@ -192,7 +240,8 @@ class Renderer:
     def kpi_select(self, plan: CubePlan, scan: Scan, frm: str) -> exp.Select:
         keys = [col(TIME), *[col(d) for d in plan.dimensions]]
         kpis = [self.double(self.safe(tree)).as_(name) for name, tree in scan.kpis]
-        return exp.select(*keys, col(scan.records), *kpis, copy=False).from_(frm, copy=False)
+        located = [col(scan.located)] if scan.located else []
+        return exp.select(*keys, col(scan.records), *located, *kpis, copy=False).from_(frm, copy=False)
 
     def score(self, value: exp.Expression, points: tuple[tuple[float, float], ...]) -> exp.Expression:
         """Piecewise-linear, clamped: slopes are computed here, so no division reaches SQL."""
@@ -244,7 +293,8 @@ class Renderer:
             ctes.append((f"{prefix}keys", union))
             values = []
             for i, scan in enumerate(plan.scans):
-                values += [exp.Coalesce(this=col(scan.records, f"{prefix}k_{i}"), expressions=[lit(0)]).as_(scan.records)]
+                values += [exp.Coalesce(this=col(c, f"{prefix}k_{i}"), expressions=[lit(0)]).as_(c)
+                           for c in (scan.records, scan.located) if c]
                 values += [col(name, f"{prefix}k_{i}") for name, _ in scan.kpis]
             sel = exp.select(*[col(k, f"{prefix}keys") for k in keys], *values, copy=False).from_(f"{prefix}keys", copy=False)
             for i in range(len(plan.scans)):
@@ -274,7 +324,8 @@ class Renderer:
         on += [exp.NullSafeEQ(this=col(d, "s"), expression=col(d, "p")) for d in plan.dimensions]
         columns = [col(c, "s") for c in [TIME, *plan.dimensions]]
         for scan in plan.scans:
-            columns += [col(scan.records, "s"), *[col(name, "s") for name, _ in scan.kpis]]
+            columns += [col(c, "s") for c in (scan.records, scan.located) if c]
+            columns += [col(name, "s") for name, _ in scan.kpis]
         columns += [col(name, "s") for name, _ in plan.kqis]
         taken = []
         for name, _ in plan.scores:
@@ -363,6 +414,12 @@ class SparkRenderer(Renderer):
 
     def epoch_ms(self, ts):
         return exp.Anonymous(this="unix_millis", expressions=[ts])
+
+    def floor(self, x):
+        # Spark's FLOOR returns BIGINT and overflows past 9.2e18. A double of magnitude 2^52
+        # or more is already whole, and inf and NaN pass through as on DuckDB.
+        small = exp.LT(this=exp.Abs(this=x.copy()), expression=lit(4.5e15))
+        return case_when(small, exp.Cast(this=exp.Floor(this=x.copy()), to=DOUBLE.copy()), x)
 
 
 RENDERERS = {"duckdb": DuckDBRenderer, "spark": SparkRenderer}

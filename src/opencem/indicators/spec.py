@@ -21,7 +21,7 @@ Grain = Literal["15min", "hour", "day"]
 
 
 def _name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name: use lower_snake_case (a-z, 0-9, _), "
                          "starting with a letter")
     return value
@@ -44,7 +44,7 @@ class KPI(Strict):
     name: Name
     source: str
     expr: str = Field(min_length=1)
-    filter: str | None = None
+    filter: str | None = Field(default=None, min_length=1)
     unit: str = ""
     # Which way is good: --worst and diagnosis rank by it (a drop rate is better lower).
     better: Better | None = None
@@ -174,12 +174,17 @@ class CEI(Strict):
 
 class Resolver(Strict):
     """One way to find a dimension's value for a source row: a column of the row itself,
-    a column of a snapshot table looked up by key, or the H3 cell of the serving cell."""
+    a column of a snapshot table looked up by key, or an H3 cell: of the row's own position
+    where it has one (a geolocated session, a drive-test sample), else of the serving cell's
+    site."""
 
     column: str | None = None
     lookup: str | None = None  # snapshot table, e.g. cells or subscribers
     key: str | None = None  # column of the source row that matches the lookup table's key
-    grid: bool = False  # H3 cell (at the cube's grid resolution) of the serving cell's site
+    grid: bool = False  # H3 cell at the cube's grid resolution
+    # grid only: use the row's position (location_h3) before the serving site; false places
+    # every row at its serving site (a network planning view)
+    located: bool = True
 
     @model_validator(mode="after")
     def _one_way(self) -> Resolver:
@@ -187,6 +192,8 @@ class Resolver(Strict):
             if self.lookup or self.column:
                 raise ValueError("a grid resolver takes no column or lookup")
             return self
+        if "located" in self.model_fields_set:
+            raise ValueError("located applies to a grid resolver only")
         if not self.column:
             raise ValueError("give the column (and lookup with key to read it from a snapshot table)")
         if bool(self.lookup) != bool(self.key):

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from ..errors import OpencemError
 from ..schema import Table
+from ..schema.base import LOCATION_H3
 from ..schema.counters import CANONICAL_COUNTERS
 from ..schema.network import PM_COUNTERS
 
@@ -90,7 +91,8 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
 
     columns = {}
     for f in spec.columns:
-        if f.name not in names:
+        if f.name not in names or (f.name == LOCATION_H3 and spec.location is not None):
+            # (location_h3 is derived below from the coordinates, whatever a file gave for it)
             columns[f.name] = pa.nulls(n, f.type)
             continue
         cast, bad = _cast_column(table.column(f.name), f.type)
@@ -113,6 +115,8 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
             flag(out.to_numpy(zero_copy_only=False), f.name, f"outside the valid range [{lo}, {hi}]")
     if spec.name == PM_COUNTERS.name and n:
         _counter_signs(columns["counter_name"], columns["value"], flag)
+    if spec.location is not None:
+        columns[LOCATION_H3] = _locate(columns, spec.location, flag)
     conformed = pa.table(columns, schema=spec.schema)
     bad_rows = np.flatnonzero(failed)
     if len(bad_rows) == 0:
@@ -127,6 +131,28 @@ def conform(table: pa.Table, spec: Table, source: str) -> Conformed:
         reasons=[checks[k - 1][1] for k in failed[bad_rows]],
         records_json=[json.dumps(rec, default=str) for rec in original],
     )
+
+
+def _locate(columns: dict, names: tuple[str, str], flag) -> pa.Array:
+    """The H3 cell (resolution 15) of each row's position; a row with one coordinate and not
+    the other is refused, since half a position cannot be placed."""
+    from ..geo import h3_ints
+
+    lat_name, lon_name = names
+    lat, lon = columns[lat_name], columns[lon_name]
+    has_lat = pc.is_valid(lat).to_numpy(zero_copy_only=False)
+    has_lon = pc.is_valid(lon).to_numpy(zero_copy_only=False)
+    flag(has_lat & ~has_lon, lon_name, f"missing while {lat_name} is given")
+    flag(has_lon & ~has_lat, lat_name, f"missing while {lon_name} is given")
+    # 0, 0 is what a device or probe writes for "no fix" (Null Island, in the Gulf of Guinea).
+    zero = (pc.equal(lat, 0).fill_null(False).to_numpy(zero_copy_only=False)
+            & pc.equal(lon, 0).fill_null(False).to_numpy(zero_copy_only=False))
+    flag(zero, lat_name, f"{lat_name} and {lon_name} are both 0, the placeholder for no position fix; "
+                         "leave both empty when the row was not located")
+    if not (has_lat & has_lon).any():
+        return pa.nulls(len(has_lat), pa.int64())
+    return h3_ints(pc.cast(lat, pa.float64()).to_numpy(zero_copy_only=False),
+                   pc.cast(lon, pa.float64()).to_numpy(zero_copy_only=False))
 
 
 def _counter_signs(names: pa.ChunkedArray, values: pa.ChunkedArray, flag) -> None:

@@ -41,10 +41,19 @@ class Table:
     keys: tuple[str, ...]
     time_column: str | None = None
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # (latitude, longitude) columns of a position the rows may carry: ingest derives
+    # LOCATION_H3 from them, which grid cubes read before the serving site.
+    location: tuple[str, str] | None = None
 
     @property
     def schema(self) -> pa.Schema:
         return pa.schema(list(self.columns), metadata={"table": self.name, "domain": self.domain})
+
+    @property
+    def observed_schema(self) -> pa.Schema:
+        """The schema without the columns ingest derives (location_h3): what a source writes."""
+        return pa.schema([f for f in self.columns if f.name != LOCATION_H3],
+                         metadata={"table": self.name, "domain": self.domain})
 
     @property
     def is_snapshot(self) -> bool:
@@ -56,6 +65,26 @@ class Table:
 
 def unit_of(f: pa.Field) -> str:
     return (f.metadata or {}).get(b"unit", b"").decode()
+
+
+LOCATION_H3 = "location_h3"
+LOCATION_RANGES = {"ue_lat": (-90.0, 90.0), "ue_lon": (-180.0, 180.0), "location_error_m": (0.0, 100_000.0)}
+
+
+def location_h3() -> pa.Field:
+    return col(LOCATION_H3, pa.int64(), "H3 cell (resolution 15, 64-bit index) of the position; derived at "
+               "ingest from the row's coordinates, any value given for it is replaced")
+
+
+def ue_location() -> tuple[pa.Field, ...]:
+    """Where the UE was, when the session was geolocated (MR/MDT positioning or the device's
+    own fix); null when it was not."""
+    return (
+        col("ue_lat", pa.float64(), "UE latitude (WGS84) from MR/MDT geolocation or the device; null if not located", "deg"),
+        col("ue_lon", pa.float64(), "UE longitude (WGS84)", "deg"),
+        col("location_error_m", pa.float32(), "Estimated error radius of the position", "m"),
+        location_h3(),
+    )
 
 
 def description_of(f: pa.Field) -> str:

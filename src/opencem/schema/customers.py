@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from .base import TIMESTAMP, Table, col, key
+from .base import TIMESTAMP, Table, col, key, location_h3
 
 SUBSCRIBERS = Table(
     name="subscribers",
@@ -131,7 +131,10 @@ SOCIAL_POSTS = Table(
         col("lat", pa.float64(), "Geotag latitude (null when not geotagged)", "deg"),
         col("lon", pa.float64(), "Geotag longitude", "deg"),
         col("city", pa.string(), "Place named by the platform"),
+        location_h3(),
     ),
+    location=("lat", "lon"),
+    ranges={"lat": (-90, 90), "lon": (-180, 180)},
 )
 
 CHURN_EVENTS = Table(

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from .base import TIMESTAMP, Table, col, key
+from .base import TIMESTAMP, Table, col, key, location_h3
 
 CELLS = Table(
     name="cells",
@@ -103,8 +103,10 @@ DRIVE_TESTS = Table(
         col("state", pa.string(), "Device activity as logged: D (downloading), I (idle), V (voice), VD"),
         col("scenario", pa.string(), "static or driving"),
         col("service", pa.string(), "What was running, e.g. download, netflix, amazon_prime"),
+        location_h3(),
         col("h3_index", pa.string(), "H3 cell (resolution 9) of the sample position"),
     ),
+    location=("lat", "lon"),
     ranges={"lat": (-90, 90), "lon": (-180, 180), "rsrp_dbm": (-156, -31), "nr_rsrp_dbm": (-156, -31),
             "rsrq_db": (-43, 20), "nr_rsrq_db": (-43, 20), "sinr_db": (-23, 40), "cqi": (0, 15),
             "speed_kmh": (0, 500), "dl_throughput_kbps": (0, 1e8), "ul_throughput_kbps": (0, 1e8),

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from .base import RADIO_RANGES, TIMESTAMP, Table, col, key, radio_context, session_keys
+from .base import LOCATION_RANGES, RADIO_RANGES, TIMESTAMP, Table, col, key, radio_context, session_keys, ue_location
 
 XDR_VOICE = Table(
     name="xdr_voice",
@@ -23,8 +23,9 @@ XDR_VOICE = Table(
         col("packet_loss_pct", pa.float32(), "RTP packet loss (downlink)", "%"),
         col("jitter_ms", pa.float32(), "RTP interarrival jitter", "ms"),
         col("one_way_delay_ms", pa.float32(), "Mouth-to-ear one-way delay estimate", "ms"),
-    ),
-    ranges={**RADIO_RANGES, "packet_loss_pct": (0, 100), "setup_time_ms": (0, 120000),
+    ) + ue_location(),
+    location=("ue_lat", "ue_lon"),
+    ranges={**RADIO_RANGES, **LOCATION_RANGES, "packet_loss_pct": (0, 100), "setup_time_ms": (0, 120000),
             "duration_s": (0, 86400), "one_way_delay_ms": (0, 10000), "jitter_ms": (0, 10000)},
 )
 
@@ -46,8 +47,9 @@ XDR_DATA = Table(
         col("http_status", pa.int16(), "HTTP status code (0 when no response was received)"),
         col("response_time_ms", pa.float32(), "First byte response delay after the request", "ms"),
         col("page_load_ms", pa.float32(), "Full page load time (web browsing only)", "ms"),
-    ),
-    ranges={**RADIO_RANGES, "bytes_dl": (0, 1e12), "bytes_ul": (0, 1e12),
+    ) + ue_location(),
+    location=("ue_lat", "ue_lon"),
+    ranges={**RADIO_RANGES, **LOCATION_RANGES, "bytes_dl": (0, 1e12), "bytes_ul": (0, 1e12),
             "throughput_dl_kbps": (0, 1e7), "tcp_rtt_ran_ms": (0, 60000),
             "tcp_rtt_internet_ms": (0, 60000), "http_status": (0, 599)},
 )
@@ -73,8 +75,9 @@ XDR_VIDEO = Table(
         col("frame_rate_fps", pa.float32(), "Frame rate", "fps"),
         col("video_codec", pa.string(), "Video codec: h264, h265 or vp9"),
         col("screen_size_inch", pa.float32(), "Device screen diagonal", "inch"),
-    ),
-    ranges={**RADIO_RANGES, "initial_buffering_ms": (0, 600000), "stall_time_ms": (0, 86400000),
+    ) + ue_location(),
+    location=("ue_lat", "ue_lon"),
+    ranges={**RADIO_RANGES, **LOCATION_RANGES, "initial_buffering_ms": (0, 600000), "stall_time_ms": (0, 86400000),
             "bitrate_kbps": (0, 1e6), "frame_rate_fps": (0, 240)},
 )
 

@@ -254,7 +254,7 @@ def social_posts(cfg: SimConfig, net: Network, pop: Population, exp: Experience)
         "lat": pa.array(lat[order], mask=~geotagged[order]),
         "lon": pa.array(lon[order], mask=~geotagged[order]),
         "city": city[order],
-    }).cast(SOCIAL_POSTS.schema)
+    }).cast(SOCIAL_POSTS.observed_schema)
 
 
 def churn(cfg: SimConfig, pop: Population, exp: Experience, complaints_per_sub: np.ndarray,

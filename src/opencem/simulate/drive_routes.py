@@ -100,4 +100,4 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
         "service": np.full(n, "download"),
         "h3_index": h3_cells(lat, lon, 9),
     })
-    return table.cast(DRIVE_TESTS.schema)
+    return table.cast(DRIVE_TESTS.observed_schema)

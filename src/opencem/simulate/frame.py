@@ -41,6 +41,8 @@ class Frame:
     core: np.ndarray  # severity 0..1
     suspended: np.ndarray
     throttled: np.ndarray
+    anchor: np.ndarray | None = None  # 0 home, 1 work, 2 leisure: where the session was
+    location: dict | None = None  # ue_lat, ue_lon, location_error_m when geolocated
 
     def __len__(self) -> int:
         return len(self.sub)
@@ -134,7 +136,9 @@ def draw_frame(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, d
     down = plan.cell_down[cell, period]
     cell = np.where(down, fb_cell, cell)
     rsrp = np.where(down, fb_rsrp + rng.normal(0, 3, n) - 3, rsrp)
-    return finish_frame(net, pop, plan, sub, t_ms, period, cell, rsrp, rng)
+    frame = finish_frame(net, pop, plan, sub, t_ms, period, cell, rsrp, rng)
+    frame.anchor = anchor
+    return frame
 
 
 def finish_frame(net: Network, pop: Population, plan: FaultPlan, sub: np.ndarray, t_ms: np.ndarray,

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..schema import Table
 from ..schema.sessions import XDR_DATA, XDR_VIDEO, XDR_VOICE
 from .faults import CDN_NODES, PROGRAM_SOURCES, FaultPlan
 from .frame import THROTTLE_KBPS, Frame, sigmoid
-from .geography import Network
+from .geography import Network, to_latlon
 from .ids import ids, take, timestamps_ms
 from .population import DEVICE_NAMES, DEVICES, Population
 
@@ -46,6 +47,43 @@ def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_i
         "cqi": frame.cqi,
         "prb_load_pct": np.round(frame.load * 100, 1).astype(np.float32),
     }
+
+
+# MR/MDT geolocation: a share of sessions carries a position estimate. Its error radius is
+# 50-200 m (MDT with GNSS is better, MR fingerprinting worse), and the true offset is uniform
+# over that disc. Where the UE was is its daily place (anchor) plus ~30 m of movement.
+LOCATED_SHARE = 0.3
+LOCATION_ERROR_M = (50.0, 200.0)
+MOVEMENT_M = 30.0
+
+
+def geolocate(frame: Frame, pop: Population, rng: np.random.Generator) -> dict[str, pa.Array]:
+    """ue_lat, ue_lon and location_error_m of the sessions of ``frame`` (null where a session
+    was not located); drawn from their own random stream, so other records do not change."""
+    n = len(frame)
+    anchor = frame.anchor if frame.anchor is not None else np.zeros(n, np.int64)
+    x_km = pop.anchor_x[frame.sub, anchor] + rng.normal(0, MOVEMENT_M / 1000, n)
+    y_km = pop.anchor_y[frame.sub, anchor] + rng.normal(0, MOVEMENT_M / 1000, n)
+    located = rng.random(n) < LOCATED_SHARE
+    radius_m = rng.uniform(*LOCATION_ERROR_M, n)
+    offset_km = radius_m * np.sqrt(rng.random(n)) / 1000
+    angle = rng.uniform(0, 2 * np.pi, n)
+    lat, lon = to_latlon(x_km + offset_km * np.cos(angle), y_km + offset_km * np.sin(angle))
+    missing = ~located
+    return {"ue_lat": pa.array(np.round(lat, 6), pa.float64(), mask=missing),
+            "ue_lon": pa.array(np.round(lon, 6), pa.float64(), mask=missing),
+            "location_error_m": pa.array(np.round(radius_m).astype(np.float32), pa.float32(), mask=missing)}
+
+
+def _as_table(cols: dict, frame: Frame, spec: Table) -> pa.Table:
+    """The columns a probe writes, in the table's order: the position when the frame was
+    geolocated (run.py does so from a stream of its own), never location_h3, which ingest
+    derives."""
+    n = len(frame)
+    where = frame.location or {"ue_lat": pa.nulls(n, pa.float64()), "ue_lon": pa.nulls(n, pa.float64()),
+                               "location_error_m": pa.nulls(n, pa.float32())}
+    schema = spec.observed_schema
+    return pa.table({**cols, **where}).select(schema.names).cast(schema)
 
 
 def null_where(mask: np.ndarray, values: np.ndarray) -> pa.Array:
@@ -106,7 +144,7 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "jitter_ms": null_where(failed, np.round(jitter, 1)),
         "one_way_delay_ms": null_where(failed, np.round(delay, 1)),
     })
-    table = pa.table(cols).select(XDR_VOICE.schema.names).cast(XDR_VOICE.schema)
+    table = _as_table(cols, frame, XDR_VOICE)
     poor = net_fail | blocked | dropped | (success & (loss > 3)) | (setup_ms > 5000)
     return table, Outcome(frame, net_fail, dropped, codec_rate * duration * 125,
                           duration * 1000, duration, poor)
@@ -170,7 +208,7 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "response_time_ms": null_where(failed, np.round(response, 1)),
         "page_load_ms": null_where(failed | ~web, np.round(page_load, 0)),
     })
-    table = pa.table(cols).select(XDR_DATA.schema.names).cast(XDR_DATA.schema)
+    table = _as_table(cols, frame, XDR_DATA)
     poor = failed | (web & (page_load > 6000)) | (ok & (thp < 500) & (demand > 1000))
     return table, Outcome(frame, net_fail, abnormal, bytes_dl, transfer_ms,
                           (transfer_ms + 2000) / 1000, poor)
@@ -230,7 +268,7 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "video_codec": take(["h264", "h265", "vp9"], np.where(app == 0, 1, np.where(app == 1, 2, 0))),
         "screen_size_inch": screen,
     })
-    table = pa.table(cols).select(XDR_VIDEO.schema.names).cast(XDR_VIDEO.schema)
+    table = _as_table(cols, frame, XDR_VIDEO)
     bytes_dl = bitrate * play_s * 125  # kbit/s * s -> bytes
     stall_ratio = stall_ms / np.maximum(play_s * 1000 + stall_ms, 1)
     poor = start_fail | (stall_ratio > 0.05) | (init_ms > 5000)

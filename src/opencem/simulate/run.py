@@ -100,6 +100,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
             ("video", VIDEO_PER_DAY, hourly_profile((21.0,), 0.05), SEGMENT_DATA, mobile.video_sessions),
         ), enumerate(chunks)):
             frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor, chunk)
+            frame.location = mobile.geolocate(frame, pop, rng_for(cfg.seed, f"geolocation-{kind}-{day}-{k}"))
             table, outcome = gen(frame, net, pop, plan, rng, next_id[kind])
             next_id[kind] += len(frame)
             write(f"xdr_{kind}", table, label if len(chunks) == 1 else f"{label}-part{k}")
