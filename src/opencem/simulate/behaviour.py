@@ -87,7 +87,8 @@ def complaints_and_care(cfg: SimConfig, net: Network, pop: Population, exp: Expe
         0.0004 + 0.6 * sigmoid(2.5 * (exp.voice_drops + 0.7 * exp.voice_failures - 4.5)),
         0.0004 + 0.35 * sigmoid(1.5 * (exp.data_failures + 0.5 * exp.data_poor - 6)),
         0.0002 + 0.30 * sigmoid(2.0 * (exp.video_poor - 3.5)),
-        0.0002 * pop.has_broadband[:, None] + 0.15 * sigmoid((outage_min - 60) / 15),
+        # only customers with a line complain about it
+        pop.has_broadband[:, None] * (0.0002 + 0.15 * sigmoid((outage_min - 60) / 15)),
         np.broadcast_to((0.0003 + 0.05 * billing_error)[:, None], (n, days)),
     ]) * sens[None]
     hit = rng.random(p.shape) < np.minimum(p, 0.95)

@@ -86,6 +86,11 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     def count(per_day: float) -> int:
         return int(max(1, round(per_day * cfg.days * rate))) if rate > 0 else 0
 
+    def pick(population: np.ndarray, per_day: float) -> np.ndarray:
+        """count(per_day) distinct members, no more than there are (a small network at a high
+        fault rate over many days asked for more busy cells than it has)."""
+        return rng.choice(population, min(len(population), count(per_day)), replace=False)
+
     def window(min_h: float, max_h: float, busy: bool = False) -> tuple[int, int]:
         length = int(rng.uniform(min_h, max_h) * 4)
         if busy:  # evening busy hours of a random day
@@ -113,22 +118,22 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
         faults.append(Fault(fault_type, domain, cause, loc_type, str(loc_id), int(start), int(end),
                             float(sev), services, text))
 
-    for c in rng.choice(busy_cells, count(net.n_cells / 150), replace=False):
+    for c in pick(busy_cells, net.n_cells / 150):
         s, e = window(1, 6)
         plan.cell_down[c, s:e] = True
         add("cell_outage", "pipe", "RAN equipment failure (cell out of service)", "cell",
             net.cell_ids[c], s, e, 1.0, "voice,mobile_data,video,iot", "cell unavailable; users fall back")
-    for c in rng.choice(busy_cells, count(net.n_cells / 200), replace=False):
+    for c in pick(busy_cells, net.n_cells / 200):
         s, e = window(8, 36)
         plan.cell_interference_db[c, s:e] = rng.uniform(10, 16)
         add("interference", "pipe", "external uplink/downlink interference", "cell",
             net.cell_ids[c], s, e, 0.8, "voice,mobile_data,video", "SINR degraded with good RSRP")
-    for c in rng.choice(busy_cells, count(net.n_cells / 120), replace=False):
+    for c in pick(busy_cells, net.n_cells / 120):
         s, e = window(3, 5, busy=True)
         plan.cell_load[c, s:e] = rng.uniform(0.93, 0.99, e - s)
         add("congestion", "pipe", "cell capacity exhausted (PRB load)", "cell",
             net.cell_ids[c], s, e, 0.7, "mobile_data,video,voice", "PRB load above 93%")
-    for st in rng.choice(np.unique(net.cell_site[busy_cells]), count(n_sites / 100), replace=False):
+    for st in pick(np.unique(net.cell_site[busy_cells]), n_sites / 100):
         s, e = window(2, 8)
         plan.site_backhaul[st, s:e] = rng.uniform(0.6, 1.0)
         add("backhaul_degradation", "pipe", "transport link errors between site and core", "site",
@@ -173,12 +178,14 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
         add("coverage_hole", "pipe", "coverage hole (weak signal in area)", "grid", grid, 0, n_periods,
             0.8, "voice,mobile_data,video", f"RSRP -20 dB inside H3 res {HOLE_RESOLUTION} cell")
 
-    # Device: a firmware version of one popular model breaks VoLTE call handling.
+    # Device: a firmware version of one popular model breaks VoLTE call handling (none at
+    # fault rate 0, which promises a network without injected faults).
     model = int(np.argmax(np.bincount(pop.device, minlength=len(DEVICES))[:5]))
     firmware = DEVICES[model].firmware[-1]
-    plan.firmware_bug = (pop.device == model) & (pop.firmware == firmware)
-    add("firmware_bug", "device", f"firmware {firmware} VoLTE stack defect", "device_model",
-        DEVICES[model].name, 0, n_periods, 0.7, "voice", "call drops and setup failures on this firmware")
+    plan.firmware_bug = (pop.device == model) & (pop.firmware == firmware) & (rate > 0)
+    if rate > 0:
+        add("firmware_bug", "device", f"firmware {firmware} VoLTE stack defect", "device_model",
+            DEVICES[model].name, 0, n_periods, 0.7, "voice", "call drops and setup failures on this firmware")
 
     # User-side settings and account causes, one ground-truth row per subscriber.
     sub_ids = pop.subscriber_ids.to_numpy(zero_copy_only=False)
@@ -197,18 +204,21 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
 
     end_ms = start_ms + n_periods * PERIOD_MS
     caps = pop.data_cap_gb
-    heavy = np.isfinite(caps) & (pop.usage_factor > np.quantile(pop.usage_factor, 0.985))
+    # The heaviest users on capped plans reach their cap: 1.5 % of the base at fault rate 1,
+    # scaled by the rate like every other fault (capped at 5x, as the per-subscriber causes).
+    share = 0.015 * min(rate, 5)
+    heavy = np.isfinite(caps) & (pop.usage_factor > np.quantile(pop.usage_factor, 1 - share)) & (rate > 0)
     # Account changes take effect at a period boundary, as the ground truth records them.
     def period_start(t: np.ndarray) -> np.ndarray:
         return start_ms + (t - start_ms) // PERIOD_MS * PERIOD_MS
 
     t = period_start(rng.integers(start_ms, end_ms, pop.n))
-    plan.throttled_from_ms = np.where(heavy & (rate > 0), t, np.inf)
+    plan.throttled_from_ms = np.where(heavy, t, np.inf)
     suspended = per_subscriber(0.002, "suspension")
     plan.suspended_from_ms = np.where(suspended, period_start(rng.integers(start_ms, end_ms, pop.n)),
                                       np.inf)
     for mask, from_ms, ftype, cause, services in (
-        (heavy & (rate > 0), plan.throttled_from_ms, "data_cap_throttling", "monthly data cap reached",
+        (heavy, plan.throttled_from_ms, "data_cap_throttling", "monthly data cap reached",
          "mobile_data,video"),
         (suspended, plan.suspended_from_ms, "suspension", "account suspended for non-payment",
          "voice,mobile_data,video"),
