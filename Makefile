@@ -36,6 +36,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/cei_separation.py
+	$(BIN)/python benchmarks/leakage.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

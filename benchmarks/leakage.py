@@ -1,0 +1,195 @@
+"""Can a fault be read off one column? The leakage table of the digital twin (issue 11).
+
+    .venv/bin/python benchmarks/leakage.py [--subscribers 10000] [--days 2] [--seed 7]
+        [--workdir benchmarks/out/leakage]
+
+Simulates an operator and ingests it. Each session (a row of xdr_voice, xdr_data or
+xdr_video) is labelled, from the simulator's ground truth (read here only, to label), as
+affected by a fault type when the fault's object and window cover it:
+
+- cell, site and region faults: the session's serving cell, its site or its province;
+- subscriber faults (volte_off, wrong_apn, throttling, suspension): the session's subscriber;
+- device_model, cdn_node and program_source faults: the session's own column;
+- only sessions of the services the fault impairs are counted. Coverage holes have no
+  session label (the truth says which place, not which sessions) and are left out.
+
+Candidate columns are what a probe or BSS would give beside the session: every column of the
+session's table except identifiers, times, positions and the columns naming a fault's own
+object (a rule "cell_id = X" locates a fault, it does not leak it), the subscriber snapshot's columns
+(looked up by subscriber), and ``cell_alarm_active`` (an alarm on the session's cell or site
+was raised before the session started and not yet cleared). For each fault type, every
+column is tried with one rule, ``x <= t``, ``x >= t`` or ``x = v``. The rule kept is the one
+with the best F1 over affected sessions against all others. Its precision and recall are
+printed. A rule at 95 % precision and 95 % recall or more reads the label off one column:
+that is a leak unless a real system carries the column with the same fidelity.
+
+Results go to <workdir>/results.json and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+SESSIONS = {"xdr_voice": ("call_id", "voice"), "xdr_data": ("session_id", "mobile_data"),
+            "xdr_video": ("session_id", "video")}
+# Not candidates: identifiers, times and positions say which object, not what went wrong.
+# The columns naming a fault's own object (cell, device model, CDN node, program source) are
+# left out too: they say where, and a rule "cell_id = X" is diagnosis, not a leak.
+NOT_FEATURES = {"call_id", "session_id", "subscriber_id", "start_time", "cell_id", "ue_lat", "ue_lon",
+                "location_error_m", "location_h3", "host", "broadband_line_id", "home_cell_id",
+                "device_model", "sub:device_model", "cdn_node", "program_source", "sub:city", "sub:province"}
+MAX_CATEGORIES = 60
+LEAK = 0.95
+
+
+def build(workdir: Path, subscribers: int, days: int, seed: int):
+    from opencem.ingest.load import ingest
+    from opencem.simulate.config import SimConfig
+    from opencem.simulate.run import simulate
+    from opencem.workspace import Workspace
+
+    stamp = workdir / f"lake-{subscribers}-{days}-{seed}"
+    if not (stamp / "done").exists():
+        shutil.rmtree(stamp, ignore_errors=True)
+        stamp.mkdir(parents=True)
+        started = time.perf_counter()
+        simulate(SimConfig(subscribers=subscribers, days=days, seed=seed), stamp / "sim")
+        ingest(Workspace(stamp).lake, [stamp / "sim"])
+        print(f"simulated and ingested {subscribers:,} subscribers x {days} days in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        (stamp / "done").write_text("")
+    return Workspace(stamp)
+
+
+def labelled(con, table: str, key: str, service: str):
+    """The session table with the subscriber snapshot, the alarm flag and one 0/1 column per
+    fault type impairing ``service``."""
+    types = [r[0] for r in con.execute(
+        f"SELECT DISTINCT fault_type FROM ground_truth WHERE location_type <> 'grid' "
+        f"AND list_contains(string_split(affected_services, ','), '{service}') ORDER BY 1").fetchall()]
+    cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    match = {"cell": "s.cell_id", "site": "c.site_id", "region": "c.province", "subscriber": "s.subscriber_id",
+             "device_model": "s.device_model", "cdn_node": "s.cdn_node" if "cdn_node" in cols else "NULL",
+             "program_source": "s.program_source" if "program_source" in cols else "NULL"}
+    hit = " OR ".join(f"(g.location_type = '{t}' AND g.location_id = {expr})" for t, expr in match.items())
+    flags = ", ".join(f"coalesce(max((g.fault_type = '{t}')::INT), 0) AS \"truth:{t}\"" for t in types)
+    sub_cols = [r[0] for r in con.execute("DESCRIBE subscribers").fetchall()
+                if r[0] not in NOT_FEATURES and r[0] not in cols]
+    sql = f"""
+        WITH base AS (
+          SELECT s.*, {", ".join(f'u."{c}" AS "sub:{c}"' for c in sub_cols)},
+                 EXISTS (SELECT 1 FROM alarms a WHERE (a.cell_id = s.cell_id OR a.site_id = c.site_id)
+                         AND a.raised_at <= s.start_time AND coalesce(a.cleared_at, s.start_time) >= s.start_time)
+                   AS cell_alarm_active
+          FROM {table} s LEFT JOIN cells c USING (cell_id) LEFT JOIN subscribers u USING (subscriber_id))
+        SELECT s.*, {flags} FROM base s LEFT JOIN cells c USING (cell_id)
+        LEFT JOIN ground_truth g ON ({hit}) AND s.start_time >= g.start_time AND s.start_time < g.end_time
+        GROUP BY ALL"""
+    return con.sql(sql).to_arrow_table(), types
+
+
+def best_rule(values, y: np.ndarray) -> tuple[float, str, float, float]:
+    """(F1, rule, precision, recall) of the best one-column rule for labels ``y``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    positives = int(y.sum())
+    best = (0.0, "", 0.0, 0.0)
+
+    def keep(tp, fp, rule):
+        nonlocal best
+        tp, fp = float(tp), float(fp)
+        if tp == 0:
+            return
+        p, r = tp / (tp + fp), tp / positives
+        f1 = 2 * p * r / (p + r)
+        if f1 > best[0]:
+            best = (f1, rule, p, r)
+
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+    if numeric:
+        x = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        valid &= np.isfinite(x)
+        xv, yv = x[valid], y[valid]
+        order = np.argsort(xv, kind="stable")
+        xs, ys = xv[order], yv[order]
+        if len(xs):
+            last = np.r_[np.flatnonzero(np.diff(xs)), len(xs) - 1]  # last index of each value
+            cp = np.cumsum(ys)[last]
+            n = last + 1
+            i = int(np.argmax(2 * cp / (n + positives)))
+            keep(cp[i], n[i] - cp[i], f"<= {xs[last[i]]:g}")
+            first = np.r_[0, last[:-1] + 1]
+            cq = (ys.sum() - np.r_[0, np.cumsum(ys)[last[:-1]]])
+            m = len(xs) - first
+            j = int(np.argmax(2 * cq / (m + positives)))
+            keep(cq[j], m[j] - cq[j], f">= {xs[first[j]]:g}")
+            uniq, inverse = np.unique(xs, return_inverse=True)
+            tp = np.bincount(inverse, weights=ys)
+            cnt = np.bincount(inverse)
+            k = int(np.argmax(2 * tp / (cnt + positives)))
+            keep(tp[k], cnt[k] - tp[k], f"= {uniq[k]:g}")
+        return best
+    text = pc.cast(values, pa.string()).fill_null("(null)").to_numpy(zero_copy_only=False)
+    uniq, inverse = np.unique(text, return_inverse=True)
+    if len(uniq) > MAX_CATEGORIES:
+        return best
+    tp = np.bincount(inverse, weights=y)
+    cnt = np.bincount(inverse)
+    k = int(np.argmax(2 * tp / (cnt + positives)))
+    keep(tp[k], cnt[k] - tp[k], f"= {uniq[k]}")
+    return best
+
+
+def leakage(ws) -> list[dict]:
+    from opencem.engines.duckdb import connect
+
+    con = connect(ws.lake)
+    rows = []
+    for table, (key, service) in SESSIONS.items():
+        data, types = labelled(con, table, key, service)
+        features = [c for c in data.column_names if c not in NOT_FEATURES and not c.startswith("truth:")]
+        for fault in types:
+            y = data.column(f"truth:{fault}").to_numpy(zero_copy_only=False).astype(float)
+            if y.sum() == 0:
+                continue
+            found = max(((*best_rule(data.column(c), y), c) for c in features), key=lambda r: r[0])
+            f1, rule, precision, recall, column = found
+            rows.append({"fault_type": fault, "table": table, "column": column, "rule": f"{column} {rule}",
+                         "precision": precision, "recall": recall, "f1": f1, "affected": int(y.sum()),
+                         "sessions": len(y), "leak": precision >= LEAK and recall >= LEAK})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--subscribers", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "leakage")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = leakage(build(args.workdir, args.subscribers, args.days, args.seed))
+    (args.workdir / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"Leakage: the best one-column rule per fault type, {args.subscribers:,} subscribers x {args.days} days, "
+          f"seed {args.seed} (LEAK: precision and recall both >= {LEAK:.0%})")
+    print(f"{'fault type':22} {'sessions of':11} {'best one-column rule':46} {'prec':>6} {'recall':>6} {'affected':>9}")
+    for r in sorted(rows, key=lambda r: (r["fault_type"], -r["f1"])):
+        flag = "  LEAK" if r["leak"] else ""
+        print(f"{r['fault_type']:22} {r['table']:11} {r['rule'][:46]:46} {r['precision']:6.1%} {r['recall']:6.1%} "
+              f"{r['affected']:9,}{flag}")
+
+
+if __name__ == "__main__":
+    main()
