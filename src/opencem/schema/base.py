@@ -97,7 +97,8 @@ def radio_context() -> tuple[pa.Field, ...]:
         col("rsrp_dbm", pa.float32(), "Reference signal received power at session start", "dBm"),
         col("sinr_db", pa.float32(), "Signal to interference plus noise ratio", "dB"),
         col("cqi", pa.int8(), "Channel quality indicator reported by the UE (0-15)"),
-        col("prb_load_pct", pa.float32(), "Downlink PRB utilisation of the serving cell", "%"),
+        col("prb_load_pct", pa.float32(), "Downlink PRB utilisation of the serving cell, where the probe "
+            "enriches sessions from PM (a probe does not see it itself; RRU.PrbTotDl carries it)", "%"),
     )
 
 

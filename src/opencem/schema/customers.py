@@ -24,7 +24,8 @@ SUBSCRIBERS = Table(
         col("home_cell_id", pa.string(), "Cell serving the home location most often"),
         col("device_model", pa.string(), "Current handset model"),
         col("device_firmware", pa.string(), "Handset firmware version"),
-        col("volte_enabled", pa.bool_(), "VoLTE switched on in the handset settings"),
+        col("volte_enabled", pa.bool_(), "VoLTE enabled as device management last read the handset "
+            "(a setting changed since is not seen)"),
         col("has_broadband", pa.bool_(), "Also has a home broadband line"),
         col("broadband_line_id", pa.string(), "Home broadband line id, if any"),
         col("status", pa.string(), "active or suspended"),

@@ -17,7 +17,10 @@ from .geography import BANDWIDTH_MHZ, Network
 from .population import Population
 
 DAY_MS = 86_400_000
-THROTTLE_KBPS = 256.0  # policer rate once the data cap is reached
+# Policer rates once the data cap is reached, by tariff (segment x plan option, as
+# population.PLANS): operators police a capped plan at 128 kbps to 1 Mbps.
+POLICER_KBPS = np.array([[512.0, 1024.0], [256.0, 512.0], [128.0, 256.0], [256.0, 384.0], [512.0, 1024.0]])
+THROTTLE_KBPS = float(POLICER_KBPS.max())
 HOUR_MS = 3_600_000
 
 
@@ -43,13 +46,16 @@ class Frame:
     throttled: np.ndarray
     anchor: np.ndarray | None = None  # 0 home, 1 work, 2 leisure: where the session was
     location: dict | None = None  # ue_lat, ue_lon, location_error_m when geolocated
+    # goodput under the subscriber's policer when throttled: below the policed rate, as TCP
+    # over a token bucket is (80-97 % of it), never one exact number
+    policer_kbps: np.ndarray | float = THROTTLE_KBPS
 
     def __len__(self) -> int:
         return len(self.sub)
 
     def capacity_kbps(self) -> np.ndarray:
         cap = capacity_kbps(self.sinr_db, self.tech, self.load, self.backhaul)
-        return np.where(self.throttled, np.minimum(cap, THROTTLE_KBPS), cap)
+        return np.where(self.throttled, np.minimum(cap, self.policer_kbps), cap)
 
     def rtt_ran_ms(self, rng: np.random.Generator) -> np.ndarray:
         base = np.where(self.tech == 1, 12.0, 22.0)
@@ -154,6 +160,7 @@ def finish_frame(net: Network, pop: Population, plan: FaultPlan, sub: np.ndarray
         load=load, backhaul=plan.site_backhaul[site, period],
         core=plan.province_core[net.site_province[site], period],
         suspended=t_ms >= plan.suspended_from_ms[sub], throttled=t_ms >= plan.throttled_from_ms[sub],
+        policer_kbps=POLICER_KBPS[pop.segment[sub], pop.plan[sub]] * rng.uniform(0.8, 0.97, len(sub)),
     )
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..schema import Table
 from ..schema.sessions import XDR_DATA, XDR_VIDEO, XDR_VOICE
 from .faults import CDN_NODES, PROGRAM_SOURCES, FaultPlan
-from .frame import THROTTLE_KBPS, Frame, sigmoid
+from .frame import Frame, sigmoid
 from .geography import Network, to_latlon
 from .ids import ids, take, timestamps_ms
 from .population import DEVICE_NAMES, DEVICES, Population
@@ -45,7 +45,8 @@ def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_i
         "rsrp_dbm": np.round(frame.rsrp_dbm, 1).astype(np.float32),
         "sinr_db": np.round(frame.sinr_db, 1).astype(np.float32),
         "cqi": frame.cqi,
-        "prb_load_pct": np.round(frame.load * 100, 1).astype(np.float32),
+        # A probe does not see PRB load; PM counters carry it (RRU.PrbTotDl).
+        "prb_load_pct": pa.nulls(len(frame), pa.float32()),
     }
 
 
@@ -97,7 +98,11 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     sub = frame.sub
     volte_off = plan.volte_off[sub]
     fw_bug = plan.firmware_bug[sub]
-    bearer = np.where(volte_off, 2, frame.tech)  # 0 VoLTE, 1 VoNR, 2 CSFB
+    # 0 VoLTE, 1 VoNR, 2 CSFB: a handset with VoLTE off always falls back; others do too where
+    # IMS voice is not reachable (weak coverage at the cell edge, an IMS registration lost)
+    ordinary_csfb = rng.random(n) < 0.01 + 0.25 * sigmoid((-112 - frame.rsrp_dbm) / 3)
+    bearer = np.where(volte_off | ordinary_csfb, 2, frame.tech)
+    cs = bearer == 2  # a circuit-switched call: slower setup, AMR-NB, longer delay
 
     user_fail = rng.random(n) < 0.04  # busy, no answer, cancelled: not the network's fault
     p_net = frame.radio_failure_prob() + 0.08 * fw_bug
@@ -106,11 +111,12 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     success = ~(user_fail | net_fail | blocked)
     cause = np.full(n, 200, np.int16)
     cause[user_fail] = rng.choice([486, 480, 487], user_fail.sum(), p=[0.6, 0.25, 0.15])
-    cause[net_fail] = rng.choice([503, 500, 408, 504], net_fail.sum(), p=[0.5, 0.2, 0.2, 0.1])
+    # 403 is not only a barred account: IMS also forbids a call it finds misprovisioned
+    cause[net_fail] = rng.choice([503, 500, 408, 504, 403], net_fail.sum(), p=[0.45, 0.2, 0.2, 0.1, 0.05])
     cause[blocked] = 403
 
     setup_ms = (np.where(frame.tech == 1, 1100.0, 1400.0) * rng.lognormal(0, 0.25, n)
-                * (1 + 0.5 * frame.load) + 300 * (frame.sinr_db < 0) + 3500 * volte_off
+                * (1 + 0.5 * frame.load) + 300 * (frame.sinr_db < 0) + 3500 * cs
                 + 2000 * frame.core)
     duration = np.where(success, np.clip(rng.lognormal(np.log(70), 1.0, n), 2, 7200), 0.0)
     p_drop = (frame.drop_prob() + 0.12 * fw_bug) * (np.maximum(duration, 1) / 120) ** 0.3
@@ -120,13 +126,13 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
 
     evs = np.array([d.evs for d in DEVICES])[pop.device[sub]]
     u = rng.random(n)
-    codec = np.where(volte_off, 0, np.where(evs & (u < 0.45), 2, np.where(u < 0.8, 1, 0)))
+    codec = np.where(cs, 0, np.where(evs & (u < 0.45), 2, np.where(u < 0.8, 1, 0)))
     codec_rate = np.array([12.2, 12.65, 13.2], np.float32)[codec]
     loss = (rng.exponential(0.15, n) + 6 * sigmoid((-2 - frame.sinr_db) / 2) + 3 * frame.backhaul
             + 2 * frame.load ** 4)
     jitter = 4 + 25 * frame.load ** 3 + 20 * frame.backhaul + rng.exponential(2, n)
     delay = (70 + 10 * (frame.tech == 0) + 30 * frame.load ** 2 + 50 * frame.backhaul
-             + 60 * frame.core + rng.normal(0, 5, n) + 40 * volte_off)
+             + 60 * frame.core + rng.normal(0, 5, n) + 40 * cs)
     failed = ~success
     cols = _common(frame, net, pop, "V", first_id)
     cols.update({
@@ -181,7 +187,7 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     bytes_dl = np.where(ok, rng.lognormal(np.log(np.array([a[2] for a in APPS])[app]), 1.0), 0)
     demand = np.array([a[3] for a in APPS], float)[app]
     thp = np.minimum(frame.capacity_kbps(), demand) * rng.lognormal(0, 0.25, n)
-    thp = np.where(frame.throttled, np.minimum(thp, THROTTLE_KBPS), thp)  # a policer is a hard cap
+    thp = np.where(frame.throttled, np.minimum(thp, frame.policer_kbps), thp)  # a policer is a hard cap
     rtt_ran = frame.rtt_ran_ms(rng)
     rtt_net = HOST_RTT_MS[host] + 60 * frame.core + rng.exponential(5, n)
     server_ms = rng.lognormal(np.log(80), 0.5, n)
