@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+from _twin import operator_args, simulated_workspace  # noqa: E402
 
 # table -> (dimension, grain in s, H3 resolution of a grid cube)
 CUBES = {"cube_cell_15min": ("cell_id", 900, None), "cube_cell_day": ("cell_id", 86400, None),
@@ -72,26 +73,11 @@ def auc(faulted: np.ndarray, healthy: np.ndarray) -> float:
     return float(u / (len(faulted) * len(healthy)))
 
 
-def build(workdir: Path, subscribers: int, days: int, seed: int, fault_rate: float = 1.0):
+def build(workdir: Path, args):
     from opencem.indicators.catalog import load_catalog
     from opencem.indicators.evaluate import evaluate
-    from opencem.ingest.load import ingest
-    from opencem.simulate.config import SimConfig
-    from opencem.simulate.run import simulate
-    from opencem.workspace import Workspace
 
-    rate = "" if fault_rate == 1 else f"-rate{fault_rate:g}"
-    stamp = workdir / f"lake-v2-{subscribers}-{days}-{seed}{rate}"  # v2: sessions carry positions
-    ws = Workspace(stamp)
-    if not (stamp / "done").exists():
-        shutil.rmtree(stamp, ignore_errors=True)
-        stamp.mkdir(parents=True)
-        started = time.perf_counter()
-        simulate(SimConfig(subscribers=subscribers, days=days, seed=seed, fault_rate=fault_rate), stamp / "sim")
-        ingest(ws.lake, [stamp / "sim"])
-        print(f"simulated and ingested {subscribers:,} subscribers x {days} days in "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-        (stamp / "done").write_text("")
+    ws = simulated_workspace(workdir, args)
     ws.indicators_dir.mkdir(exist_ok=True)
     (ws.indicators_dir / "site_grid.yaml").write_text(SITE_GRID)
     cat = load_catalog(ws.tables(), ws.definition_files())
@@ -275,15 +261,11 @@ def separation(ws) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--subscribers", type=int, default=10_000)
-    ap.add_argument("--days", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--fault-rate", type=float, default=1.0,
-                    help="multiplier on the number of faults (more coverage holes to score)")
+    operator_args(ap)
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "cei_separation")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    ws = build(args.workdir, args.subscribers, args.days, args.seed, args.fault_rate)
+    ws = build(args.workdir, args)
     rows = separation(ws)
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"CEI separation, {args.subscribers:,} subscribers x {args.days} days, seed {args.seed}, "

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+from _twin import operator_args, simulated_workspace  # noqa: E402
 
 SESSIONS = {"xdr_voice": ("call_id", "voice"), "xdr_data": ("session_id", "mobile_data"),
             "xdr_video": ("session_id", "video")}
@@ -50,25 +50,6 @@ NOT_FEATURES = {"call_id", "session_id", "subscriber_id", "start_time", "cell_id
                 "device_model", "sub:device_model", "cdn_node", "program_source", "sub:city", "sub:province"}
 MAX_CATEGORIES = 60
 LEAK = 0.95
-
-
-def build(workdir: Path, subscribers: int, days: int, seed: int):
-    from opencem.ingest.load import ingest
-    from opencem.simulate.config import SimConfig
-    from opencem.simulate.run import simulate
-    from opencem.workspace import Workspace
-
-    stamp = workdir / f"lake-{subscribers}-{days}-{seed}"
-    if not (stamp / "done").exists():
-        shutil.rmtree(stamp, ignore_errors=True)
-        stamp.mkdir(parents=True)
-        started = time.perf_counter()
-        simulate(SimConfig(subscribers=subscribers, days=days, seed=seed), stamp / "sim")
-        ingest(Workspace(stamp).lake, [stamp / "sim"])
-        print(f"simulated and ingested {subscribers:,} subscribers x {days} days in "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-        (stamp / "done").write_text("")
-    return Workspace(stamp)
 
 
 def labelled(con, table: str, key: str, service: str):
@@ -174,16 +155,14 @@ def leakage(ws) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--subscribers", type=int, default=10_000)
-    ap.add_argument("--days", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=7)
+    operator_args(ap)
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "leakage")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    rows = leakage(build(args.workdir, args.subscribers, args.days, args.seed))
+    rows = leakage(simulated_workspace(args.workdir, args))
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"Leakage: the best one-column rule per fault type, {args.subscribers:,} subscribers x {args.days} days, "
-          f"seed {args.seed} (LEAK: precision and recall both >= {LEAK:.0%})")
+          f"seed {args.seed}, fault rate {args.fault_rate:g} (LEAK: precision and recall both >= {LEAK:.0%})")
     print(f"{'fault type':22} {'sessions of':11} {'best one-column rule':46} {'prec':>6} {'recall':>6} {'affected':>9}")
     for r in sorted(rows, key=lambda r: (r["fault_type"], -r["f1"])):
         flag = "  LEAK" if r["leak"] else ""

@@ -19,13 +19,19 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int, decimals: int | 
     x = np.asarray(lon, float)
     if decimals is not None:
         y, x = np.round(y, decimals), np.round(x, decimals)
-    valid = np.isfinite(y) & np.isfinite(x) & (np.abs(y) <= 90) & (np.abs(x) <= 180)
-    unique, inverse = np.unique(y[valid] + 1j * x[valid], return_inverse=True)
+    valid, unique, inverse = _distinct_positions(y, x)
     cells = pa.array([h3.latlng_to_cell(float(p.real), float(p.imag), resolution) for p in unique],
                      pa.string())
     index = np.zeros(len(y), np.int64)
     index[valid] = inverse
     return cells.take(pa.array(index, mask=~valid))
+
+
+def _distinct_positions(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(valid, distinct positions as lat + 1j*lon, index of each valid point into them)."""
+    valid = np.isfinite(y) & np.isfinite(x) & (np.abs(y) <= 90) & (np.abs(x) <= 180)
+    unique, inverse = np.unique(y[valid] + 1j * x[valid], return_inverse=True)
+    return valid, unique, inverse
 
 
 # A position's H3 cell is stored once, at the finest resolution, as a 64-bit integer; the
@@ -40,12 +46,10 @@ _RES_SHIFT = 52
 def h3_ints(lat: np.ndarray, lon: np.ndarray, resolution: int = FINEST) -> pa.Array:
     """H3 index (int64) of each point at ``resolution``; null where a coordinate is missing or
     out of range. Positions are indexed once each, as in :func:`h3_cells`."""
-    y, x = np.asarray(lat, float), np.asarray(lon, float)
-    valid = np.isfinite(y) & np.isfinite(x) & (np.abs(y) <= 90) & (np.abs(x) <= 180)
-    unique, inverse = np.unique(y[valid] + 1j * x[valid], return_inverse=True)
+    valid, unique, inverse = _distinct_positions(np.asarray(lat, float), np.asarray(lon, float))
     to_cell = h3.api.basic_int.latlng_to_cell
     cells = np.fromiter((to_cell(float(p.real), float(p.imag), resolution) for p in unique), np.int64, len(unique))
-    out = np.zeros(len(y), np.int64)
+    out = np.zeros(len(valid), np.int64)
     out[valid] = cells[inverse]
     return pa.array(out, pa.int64(), mask=~valid)
 

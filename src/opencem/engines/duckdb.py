@@ -32,7 +32,7 @@ class DuckDBRunner:
         self.con.execute("SET TimeZone = 'UTC'")
 
     def register_files(self, name: str, paths: list[Path], schema: pa.Schema) -> None:
-        register_files(self.con, name, paths, schema, by_name=True)
+        register_files(self.con, name, paths, schema)
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         register_arrow(self.con, name, table)
@@ -53,28 +53,22 @@ def register_lake(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
     Returns the committed row count per table."""
     counts = {}
     for name, spec, paths, rows in lake.readable():
-        # Tables gain columns between releases (sessions gained their position): files written
-        # before lack them, so columns are lined up by name, a missing one null. Reading every
-        # file's footer for that costs about 0.2 ms a file.
-        register_files(con, name, paths, spec.schema, by_name=True)
+        register_files(con, name, paths, spec.schema)
         counts[name] = rows
     return counts
 
 
-def register_files(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path], schema: pa.Schema,
-                   by_name: bool = False) -> None:
-    """A view over exactly these Parquet files (none: an empty view with ``schema``); ``by_name``
-    lines columns up by name, a column an older file lacks being null."""
+def register_files(con: duckdb.DuckDBPyConnection, name: str, paths: list[Path], schema: pa.Schema) -> None:
+    """A view over exactly these Parquet files (none: an empty view with ``schema``). Columns
+    are lined up by name: tables gain columns between releases (sessions gained their
+    position), and a column older files lack is null, typed as the spec says, as Spark's
+    reader with an explicit schema gives it. Reading every footer for that costs about 0.2 ms
+    a file."""
     if paths:
         listing = ", ".join(_quote(p) for p in paths)
-        union = ", union_by_name = true" if by_name else ""
-        scan = f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false{union})"
-        if by_name:
-            # A column no file has yet (added since they were written) is null, typed as the
-            # spec says, as Spark's reader with an explicit schema gives it.
-            con.register(f"__empty_{name}", schema.empty_table())
-            scan = f'{scan} UNION ALL BY NAME SELECT * FROM "__empty_{name}"'
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {scan}')
+        con.register(f"__empty_{name}", schema.empty_table())
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
+                    f'hive_partitioning = false, union_by_name = true) UNION ALL BY NAME SELECT * FROM "__empty_{name}"')
     else:
         register_arrow(con, name, schema.empty_table())
 

@@ -20,7 +20,6 @@ DAY_MS = 86_400_000
 # Policer rates once the data cap is reached, by tariff (segment x plan option, as
 # population.PLANS): operators police a capped plan at 128 kbps to 1 Mbps.
 POLICER_KBPS = np.array([[512.0, 1024.0], [256.0, 512.0], [128.0, 256.0], [256.0, 384.0], [512.0, 1024.0]])
-THROTTLE_KBPS = float(POLICER_KBPS.max())
 HOUR_MS = 3_600_000
 
 
@@ -44,11 +43,11 @@ class Frame:
     core: np.ndarray  # severity 0..1
     suspended: np.ndarray
     throttled: np.ndarray
-    anchor: np.ndarray | None = None  # 0 home, 1 work, 2 leisure: where the session was
-    location: dict | None = None  # ue_lat, ue_lon, location_error_m when geolocated
     # goodput under the subscriber's policer when throttled: below the policed rate, as TCP
     # over a token bucket is (80-97 % of it), never one exact number
-    policer_kbps: np.ndarray | float = THROTTLE_KBPS
+    policer_kbps: np.ndarray
+    anchor: np.ndarray | None = None  # 0 home, 1 work, 2 leisure: where the session was
+    location: dict | None = None  # ue_lat, ue_lon, location_error_m when geolocated
 
     def __len__(self) -> int:
         return len(self.sub)
