@@ -33,10 +33,12 @@ def simulator_version() -> str:
 
 
 def simulated_workspace(workdir: Path, args: argparse.Namespace):
-    """The workspace of the operator ``args`` describe, built unless this simulator built it."""
+    """The workspace of the operator ``args`` describe (its truth loaded into the truth area),
+    built unless this simulator built it."""
     from opencem.ingest.load import ingest
     from opencem.simulate.config import SimConfig
     from opencem.simulate.run import simulate
+    from opencem.simulate.truth import load_truth
     from opencem.workspace import Workspace
 
     rate = "" if args.fault_rate == 1 else f"-rate{args.fault_rate:g}"
@@ -50,6 +52,7 @@ def simulated_workspace(workdir: Path, args: argparse.Namespace):
         cfg = SimConfig(subscribers=args.subscribers, days=args.days, seed=args.seed, fault_rate=args.fault_rate)
         simulate(cfg, stamp / "sim")
         ingest(Workspace(stamp).lake, [stamp / "sim"])
+        load_truth(stamp / "sim" / "truth", Workspace(stamp).truth_dir)
         print(f"simulated and ingested {args.subscribers:,} subscribers x {args.days} days in "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
         done.write_text(version)

@@ -90,7 +90,7 @@ def build(workdir: Path, args):
 TOUCHED_CELLS = """
 CREATE OR REPLACE TEMP TABLE touched_cells AS
 SELECT g.fault_type, c.cell_id, c.lat, c.lon, g.start_time, g.end_time
-FROM ground_truth g JOIN cells c ON
+FROM truth.faults g JOIN cells c ON
      (g.location_type = 'cell' AND c.cell_id = g.location_id)
   OR (g.location_type = 'site' AND c.site_id = g.location_id)
   OR (g.location_type = 'region' AND c.province = g.location_id)
@@ -108,7 +108,7 @@ def touched(con, cube: str, dim: str, grain_s: int, res: int | None = None):
         return f"""SELECT DISTINCT f.fault_type, t.{dim} AS k, t.period_start FROM {cube} t
                    JOIN (SELECT fault_type, grid_at(lat, lon, {res}) AS h3_index, start_time, end_time FROM touched_cells
                          UNION ALL SELECT fault_type, parent_at(location_id, {res}), start_time, end_time
-                         FROM ground_truth WHERE location_type = 'grid') f
+                         FROM truth.faults WHERE location_type = 'grid') f
                    ON t.{dim} = f.h3_index AND {overlap}"""
     sessions = " UNION ALL ".join(
         f"SELECT subscriber_id, cell_id, start_time, {cols} FROM {src}"
@@ -117,13 +117,13 @@ def touched(con, cube: str, dim: str, grain_s: int, res: int | None = None):
     return f"""
         WITH s AS ({sessions}),
         subs AS (
-          SELECT g.fault_type, g.location_id AS subscriber_id, g.start_time, g.end_time FROM ground_truth g
+          SELECT g.fault_type, g.location_id AS subscriber_id, g.start_time, g.end_time FROM truth.faults g
           WHERE g.location_type = 'subscriber'
           UNION ALL
-          SELECT g.fault_type, u.subscriber_id, g.start_time, g.end_time FROM ground_truth g
+          SELECT g.fault_type, u.subscriber_id, g.start_time, g.end_time FROM truth.faults g
           JOIN subscribers u ON g.location_type = 'device_model' AND u.device_model = g.location_id
           UNION ALL
-          SELECT DISTINCT g.fault_type, s.subscriber_id, g.start_time, g.end_time FROM ground_truth g
+          SELECT DISTINCT g.fault_type, s.subscriber_id, g.start_time, g.end_time FROM truth.faults g
           JOIN s ON (g.location_type = 'cdn_node' AND s.cdn_node = g.location_id
                      OR g.location_type = 'program_source' AND s.program_source = g.location_id)
            AND s.start_time >= g.start_time AND s.start_time < g.end_time
@@ -213,9 +213,9 @@ def values_of(con, sql: str) -> np.ndarray:
 def separation(ws) -> list[dict]:
     import h3
 
-    from opencem.engines.duckdb import connect
+    from opencem.simulate.truth import connect_with_truth
 
-    con = connect(ws.lake)
+    con = connect_with_truth(ws.lake, ws.truth_dir)
     con.execute("SET TimeZone = 'UTC'")
     con.create_function("parent_at", lambda h, r: h3.cell_to_parent(h, r) if h3.get_resolution(h) > r else h,
                         ["VARCHAR", "INTEGER"], "VARCHAR")

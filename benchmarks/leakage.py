@@ -56,7 +56,7 @@ def labelled(con, table: str, key: str, service: str):
     """The session table with the subscriber snapshot, the alarm flag and one 0/1 column per
     fault type impairing ``service``."""
     types = [r[0] for r in con.execute(
-        f"SELECT DISTINCT fault_type FROM ground_truth WHERE location_type <> 'grid' "
+        f"SELECT DISTINCT fault_type FROM truth.faults WHERE location_type <> 'grid' "
         f"AND list_contains(string_split(affected_services, ','), '{service}') ORDER BY 1").fetchall()]
     cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
     match = {"cell": "s.cell_id", "site": "c.site_id", "region": "c.province", "subscriber": "s.subscriber_id",
@@ -74,7 +74,7 @@ def labelled(con, table: str, key: str, service: str):
                    AS cell_alarm_active
           FROM {table} s LEFT JOIN cells c USING (cell_id) LEFT JOIN subscribers u USING (subscriber_id))
         SELECT s.*, {flags} FROM base s LEFT JOIN cells c USING (cell_id)
-        LEFT JOIN ground_truth g ON ({hit}) AND s.start_time >= g.start_time AND s.start_time < g.end_time
+        LEFT JOIN truth.faults g ON ({hit}) AND s.start_time >= g.start_time AND s.start_time < g.end_time
         GROUP BY ALL"""
     return con.sql(sql).to_arrow_table(), types
 
@@ -134,9 +134,9 @@ def best_rule(values, y: np.ndarray) -> tuple[float, str, float, float]:
 
 
 def leakage(ws) -> list[dict]:
-    from opencem.engines.duckdb import connect
+    from opencem.simulate.truth import connect_with_truth
 
-    con = connect(ws.lake)
+    con = connect_with_truth(ws.lake, ws.truth_dir)
     rows = []
     for table, (key, service) in SESSIONS.items():
         data, types = labelled(con, table, key, service)

@@ -87,6 +87,22 @@ def lake(sim_dir, tmp_path_factory) -> Lake:
 
 
 @pytest.fixture(scope="session")
+def truth_dir(sim_dir) -> Path:
+    """The standard operator's truth folder (never ingested)."""
+    return sim_dir / "truth"
+
+
+@pytest.fixture(scope="session")
+def truth_db(lake, truth_dir):
+    """The lake's views plus the simulator's truth as ``truth.*``: for scoring tests only."""
+    from opencem.simulate.truth import connect_with_truth
+
+    con = connect_with_truth(lake, truth_dir)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="session")
 def db(lake):
     from opencem.engines.duckdb import connect
 

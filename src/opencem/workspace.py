@@ -6,6 +6,7 @@ else ``./opencem-workspace``.
     rejected/   copies of files that could not be read, each with a ``.reason.txt``
     dictionaries/  the workspace's own vendor counter dictionaries (``<vendor>.yaml``)
     indicators/    the workspace's own KPI/KQI/CEI definition files (``*.yaml``)
+    truth/      a simulation's truth (``opencem truth load``), apart from the lake
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class Workspace:
     @property
     def dictionaries_dir(self) -> Path:
         return self.root / "dictionaries"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.root / "truth"
 
     @property
     def indicators_dir(self) -> Path:

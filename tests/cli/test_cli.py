@@ -86,13 +86,20 @@ def test_demo_runs_end_to_end_and_puts_faults_beside_the_worst_cells(tmp_path):
     from opencem.cli.demo import invoked_as
 
     assert f"Try: {invoked_as()} kpi preview call_drop_pct" in out.output  # as run, not a fixed .venv path
-    # What the table shows, read back from the lake: the worst cell-day by CEI sits in a fault.
-    worst = run("-w", str(ws), "sql", """
+    # What the table shows, read back from the lake and the truth area: the worst cell-day by
+    # CEI sits in a fault.
+    from opencem.simulate.truth import query_truth
+    from opencem.workspace import Workspace
+
+    worst = query_truth(Workspace(ws).lake, ws / "truth", """
         SELECT c.cell_id, c.cei, count(g.fault_type) AS faults
         FROM (SELECT * FROM cube_cell_day WHERE cei IS NOT NULL ORDER BY cei LIMIT 1) c
         JOIN cells k ON k.cell_id = c.cell_id
-        LEFT JOIN ground_truth g ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
+        LEFT JOIN truth.faults g ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
              AND g.start_time < c.period_start + INTERVAL 1 DAY AND g.end_time > c.period_start
-        GROUP BY ALL""", "--format", "json")
-    row = json.loads(worst.output)[0]
+        GROUP BY ALL""")
+    row = worst.to_pylist()[0]
+    # The demo kept the truth apart: the lake's SQL face cannot see it.
+    hidden = run("-w", str(ws), "sql", "SELECT count(*) FROM truth.faults")
+    assert hidden.exit_code != 0 and "truth" in hidden.output
     assert row["cei"] < 60 and row["faults"] >= 1, row

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from opencem.cli.main import app
 from opencem.engines.duckdb import run_user_sql
 from opencem.indicators.catalog import load_catalog
+from opencem.simulate.truth import query_truth
 from opencem.workspace import Workspace
 from tests.indicators.test_definitions import FIXTURES
 
@@ -130,12 +131,12 @@ def test_a_file_deleted_by_hand_is_named_with_its_remedy(lake, tmp_path):
     assert f"{source_file.relative_to(ws.root / 'lake')}" in said and "restore it from a backup" in said
 
 
-def test_preview_worst_follows_the_kpi_direction_and_finds_the_faulty_device(ws):
+def test_preview_worst_follows_the_kpi_direction_and_finds_the_faulty_device(ws, truth_dir):
     # call_drop_pct is better lower: --worst lists the highest drop rates first. The simulator's
     # firmware fault (read here only to score the test) makes one device model drop calls.
     result = run(ws, "kpi", "preview", "call_drop_pct", "--by", "device_model", "--worst", "--format", "json")
     rows = json.loads(result.stdout)
-    faulty = run_user_sql(ws.lake, "SELECT location_id FROM ground_truth WHERE fault_type = 'firmware_bug'").fetchone()[0]
+    faulty = query_truth(ws.lake, truth_dir, "SELECT location_id FROM truth.faults WHERE fault_type = 'firmware_bug'")[0][0].as_py()
     assert rows[0]["device_model"] == faulty
     drops = [r["call_drop_pct"] for r in rows]
     assert drops == sorted(drops, reverse=True)

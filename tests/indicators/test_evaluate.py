@@ -14,6 +14,7 @@ from opencem.engines.duckdb import connect, run_user_sql
 from opencem.indicators.catalog import library_files, load_catalog
 from opencem.indicators.evaluate import evaluate
 from opencem.lake import Lake
+from opencem.simulate.truth import register_truth
 from opencem.ingest.load import ingest
 from opencem.workspace import Workspace
 
@@ -77,7 +78,7 @@ def rows(con, sql: str) -> dict:
     return {tuple(r[:-1]): r[-1] for r in con.execute(sql).fetchall()}
 
 
-def test_cell_kpis_equal_hand_written_queries(workspace):
+def test_cell_kpis_equal_hand_written_queries(workspace, truth_dir):
     report = evaluate(workspace.lake, catalog(workspace))
     assert [c.table for c in report.cubes] == ["cube_cell_15min", "cube_cell_day", "cube_segment_day"]
     con = connect(workspace.lake)
@@ -111,7 +112,8 @@ def test_cell_kpis_equal_hand_written_queries(workspace):
         if drop is not None:
             assert score == pytest.approx(min(100, max(0, 100 * (3 - drop) / 2.5)))
     # Outage cells: availability below 100 only where the simulator injected an outage.
-    outages = {r[0] for r in con.execute("SELECT location_id FROM ground_truth WHERE fault_type = 'cell_outage'").fetchall()}
+    register_truth(con, truth_dir)
+    outages = {r[0] for r in con.execute("SELECT location_id FROM truth.faults WHERE fault_type = 'cell_outage'").fetchall()}
     down = {cell for (_, cell), row in by_key.items() if row[3] is not None and row[3] < 99.99}
     assert outages and down == outages
 

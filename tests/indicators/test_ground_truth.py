@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from opencem.engines.duckdb import connect
+from opencem.simulate.truth import connect_with_truth
 from opencem.indicators.catalog import load_catalog
 from opencem.indicators.evaluate import evaluate, run_plan
 from opencem.indicators.plan import compile_cube
@@ -17,18 +17,17 @@ from opencem.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def evaluated(lake, tmp_path_factory):
+def evaluated(lake, truth_dir, tmp_path_factory):
     ws = Workspace(tmp_path_factory.mktemp("gt"))
     shutil.copytree(lake.root, ws.root / "lake")
     cat = load_catalog(ws.tables())
     evaluate(ws.lake, cat, only=["cube_cell_15min", "cube_subscriber_day", "cube_device_model_day"])
-    con = connect(ws.lake)
-    con.execute("SET TimeZone = 'UTC'")
+    con = connect_with_truth(ws.lake, truth_dir)
     return ws, cat, con
 
 
 def faults(con, fault_type: str) -> list[tuple]:
-    return con.execute("SELECT location_id, start_time, end_time FROM ground_truth WHERE fault_type = ?",
+    return con.execute("SELECT location_id, start_time, end_time FROM truth.faults WHERE fault_type = ?",
                        [fault_type]).fetchall()
 
 

@@ -13,6 +13,12 @@ from opencem.simulate.run import simulate
 EVENT_TABLES = [n for n, t in TABLES.items() if t.domain != "ops"]
 
 
+@pytest.fixture(scope="module")
+def db(truth_db):
+    """These tests score the twin against what it injected: the lake plus ``truth.*``."""
+    return truth_db
+
+
 def one(db, sql: str):
     return db.execute(sql).fetchone()
 
@@ -74,7 +80,7 @@ def test_value_differs_by_segment(db):
 
 
 def test_cell_outage_moves_traffic_off_the_cell_and_raises_an_alarm(db):
-    cell, start, end = one(db, """SELECT location_id, start_time, end_time FROM ground_truth
+    cell, start, end = one(db, """SELECT location_id, start_time, end_time FROM truth.faults
                                   WHERE fault_type = 'cell_outage' LIMIT 1""")
     during = one(db, f"""SELECT count(*) FROM xdr_data WHERE cell_id = '{cell}'
                          AND start_time >= '{start}' AND start_time < '{end}'""")[0]
@@ -96,7 +102,7 @@ def test_pipe_faults_degrade_their_cells_in_their_window(db):
         SELECT g.location_id,
                avg(p.value) FILTER (p.period_start >= g.start_time AND p.period_start < g.end_time),
                avg(p.value) FILTER (p.period_start < g.start_time OR p.period_start >= g.end_time)
-        FROM ground_truth g JOIN pm_counters p ON p.cell_id = g.location_id AND p.counter_name = 'RRU.PrbTotDl'
+        FROM truth.faults g JOIN pm_counters p ON p.cell_id = g.location_id AND p.counter_name = 'RRU.PrbTotDl'
         WHERE g.fault_type = 'congestion' GROUP BY 1""").fetchall()
     assert rows
     for _, inside, outside in rows:
@@ -106,7 +112,7 @@ def test_pipe_faults_degrade_their_cells_in_their_window(db):
     rows = db.execute("""
         SELECT avg(d.sinr_db) FILTER (d.start_time >= g.start_time AND d.start_time < g.end_time),
                avg(d.sinr_db) FILTER (d.start_time < g.start_time OR d.start_time >= g.end_time)
-        FROM ground_truth g JOIN xdr_data d ON d.cell_id = g.location_id
+        FROM truth.faults g JOIN xdr_data d ON d.cell_id = g.location_id
         WHERE g.fault_type = 'interference' GROUP BY g.fault_id""").fetchall()
     for inside, outside in rows:
         assert inside < outside - 5
@@ -118,39 +124,39 @@ def test_cloud_faults_hurt_video_from_that_node_only_in_window(db):
                    FILTER (v.start_time >= g.start_time AND v.start_time < g.end_time),
                avg(v.stall_time_ms / (v.play_duration_s * 1000 + v.stall_time_ms))
                    FILTER (v.start_time < g.start_time OR v.start_time >= g.end_time)
-        FROM ground_truth g JOIN xdr_video v ON v.cdn_node = g.location_id
+        FROM truth.faults g JOIN xdr_video v ON v.cdn_node = g.location_id
         WHERE g.fault_type = 'cdn_degradation' AND v.start_success""")
     assert inside > 3 * outside
 
 
 def test_device_and_account_causes_show_on_their_subscribers(db):
-    fw_model, = one(db, "SELECT location_id FROM ground_truth WHERE fault_type = 'firmware_bug'")
+    fw_model, = one(db, "SELECT location_id FROM truth.faults WHERE fault_type = 'firmware_bug'")
     bad, good = one(db, f"""
         SELECT avg(v.dropped::INT) FILTER (s.device_firmware = (SELECT max(device_firmware)
                    FROM subscribers WHERE device_model = '{fw_model}') AND s.device_model = '{fw_model}'),
                avg(v.dropped::INT) FILTER (s.device_model <> '{fw_model}')
         FROM xdr_voice v JOIN subscribers s USING (subscriber_id) WHERE v.setup_success""")
     assert bad > 3 * good
-    csfb = one(db, """SELECT avg((voice_bearer = 'CSFB')::INT) FROM xdr_voice v JOIN ground_truth g
+    csfb = one(db, """SELECT avg((voice_bearer = 'CSFB')::INT) FROM xdr_voice v JOIN truth.faults g
                       ON g.location_id = v.subscriber_id WHERE g.fault_type = 'volte_off'""")[0]
     assert csfb == 1.0
-    apn_ok = one(db, """SELECT count(*) FILTER (http_status <> 0) FROM xdr_data d JOIN ground_truth g
+    apn_ok = one(db, """SELECT count(*) FILTER (http_status <> 0) FROM xdr_data d JOIN truth.faults g
                         ON g.location_id = d.subscriber_id WHERE g.fault_type = 'wrong_apn'""")[0]
     assert apn_ok == 0
-    throttled = one(db, """SELECT max(throughput_dl_kbps) FROM xdr_data d JOIN ground_truth g
+    throttled = one(db, """SELECT max(throughput_dl_kbps) FROM xdr_data d JOIN truth.faults g
                            ON g.location_id = d.subscriber_id AND d.start_time >= g.start_time
                            WHERE g.fault_type = 'data_cap_throttling'""")[0]
     assert throttled <= POLICER_KBPS.max()  # the fastest policer, below it by TCP over the bucket
-    suspended = one(db, """SELECT count(*) FILTER (s.status <> 'suspended') FROM ground_truth g
+    suspended = one(db, """SELECT count(*) FILTER (s.status <> 'suspended') FROM truth.faults g
                            JOIN subscribers s ON s.subscriber_id = g.location_id
                            WHERE g.fault_type = 'suspension'""")[0]
     assert suspended == 0
 
 
-def test_ground_truth_covers_cloud_pipe_device_and_account(db):
-    domains = {r[0] for r in db.execute("SELECT DISTINCT domain FROM ground_truth").fetchall()}
+def test_truth_covers_cloud_pipe_device_and_account(db):
+    domains = {r[0] for r in db.execute("SELECT DISTINCT domain FROM truth.faults").fetchall()}
     assert domains == {"cloud", "pipe", "device", "account"}
-    types = {r[0] for r in db.execute("SELECT DISTINCT fault_type FROM ground_truth").fetchall()}
+    types = {r[0] for r in db.execute("SELECT DISTINCT fault_type FROM truth.faults").fetchall()}
     assert {"cell_outage", "coverage_hole", "interference", "congestion", "backhaul_degradation",
             "core_degradation", "cdn_degradation", "program_source_fault", "firmware_bug",
             "volte_off", "wrong_apn", "data_cap_throttling", "suspension"} <= types
@@ -215,6 +221,6 @@ def test_drive_tests_cross_coverage_holes_and_see_them(db):
     inside, outside = one(db, """
         SELECT median(d.rsrp_dbm) FILTER (g.location_id IS NOT NULL),
                median(d.rsrp_dbm) FILTER (g.location_id IS NULL)
-        FROM drive_tests d LEFT JOIN ground_truth g  -- both at H3 resolution 9
+        FROM drive_tests d LEFT JOIN truth.faults g  -- both at H3 resolution 9
           ON g.fault_type = 'coverage_hole' AND g.location_id = d.h3_index""")
     assert inside is not None and inside < outside - 10

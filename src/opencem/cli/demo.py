@@ -14,7 +14,7 @@ import typer
 from . import output
 from .context import workspace
 from .indicators import evaluate_with_progress, print_issues, workspace_catalog
-from .simulate import simulate_into
+from .simulate import load_truth_into, simulate_into
 
 app = typer.Typer()
 APPS = [(app, None)]
@@ -46,9 +46,10 @@ def demo_cmd(
     output.say(f"{output.count(len(report.files), 'file')}, {output.count(sum(report.rows().values()), 'row')} in "
                f"{time.perf_counter() - started:.1f} s; {report.count('rejected')} rejected, "
                f"{output.count(report.quarantined, 'row')} quarantined")
+    load_truth_into(ws, ws.root / "sim" / "truth")
     output.rule("[bold]3. a first look")
     lake = ws.lake
-    output.emit(tour.injected_faults(lake), title="Injected faults (ground truth)")
+    output.emit(tour.injected_faults(lake, ws.truth_dir), title="Injected faults (truth area, not in the lake)")
     output.emit(tour.voice_by_city(lake), title="Voice by city")
     output.rule("[bold]4. evaluate KPIs, KQIs and the Customer Experience Index")
     cat = workspace_catalog(ws)
@@ -58,7 +59,7 @@ def demo_cmd(
     output.say(f"{output.count(len(result.cubes), 'cube table')}, {output.count(sum(c.rows for c in result.cubes), 'row')} in "
                f"{time.perf_counter() - started:.1f} s")
     lake = ws.lake
-    output.emit(tour.worst_cell_days(lake),
+    output.emit(tour.worst_cell_days(lake, ws.truth_dir),
                 title="Worst cell-days by CEI (indices 0-100), beside the fault the simulator injected there")
     output.emit(tour.experience_by_segment(lake), title="Customer experience by segment")
     output.say(f"\nWorkspace: [bold]{ws.root}[/bold]  (lake: {ws.lake.root})")

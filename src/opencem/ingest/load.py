@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from ..schema import Table
 from ..schema.ops import INGEST_LOG, QUARANTINE
+from ..schema.truth import TRUTH_MARKER
 from ..specfile import SpecError
 from .dictionary import DictionaryError
 from ..lake import MANIFEST, Lake, Transaction
@@ -113,7 +114,8 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
 
     Folders in ``skip`` (the lake being written, the rejected area) and opencem workspaces
     found inside the given folders are never read as sources: a workspace kept inside its
-    landing folder must not load its own lake. A path that is not a regular file (a FIFO, a
+    landing folder must not load its own lake. A simulator truth folder (``TRUTH_MARKER``) is
+    never walked into, and naming one (or a file in one) is an error. A path that is not a regular file (a FIFO, a
     device) is a source of kind ``special``, which is rejected with its reason."""
     found: list[SourceFile] = []
     as_of = None
@@ -121,6 +123,10 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
     for root in map(Path, paths):
         if not root.exists():
             raise IngestError(f"{root}: no such file or folder")
+        if (truth := _truth_folder_of(root)) is not None:
+            where = f"{root} is" if truth == root.absolute() else f"{root} lies in {truth},"
+            raise IngestError(f"{where} the simulator's truth, which never goes into the lake; "
+                              f"keep it apart with `opencem truth load {truth}`")
         if not root.is_dir():
             found.append(_classify(root, tables, mapping) if root.is_file() else SourceFile(root, None, "special"))
             continue
@@ -128,7 +134,8 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skipped
-                             and not (here / d / "lake" / MANIFEST).is_file() and not (here / d / MANIFEST).is_file())
+                             and not (here / d / "lake" / MANIFEST).is_file() and not (here / d / MANIFEST).is_file()
+                             and not (here / d / TRUTH_MARKER).is_file())
             for name in sorted(files):
                 path = here / name
                 if name.startswith(".") or (here == root and name == "manifest.json"):
@@ -138,6 +145,15 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
                 elif not path.is_dir():
                     found.append(SourceFile(path, None, "special"))
     return sorted(found, key=lambda f: (f.table != "cells", f.path)), as_of
+
+
+def _truth_folder_of(path: Path) -> Path | None:
+    """The simulator truth folder ``path`` is or lies in (it has a TRUTH_MARKER file), if any."""
+    path = path.absolute()
+    for folder in (path, *path.parents):
+        if (folder / TRUTH_MARKER).is_file():
+            return folder
+    return None
 
 
 def _declared_as_of(manifest: Path) -> date | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 from . import TABLES, Table, description_of, unit_of
+from .truth import TRUTH_TABLES
 
 DOMAIN_TITLES = {
     "network": "Network: inventory, performance counters, alarms",
     "sessions": "Sessions: probe and device records (pipe and device)",
     "customers": "Customers: BSS, care and channels",
-    "truth": "Ground truth (simulator only)",
     "ops": "Operations: what opencem records about its own work",
 }
 
@@ -27,10 +27,15 @@ def render_markdown() -> str:
         "with millisecond precision. Key columns are never null.",
         "",
     ]
-    for domain, title in DOMAIN_TITLES.items():
+    sections = [(title, [t for t in TABLES.values() if t.domain == domain]) for domain, title in DOMAIN_TITLES.items()]
+    sections.append(("The simulator's truth (never in the lake: `OUT/truth/`, loaded by `opencem truth load`)",
+                     list(TRUTH_TABLES.values())))
+    for title, specs in sections:
         lines += [f"## {title}", ""]
-        for spec in (t for t in TABLES.values() if t.domain == domain):
+        for spec in specs:
             partition = f"partitioned by `{spec.time_column}`" if spec.time_column else "snapshot"
+            if spec.domain == "truth":
+                partition = f"`truth/{spec.name}`"
             lines += [f"### `{spec.name}`", "", spec.description, "",
                       f"Keys: {', '.join(f'`{k}`' for k in spec.keys)}; {partition}.", "",
                       "| column | type | unit | null | valid range | description |",

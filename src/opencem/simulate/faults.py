@@ -1,8 +1,9 @@
 """Injected faults across cloud, pipe, device and account, and the network state they create.
 
-Every fault becomes one ``ground_truth`` row and an imprint on a state grid indexed by
+Every fault becomes one ``truth/faults`` row and an imprint on a state grid indexed by
 (object, 15-minute period) that the traffic generators read, so sessions, PM counters and
-alarms all see the same fault at the same time.
+alarms all see the same fault at the same time. Beside each state grid a fault grid holds
+which fault made it (-1: none), so every session can be labelled with the fault on its path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..schema.truth import GROUND_TRUTH
+from ..schema.truth import FAULTS
 from .config import SimConfig, rng_for
 from .geography import PROVINCES, Network, h3_cells, to_latlon
 from .ids import ids
@@ -23,6 +24,18 @@ PERIODS_PER_DAY = 96
 CDN_NODES = ("cdn-coastal-01", "cdn-coastal-02", "cdn-inland-01", "cdn-national-01")
 HOLE_RESOLUTION = 9
 PROGRAM_SOURCES = ("ch-news", "ch-sports", "ch-kids", "ch-movies", "streamflix-catalogue", "clipshare-ugc")
+# Which fault labels a case when several are on the path of its poor sessions (first wins):
+# the account (it blocks everything, and care fixes it in one step), then the handset's own
+# settings, then the network from the widest element down, then the cloud, then the device
+# model's defect (the narrowest effect: one service on one firmware).
+PRECEDENCE = ("suspension", "wrong_apn", "volte_off", "data_cap_throttling", "core_degradation",
+              "olt_outage", "backhaul_degradation", "cell_outage", "congestion", "interference",
+              "coverage_hole", "program_source_fault", "cdn_degradation", "firmware_bug")
+RANK = {name: i + 1 for i, name in enumerate(PRECEDENCE)}
+# Fault grids beside the state grids: cells x3, sites, provinces, CDN nodes, program sources, OLTs.
+FAULT_GRIDS = ("cell_down", "cell_interference", "cell_congestion", "site_backhaul", "province_core",
+               "cdn", "source", "olt")
+SUBSCRIBER_FAULTS = ("firmware", "volte_off", "wrong_apn", "throttle", "suspension")
 
 
 @dataclass
@@ -61,6 +74,16 @@ class FaultPlan:
     wrong_apn: np.ndarray | None = None
     throttled_from_ms: np.ndarray | None = None  # per subscriber, inf = never
     suspended_from_ms: np.ndarray | None = None
+    # fault index (into faults) per grid cell, -1 none: {grid name: (objects, periods) int32}
+    fault_grid: dict[str, np.ndarray] = field(default_factory=dict)
+    anchor_hole_fault: np.ndarray | None = None  # (subscribers, 3) int32
+    # fault index per subscriber, -1 none: {name in SUBSCRIBER_FAULTS: (subscribers,) int32}
+    subscriber_fault: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> np.ndarray:
+        """Precedence rank per fault index (lower wins), as :data:`PRECEDENCE`."""
+        return np.array([RANK[f.fault_type] for f in self.faults], np.int16)
 
     def period_of(self, t_ms: np.ndarray) -> np.ndarray:
         return ((t_ms - self.start_ms) // PERIOD_MS).astype(np.int64)
@@ -110,6 +133,10 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     plan.cdn_bad = np.zeros((len(CDN_NODES), n_periods), np.float32)
     plan.source_bad = np.zeros((len(PROGRAM_SOURCES), n_periods), np.float32)
     plan.olt_down = np.zeros((n_olts, n_periods), bool)
+    for name, objects in zip(FAULT_GRIDS, (n_cells, n_cells, n_cells, n_sites, len(PROVINCES), len(CDN_NODES),
+                                          len(PROGRAM_SOURCES), n_olts)):
+        plan.fault_grid[name] = np.full((objects, n_periods), -1, np.int32)
+    grid = plan.fault_grid
     faults = plan.faults
     # Faults on busy cells, where they hurt (and are noticed).
     busy_cells = np.argsort(-np.bincount(pop.link[0].cell, minlength=n_cells))[: max(10, n_cells // 3)]
@@ -121,51 +148,60 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     for c in pick(busy_cells, net.n_cells / 150):
         s, e = window(1, 6)
         plan.cell_down[c, s:e] = True
+        grid["cell_down"][c, s:e] = len(faults)
         add("cell_outage", "pipe", "RAN equipment failure (cell out of service)", "cell",
             net.cell_ids[c], s, e, 1.0, "voice,mobile_data,video,iot", "cell unavailable; users fall back")
     for c in pick(busy_cells, net.n_cells / 200):
         s, e = window(8, 36)
         plan.cell_interference_db[c, s:e] = rng.uniform(10, 16)
+        grid["cell_interference"][c, s:e] = len(faults)
         add("interference", "pipe", "external uplink/downlink interference", "cell",
             net.cell_ids[c], s, e, 0.8, "voice,mobile_data,video", "SINR degraded with good RSRP")
     for c in pick(busy_cells, net.n_cells / 120):
         s, e = window(3, 5, busy=True)
         plan.cell_load[c, s:e] = rng.uniform(0.93, 0.99, e - s)
+        grid["cell_congestion"][c, s:e] = len(faults)
         add("congestion", "pipe", "cell capacity exhausted (PRB load)", "cell",
             net.cell_ids[c], s, e, 0.7, "mobile_data,video,voice", "PRB load above 93%")
     for st in pick(np.unique(net.cell_site[busy_cells]), n_sites / 100):
         s, e = window(2, 8)
         plan.site_backhaul[st, s:e] = rng.uniform(0.6, 1.0)
+        grid["site_backhaul"][st, s:e] = len(faults)
         add("backhaul_degradation", "pipe", "transport link errors between site and core", "site",
             net.site_ids[st], s, e, 0.8, "voice,mobile_data,video", "packet loss and delay on backhaul")
     for _ in range(count(0.5)):
         p = rng.integers(0, len(PROVINCES))
         s, e = window(1, 3)
         plan.province_core[p, s:e] = rng.uniform(0.5, 1.0)
+        grid["province_core"][p, s:e] = len(faults)
         add("core_degradation", "pipe", "core network (IMS/UPF) overload", "region",
             PROVINCES[p], s, e, 0.8, "voice,mobile_data,video,iot", "setup failures and latency in region")
     for _ in range(count(1.0)):
         node = rng.integers(0, len(CDN_NODES))
         s, e = window(2, 5, busy=True)
         plan.cdn_bad[node, s:e] = rng.uniform(0.6, 1.0)
+        grid["cdn"][node, s:e] = len(faults)
         add("cdn_degradation", "cloud", "CDN edge node overloaded", "cdn_node",
             CDN_NODES[node], s, e, 0.8, "video", "slow segment delivery from CDN node")
     for _ in range(count(0.5)):
         src = rng.integers(0, len(PROGRAM_SOURCES))
         s, e = window(1, 3)
         plan.source_bad[src, s:e] = rng.uniform(0.7, 1.0)
+        grid["source"][src, s:e] = len(faults)
         add("program_source_fault", "cloud", "content origin / encoder problem", "program_source",
             PROGRAM_SOURCES[src], s, e, 0.9, "video", "program source fails to start or stalls")
     for o in rng.choice(n_olts, min(n_olts, count(n_olts / 20)), replace=False):
         s, e = window(1, 4)
         plan.olt_down[o, s:e] = True
-        add("olt_outage", "pipe", "OLT / PON port failure", "cell", net.olt_ids[o], s, e, 1.0,
+        grid["olt"][o, s:e] = len(faults)
+        add("olt_outage", "pipe", "OLT / PON port failure", "olt", net.olt_ids[o], s, e, 1.0,
             "home_broadband", "broadband lines on the OLT lose service")
 
     # Coverage holes: a populated block (H3 res 9, ~0.1 km2) loses ~20 dB (new building,
     # antenna tilt change).
     plan.anchor_hole_db = np.zeros(pop.anchor_x.shape, np.float32)
     plan.iot_hole_db = np.zeros(len(pop.iot_owner), np.float32)
+    plan.anchor_hole_fault = np.full(pop.anchor_x.shape, -1, np.int32)
     for _ in range(count(max(0.3, n_sites / 400))):
         who = rng.integers(0, pop.n)
         lat, lon = to_latlon(pop.anchor_x[who, 0], pop.anchor_y[who, 0])
@@ -175,6 +211,7 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
         alat, alon = to_latlon(pop.anchor_x.ravel()[cand], pop.anchor_y.ravel()[cand])
         inside = cand[h3_cells(alat, alon, HOLE_RESOLUTION) == grid]
         plan.anchor_hole_db.ravel()[inside] = 20.0
+        plan.anchor_hole_fault.ravel()[inside] = len(faults)
         add("coverage_hole", "pipe", "coverage hole (weak signal in area)", "grid", grid, 0, n_periods,
             0.8, "voice,mobile_data,video", f"RSRP -20 dB inside H3 res {HOLE_RESOLUTION} cell")
 
@@ -183,6 +220,7 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     model = int(np.argmax(np.bincount(pop.device, minlength=len(DEVICES))[:5]))
     firmware = DEVICES[model].firmware[-1]
     plan.firmware_bug = (pop.device == model) & (pop.firmware == firmware) & (rate > 0)
+    plan.subscriber_fault["firmware"] = np.where(plan.firmware_bug, len(faults), -1).astype(np.int32)
     if rate > 0:
         add("firmware_bug", "device", f"firmware {firmware} VoLTE stack defect", "device_model",
             DEVICES[model].name, 0, n_periods, 0.7, "voice", "call drops and setup failures on this firmware")
@@ -195,10 +233,17 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
 
     plan.volte_off = per_subscriber(0.005, "volte_off")
     plan.wrong_apn = per_subscriber(0.0015, "wrong_apn")
+    def label(name: str, mask: np.ndarray) -> None:
+        """Fault indexes for the subscribers of ``mask``, in the order the loop adds them."""
+        ids_ = np.full(pop.n, -1, np.int32)
+        ids_[mask] = len(faults) + np.arange(mask.sum(), dtype=np.int32)
+        plan.subscriber_fault[name] = ids_
+
     for mask, ftype, cause, services in (
         (plan.volte_off, "volte_off", "VoLTE switched off in handset settings", "voice"),
         (plan.wrong_apn, "wrong_apn", "wrong APN configured on the handset", "mobile_data,video"),
     ):
+        label(ftype, mask)
         for sid in sub_ids[mask]:
             add(ftype, "device", cause, "subscriber", sid, 0, n_periods, 1.0, services, cause)
 
@@ -217,19 +262,21 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
     suspended = per_subscriber(0.002, "suspension")
     plan.suspended_from_ms = np.where(suspended, period_start(rng.integers(start_ms, end_ms, pop.n)),
                                       np.inf)
-    for mask, from_ms, ftype, cause, services in (
+    for mask, from_ms, ftype, cause, services, name in (
         (heavy, plan.throttled_from_ms, "data_cap_throttling", "monthly data cap reached",
-         "mobile_data,video"),
+         "mobile_data,video", "throttle"),
         (suspended, plan.suspended_from_ms, "suspension", "account suspended for non-payment",
-         "voice,mobile_data,video"),
+         "voice,mobile_data,video", "suspension"),
     ):
+        label(name, mask)
         for sid, f in zip(sub_ids[mask], from_ms[mask]):
             add(ftype, "account", cause, "subscriber", sid, (f - start_ms) // PERIOD_MS, n_periods,
                 1.0, services, cause)
     return plan
 
 
-def ground_truth_table(plan: FaultPlan) -> pa.Table:
+def faults_table(plan: FaultPlan) -> pa.Table:
+    """``truth/faults``: one row per injected fault."""
     f = plan.faults
     start = np.array([x.start_period for x in f], np.int64) * PERIOD_MS + plan.start_ms
     end = np.array([x.end_period for x in f], np.int64) * PERIOD_MS + plan.start_ms
@@ -244,6 +291,7 @@ def ground_truth_table(plan: FaultPlan) -> pa.Table:
         "end_time": pa.array(end, pa.timestamp("ms", tz="UTC")),
         "severity": np.array([x.severity for x in f], np.float32),
         "affected_services": [x.services for x in f],
+        "precedence": plan.rank,
         "description": [x.description for x in f],
     }
-    return pa.table(cols).cast(GROUND_TRUTH.schema)
+    return pa.table(cols).cast(FAULTS.schema)

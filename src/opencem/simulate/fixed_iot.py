@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -80,9 +82,20 @@ def iot_events(cfg, net: Network, pop: Population, plan: FaultPlan, day: int,
                           ~success | (latency > 10_000))
 
 
+@dataclass
+class LineHours:
+    """What customer behaviour and the truth need from the hourly line records."""
+
+    sub: np.ndarray
+    t_ms: np.ndarray
+    olt: np.ndarray
+    outage_s: np.ndarray
+    wifi_quality: np.ndarray
+
+
 def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day: int,
-                       rng: np.random.Generator) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Hourly line records; returns the table, subscriber index and outage seconds per row."""
+                       rng: np.random.Generator) -> tuple[pa.Table, LineHours]:
+    """Hourly line records: the table, and per row the subscriber index, OLT and outage seconds."""
     lines = np.flatnonzero(pop.has_broadband)
     hours = np.arange(24)
     sub = np.repeat(lines, 24)
@@ -118,4 +131,4 @@ def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day:
         "bytes_dl": (usage * up * rng.lognormal(np.log(4e8), 0.8, n)).astype(np.int64),
     }
     table = pa.table(cols).cast(BROADBAND_SESSIONS.schema)
-    return table, sub, outage_s
+    return table, LineHours(sub, t_ms, olt, outage_s, quality)

@@ -48,6 +48,7 @@ class Frame:
     policer_kbps: np.ndarray
     anchor: np.ndarray | None = None  # 0 home, 1 work, 2 leisure: where the session was
     location: dict | None = None  # ue_lat, ue_lon, location_error_m when geolocated
+    planned_cell: np.ndarray | None = None  # the cell it would have used, had that not been down
 
     def __len__(self) -> int:
         return len(self.sub)
@@ -139,10 +140,11 @@ def draw_frame(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, d
     rsrp += rng.normal(0, 3, n)  # small-scale movement around the place
     period = plan.period_of(t_ms)
     down = plan.cell_down[cell, period]
+    planned = cell
     cell = np.where(down, fb_cell, cell)
     rsrp = np.where(down, fb_rsrp + rng.normal(0, 3, n) - 3, rsrp)
     frame = finish_frame(net, pop, plan, sub, t_ms, period, cell, rsrp, rng)
-    frame.anchor = anchor
+    frame.anchor, frame.planned_cell = anchor, planned
     return frame
 
 

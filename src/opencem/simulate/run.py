@@ -8,6 +8,8 @@ Output layout (what ``opencem ingest`` reads)::
     OUT/tables/<table>/<YYYY-MM-DD>.parquet per-day session tables
     OUT/pm/alpha/*.xml                      vendor alpha: 3GPP TS 32.435 measCollecFile
     OUT/pm/beta/*.csv                       vendor beta: CSV export with its own counter names
+    OUT/truth/                              what really happened, never ingested (truth.py):
+        faults.parquet, fault_periods.parquet, cell_periods.parquet, cases/<YYYY-MM-DD>.parquet
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..folders import replace_folder
-from . import behaviour, drive_routes, fixed_iot, mobile
+from . import behaviour, drive_routes, fixed_iot, labels, mobile
 from .config import SimConfig, rng_for
-from .faults import ground_truth_table, plan_faults
+from .faults import faults_table, plan_faults
 from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
 from .geography import build_network, cells_table
 from .network_pm import CellTraffic, alarms, pm_counters
 from .population import build_population, subscribers_table
+from .truth import write_marker
 
 Progress = Callable[[str], None]
 
@@ -48,6 +51,7 @@ class SimResult:
     rows: dict[str, int] = field(default_factory=dict)
     files: int = 0
     pm_files: int = 0
+    truth_rows: dict[str, int] = field(default_factory=dict)
 
 
 def total_steps(cfg: SimConfig) -> int:
@@ -61,6 +65,10 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     step = progress or (lambda _msg: None)
     out_dir = replace_folder(Path(out_dir), MARKER, "opencem simulate", force)
     (out_dir / "tables").mkdir(parents=True)
+    (out_dir / "truth").mkdir()
+    generator, config = f"opencem {__version__} simulator", json.loads(cfg.model_dump_json())
+    # first, so ingest refuses even an interrupted run's truth; complete once the run ends
+    write_marker(out_dir / "truth", generator, config, complete=False)
     result = SimResult(out_dir)
 
     def write(name: str, table: pa.Table, day: str | None = None) -> None:
@@ -69,6 +77,12 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
         pq.write_table(table, path, compression="zstd")
         result.rows[name] = result.rows.get(name, 0) + table.num_rows
         result.files += 1
+
+    def write_truth(name: str, table: pa.Table, day: str | None = None) -> None:
+        path = out_dir / "truth" / (f"{name}/{day}.parquet" if day else f"{name}.parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, compression="zstd")
+        result.truth_rows[name] = result.truth_rows.get(name, 0) + table.num_rows
 
     step("building network and subscribers")
     n_lines = int(cfg.subscribers * cfg.broadband_share)
@@ -80,7 +94,10 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     write("cells", cells_table(net))
     suspended_any = np.isfinite(plan.suspended_from_ms)
     write("subscribers", subscribers_table(pop, net, suspended_any, plan.volte_off))
-    write("ground_truth", ground_truth_table(plan))
+    index = labels.FaultIndex.of(plan)
+    write_truth("faults", faults_table(plan))
+    write_truth("fault_periods", labels.fault_periods_table(plan, index))
+    write_truth("cell_periods", labels.cell_periods_table(plan, net, index))
     bills, latest_error = behaviour.billing(cfg, pop)
     write("billing", bills)
     step("billing history")
@@ -92,7 +109,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
         label = (cfg.start_date + timedelta(days=day)).isoformat()
         rng = rng_for(cfg.seed, f"traffic-day-{day}")
         traffic = CellTraffic(net.n_cells, day)
-        poor_sub, poor_cell = [], []
+        poor_sub, poor_cell, day_cases = [], [], []
         chunks = [slice(lo, lo + CHUNK_SUBSCRIBERS) for lo in range(0, pop.n, CHUNK_SUBSCRIBERS)]
         for (kind, per_day, hours, factor, gen), (k, chunk) in itertools.product((
             ("voice", VOICE_PER_DAY, hourly_profile((11.0, 17.5)), SEGMENT_VOICE, mobile.voice_calls),
@@ -102,6 +119,8 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
             frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor, chunk)
             frame.location = mobile.geolocate(frame, pop, rng_for(cfg.seed, f"geolocation-{kind}-{day}-{k}"))
             table, outcome = gen(frame, net, pop, plan, rng, next_id[kind])
+            day_cases.append(labels.mobile_cases("mobile_data" if kind == "data" else kind, frame, outcome.poor,
+                                                 plan, net, index, outcome.cdn, outcome.source))
             next_id[kind] += len(frame)
             write(f"xdr_{kind}", table, label if len(chunks) == 1 else f"{label}-part{k}")
             traffic.add(outcome)
@@ -123,9 +142,13 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
         next_id["iot"] += iot_table.num_rows
         write("iot_events", iot_table, label)
         traffic.add(iot_outcome)
-        bb_table, bb_sub, bb_outage = fixed_iot.broadband_sessions(cfg, net, pop, plan, day, rng)
+        bb_table, lines = fixed_iot.broadband_sessions(cfg, net, pop, plan, day, rng)
         write("broadband_sessions", bb_table, label)
-        exp.add("broadband_outage_s", bb_sub, day, bb_outage)
+        exp.add("broadband_outage_s", lines.sub, day, lines.outage_s)
+        day_cases.append(labels.broadband_cases(lines.sub, lines.t_ms, lines.olt, lines.outage_s,
+                                                lines.wifi_quality, plan, net, index))
+        write_truth("cases", pa.concat_tables(day_cases), label)
+        del day_cases, lines
         counters.append(pm_counters(net, plan, traffic, day, rng))
         write("drive_tests", drive_routes.drive_tests(cfg, net, plan, day), label)
         step(f"traffic {label}")
@@ -147,11 +170,13 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     result.rows["pm_counter_values"] = sum(t.num_rows for t in counters) * (counters[0].num_columns - 7)
     step("vendor PM files")
 
+    write_marker(out_dir / "truth", generator, config, complete=True)
     manifest = {
-        "generator": f"opencem {__version__} simulator",
-        "config": json.loads(cfg.model_dump_json()),
+        "generator": generator,
+        "config": config,
         "rows": result.rows,
         "pm_files": result.pm_files,
+        "truth_rows": result.truth_rows,
     }
     tmp = out_dir / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))

@@ -1,7 +1,7 @@
 """What the demo shows of a simulated operator once it is loaded and evaluated: the faults the
-simulator injected (its ground truth) beside what the lake and the cubes say.
+simulator injected (its truth area) beside what the lake and the cubes say.
 
-The ground truth is read here to *show* where faults were, never by anything that scores or
+The truth is read here to *show* where faults were, never by anything that scores or
 diagnoses (those must not see it).
 """
 
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pathlib import Path
+
 from ..engines.duckdb import query_lake
 from ..lake import Lake
+from .truth import query_truth
 
 
-def injected_faults(lake: Lake) -> pa.Table:
-    return query_lake(lake, """
+def injected_faults(lake: Lake, truth: Path) -> pa.Table:
+    return query_truth(lake, truth, """
         SELECT fault_type, domain, count(*) AS faults, min(location_id) AS example_location
-        FROM ground_truth GROUP BY ALL ORDER BY faults DESC, fault_type""")
+        FROM truth.faults GROUP BY ALL ORDER BY faults DESC, fault_type""")
 
 
 def voice_by_city(lake: Lake) -> pa.Table:
@@ -29,14 +32,14 @@ def voice_by_city(lake: Lake) -> pa.Table:
         FROM xdr_voice v JOIN cells c USING (cell_id) GROUP BY ALL ORDER BY calls DESC, city""")
 
 
-def worst_cell_days(lake: Lake, n: int = 12) -> pa.Table:
+def worst_cell_days(lake: Lake, truth: Path, n: int = 12) -> pa.Table:
     """The cell-days with the lowest CEI, beside any fault injected on that cell, its site,
     city or province that day."""
-    return query_lake(lake, f"""
+    return query_truth(lake, truth, f"""
         SELECT c.cell_id, strftime(c.period_start, '%m-%d') AS day, round(c.cei, 1) AS cei,
                round(c.voice_index, 1) AS voice, round(c.mobile_data_index, 1) AS data,
                round(c.video_index, 1) AS video, round(c.home_broadband_index, 1) AS home_bb,
-               (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM ground_truth g JOIN cells k
+               (SELECT string_agg(DISTINCT g.fault_type, ', ') FROM truth.faults g JOIN cells k
                   ON g.location_id IN (k.cell_id, k.site_id, k.city, k.province)
                 WHERE k.cell_id = c.cell_id AND g.start_time < c.period_start + INTERVAL 1 DAY
                   AND g.end_time > c.period_start) AS fault
