@@ -33,7 +33,9 @@ FLOORS = [
 ]
 FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 # Third-party packages only one face may use.
-ONLY_IN = {"typer": "cli", "rich": "cli", "click": "cli", "fastapi": "api", "jinja2": "web"}
+ONLY_IN = {"typer": "cli", "rich": "cli", "click": "cli", "fastapi": "api", "jinja2": "web",
+           # persistence stays behind the store's repositories (the rest get sessions and models)
+           "sqlalchemy": "store", "alembic": "store"}
 
 
 def unit_of(module: str) -> str:
@@ -132,8 +134,8 @@ def test_no_source_file_looks_like_a_test_to_pytest():
 
 @pytest.mark.parametrize("command", ["opencem.cli.main", "opencem.cli.qoe"])
 def test_the_command_line_starts_without_the_heavy_libraries(command):
-    # --help and the one-number calculators must not pay for DuckDB, Arrow, SQLGlot or NumPy.
+    # --help and the one-number calculators must not pay for DuckDB, Arrow, SQLGlot, NumPy or SQLAlchemy.
     code = (f"import sys, {command}; heavy = [m for m in ('duckdb', 'pyarrow', 'sqlglot', 'numpy', 'pydantic', "
-            "'yaml') if m in sys.modules]; print(','.join(heavy))")
+            "'yaml', 'sqlalchemy', 'alembic') if m in sys.modules]; print(','.join(heavy))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "", f"importing {command} loads {loaded}"

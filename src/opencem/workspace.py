@@ -7,6 +7,8 @@ else ``./opencem-workspace``.
     dictionaries/  the workspace's own vendor counter dictionaries (``<vendor>.yaml``)
     indicators/    the workspace's own KPI/KQI/CEI definition files (``*.yaml``)
     truth/      a simulation's truth (``opencem truth load``), apart from the lake
+    store.sqlite   the operational store (alerts, silences, actions, ...), unless
+                   ``$OPENCEM_DATABASE_URL`` names another database
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import OpencemError
 from .lake import MANIFEST, Lake, Manifest
 from .schema import TABLES, Table
 from .schema.user import load_user_tables
+
+if TYPE_CHECKING:
+    from .store import Database, Store
 
 DEFAULT_WORKSPACE = "opencem-workspace"
 ENV_VAR = "OPENCEM_WORKSPACE"
@@ -56,6 +62,22 @@ class Workspace:
     @property
     def indicators_dir(self) -> Path:
         return self.root / "indicators"
+
+    @property
+    def store_file(self) -> Path:
+        return self.root / "store.sqlite"
+
+    def database(self) -> Database:
+        """The operational store's database: ``$OPENCEM_DATABASE_URL``, else :attr:`store_file`."""
+        from .store import database_for
+
+        return database_for(self.store_file)
+
+    def store(self) -> Store:
+        """The operational store, opened (and created on first use); close it when done."""
+        from .store import open_store
+
+        return open_store(self.database())
 
     def definition_files(self) -> list[Path]:
         folder = self.indicators_dir
