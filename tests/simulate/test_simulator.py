@@ -79,7 +79,7 @@ def test_value_differs_by_segment(db):
     assert 0.3 < shares["prepaid"] < 0.4
 
 
-def test_cell_outage_moves_traffic_off_the_cell_and_raises_an_alarm(db):
+def test_cell_outage_moves_traffic_off_the_cell_and_alarms_late_if_at_all(db):
     cell, start, end = one(db, """SELECT location_id, start_time, end_time FROM truth.faults
                                   WHERE fault_type = 'cell_outage' LIMIT 1""")
     during = one(db, f"""SELECT count(*) FROM xdr_data WHERE cell_id = '{cell}'
@@ -89,9 +89,16 @@ def test_cell_outage_moves_traffic_off_the_cell_and_raises_an_alarm(db):
                               AND counter_name = 'RRU.CellUnavailableTime'""")[0]
     hours = (end - start).total_seconds()
     assert unavailable == pytest.approx(hours, rel=0.01)
-    alarm = one(db, f"""SELECT count(*) FROM alarms WHERE cell_id = '{cell}' AND severity = 'critical'
-                        AND raised_at BETWEEN '{start}'::TIMESTAMPTZ - INTERVAL 5 MINUTE AND '{end}'""")[0]
-    assert alarm == 1
+    # FM is imperfect (docs/simulator.md): a silent outage raises no alarm, a flapping one
+    # several; the first is raised 10 s to 20 min after the outage began, never before.
+    first, early = one(db, f"""SELECT min(raised_at) FILTER (raised_at >= '{start}'),
+                                      count(*) FILTER (raised_at < '{start}' AND raised_at > '{start}'::TIMESTAMPTZ
+                                                       - INTERVAL 30 MINUTE)
+                               FROM alarms WHERE cell_id = '{cell}' AND probable_cause = 'cell-unavailable'
+                                 AND raised_at <= '{end}'""")
+    assert early == 0
+    if first is not None:
+        assert 10 <= (first - start).total_seconds() <= 20 * 60
 
 
 def test_pipe_faults_degrade_their_cells_in_their_window(db):
@@ -147,10 +154,19 @@ def test_device_and_account_causes_show_on_their_subscribers(db):
                            ON g.location_id = d.subscriber_id AND d.start_time >= g.start_time
                            WHERE g.fault_type = 'data_cap_throttling'""")[0]
     assert throttled <= POLICER_KBPS.max()  # the fastest policer, below it by TCP over the bucket
-    suspended = one(db, """SELECT count(*) FILTER (s.status <> 'suspended') FROM truth.faults g
-                           JOIN subscribers s ON s.subscriber_id = g.location_id
-                           WHERE g.fault_type = 'suspension'""")[0]
-    assert suspended == 0
+    # BSS logs each suspension as a dated status change (within 30 minutes of it, or not in
+    # this window's export), while the snapshot, dated the first day, shows none of them.
+    suspensions, logged, shown = one(db, """
+        SELECT count(DISTINCT g.fault_id),
+               count(DISTINCT g.fault_id) FILTER (e.event_time BETWEEN g.start_time
+                                                  AND g.start_time + INTERVAL 30 MINUTE),
+               count(DISTINCT g.fault_id) FILTER (s.status = 'suspended')
+        FROM truth.faults g JOIN subscribers s ON s.subscriber_id = g.location_id
+        LEFT JOIN subscriber_events e ON e.subscriber_id = g.location_id
+             AND e.event_type = 'status_change' AND e.new_value = 'suspended'
+        WHERE g.fault_type = 'suspension'
+          AND g.start_time + INTERVAL 30 MINUTE < (SELECT max(end_time) FROM truth.faults)""")
+    assert suspensions > 0 and logged == suspensions and shown == 0
 
 
 def test_truth_covers_cloud_pipe_device_and_account(db):
@@ -215,7 +231,10 @@ def test_same_seed_gives_identical_output(tmp_path):
         pq.read_table(a.out_dir / "tables/subscribers.parquet"))
 
 
-def test_drive_tests_cross_coverage_holes_and_see_them(db):
+def test_drive_tests_see_the_coverage_holes_their_roads_cross(db):
+    # Routes follow the roads, not the fault list: a hole is seen only where a road crosses it
+    # (tests/simulate/test_leaks.py proves the routes do not move with the faults, and that a
+    # crossed hole shows its 20 dB).
     runs, samples = one(db, "SELECT count(DISTINCT test_id), count(*) FROM drive_tests")
     assert runs == 8 and samples == 8 * 3600  # one run per town per day
     inside, outside = one(db, """
@@ -223,4 +242,4 @@ def test_drive_tests_cross_coverage_holes_and_see_them(db):
                median(d.rsrp_dbm) FILTER (g.location_id IS NULL)
         FROM drive_tests d LEFT JOIN truth.faults g  -- both at H3 resolution 9
           ON g.fault_type = 'coverage_hole' AND g.location_id = d.h3_index""")
-    assert inside is not None and inside < outside - 10
+    assert inside is None or inside < outside - 10

@@ -24,15 +24,37 @@ SUBSCRIBERS = Table(
         col("home_cell_id", pa.string(), "Cell serving the home location most often"),
         col("device_model", pa.string(), "Current handset model"),
         col("device_firmware", pa.string(), "Handset firmware version"),
-        col("volte_enabled", pa.bool_(), "VoLTE enabled as device management last read the handset "
-            "(a setting changed since is not seen)"),
+        col("volte_enabled", pa.bool_(), "VoLTE provisioned on the line (the BSS/HSS service flag) on the "
+            "snapshot date; the handset's own VoLTE setting is not seen here"),
         col("has_broadband", pa.bool_(), "Also has a home broadband line"),
         col("broadband_line_id", pa.string(), "Home broadband line id, if any"),
-        col("status", pa.string(), "active or suspended"),
+        col("status", pa.string(), "active or suspended on the snapshot date (later changes: subscriber_events)"),
         col("consent_analytics", pa.bool_(), "Agreed to experience analytics on personal data"),
         col("consent_marketing", pa.bool_(), "Agreed to marketing contact"),
     ),
     ranges={"arpu_monthly": (0, 10000), "tenure_months": (0, 600), "data_cap_gb": (0, 10000)},
+)
+
+SUBSCRIBER_EVENTS = Table(
+    name="subscriber_events",
+    domain="customers",
+    description="Dated account changes from BSS: status, VoLTE provisioning and tariff plan, one row per "
+                "change as the BSS logged it.",
+    keys=("event_id",),
+    time_column="event_time",
+    columns=(
+        key("event_id", "Event identifier"),
+        key("subscriber_id", "Subscriber whose account changed"),
+        col("event_time", TIMESTAMP, "Time the BSS logged the change (UTC)", nullable=False),
+        col("event_type", pa.string(), "status_change, volte_provisioning or plan_change", nullable=False),
+        col("old_value", pa.string(), "Value before: a status (active, suspended), true/false for VoLTE "
+            "provisioning, or a plan name"),
+        col("new_value", pa.string(), "Value after, in the same terms", nullable=False),
+        col("reason", pa.string(), "Why, as recorded: non_payment, payment_received, customer_request, "
+            "bulk_migration"),
+        col("channel", pa.string(), "System or channel the change came from: billing (collections), "
+            "provisioning, app, web, call_centre or retail_store"),
+    ),
 )
 
 BILLING = Table(
@@ -153,4 +175,4 @@ CHURN_EVENTS = Table(
     ),
 )
 
-TABLES = (SUBSCRIBERS, BILLING, INTERACTIONS, COMPLAINTS, SURVEYS, SOCIAL_POSTS, CHURN_EVENTS)
+TABLES = (SUBSCRIBERS, SUBSCRIBER_EVENTS, BILLING, INTERACTIONS, COMPLAINTS, SURVEYS, SOCIAL_POSTS, CHURN_EVENTS)

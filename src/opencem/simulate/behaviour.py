@@ -14,12 +14,14 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 
-from ..schema.customers import BILLING, CHURN_EVENTS, COMPLAINTS, INTERACTIONS, SOCIAL_POSTS, SURVEYS
+from ..schema.customers import (BILLING, CHURN_EVENTS, COMPLAINTS, INTERACTIONS, SOCIAL_POSTS,
+                                SUBSCRIBER_EVENTS, SURVEYS)
 from .config import SimConfig, rng_for
+from .faults import PERIOD_MS, FaultPlan
 from .frame import DAY_MS, HOUR_MS, day_start_ms, sigmoid
 from .geography import TOWN_NAMES, Network, to_latlon
 from .ids import ids, take, timestamps_ms
-from .population import SEGMENTS, Population
+from .population import PLANS, SEGMENTS, Population
 
 CATEGORIES = ("voice", "mobile_data", "video", "broadband", "billing")
 CHANNELS = ("app", "web", "call_centre", "retail_store", "social")
@@ -337,3 +339,138 @@ def billing(cfg: SimConfig, pop: Population) -> tuple[pa.Table, np.ndarray]:
     }).cast(BILLING.schema)
     latest_error = error[month_idx == (2 if len(months) >= 3 else 0)][:n] if months else np.zeros(n, bool)
     return table, latest_error
+
+
+# The BSS account history (issue 11, item 3): the subscribers snapshot is the state on its
+# date, the first simulated day at 00:00 UTC; every later change is a dated subscriber_events
+# row, so a snapshot taken before a suspension cannot show it.
+HISTORY_DAYS = 90  # the event log reaches back this far before the window
+SUSPENSION_LATE_SHARE = 0.3  # suspensions the BSS logs minutes after the network barred the line
+SUSPENSION_LATE_MEAN_MS = 6 * 60_000
+SUSPENSION_LOG_DELAY_MAX_MS = 30 * 60_000  # no suspension is logged later than this
+# BSS suspensions the network never applied (order fallout, found by revenue-assurance checks of
+# BSS against HSS): a share of the base per day, from a week before the window, most restored
+# within hours. The line keeps its service, so the truth has no fault for them.
+UNAPPLIED_SUSPENSIONS_PER_DAY = 3e-5
+UNAPPLIED_FROM_DAYS = 7
+UNAPPLIED_MEDIAN_MS = 6 * HOUR_MS
+UNAPPLIED_VOLUNTARY_SHARE = 0.3  # asked for by the customer (travel, a lost phone found again)
+# VoLTE provisioning (the BSS/HSS service flag) is not the handset's own setting:
+VOLTE_OFF_DEPROVISIONED = 0.2  # handsets switched off through the operator's app, which drops the product too
+LEGACY_TENURE_MONTHS = 96  # lines older than the VoLTE launch ...
+LEGACY_UNPROVISIONED = 0.5  # ... of which half were never given the product (the default IMS profile serves them)
+OTHER_UNPROVISIONED = 0.01
+VOLTE_MIGRATIONS_PER_DAY = 0.02  # of unprovisioned lines, given the product by a bulk job during the window
+PLAN_CHANGES_IN_HISTORY = 0.06  # of the base moved to its current plan in the HISTORY_DAYS before the window
+RETIRED_PLANS = {"premium": "Unlimited Plus", "postpaid": "Smart 10GB", "prepaid": "PAYG 2GB",
+                 "youth": "Youth 15GB", "enterprise": "Business 50GB"}
+CARE_CHANNELS = ("app", "web", "call_centre", "retail_store")
+
+
+@dataclass
+class AccountHistory:
+    """What BSS knows of each account: the state on the snapshot date and the dated changes."""
+
+    events: pa.Table  # subscriber_events
+    status: np.ndarray  # per subscriber on the snapshot date: active or suspended
+    volte_provisioned: np.ndarray  # per subscriber on the snapshot date
+
+
+def latest_values(sub: np.ndarray, t_ms: np.ndarray, values: np.ndarray, initial: np.ndarray,
+                  at_ms: int) -> np.ndarray:
+    """Per subscriber, the value of its last event before ``at_ms`` (epoch ms), else ``initial``."""
+    keep = t_ms < at_ms
+    sub, t_ms, values = sub[keep], t_ms[keep], values[keep]
+    order = np.lexsort((t_ms, sub))
+    sub, values = sub[order], values[order]
+    last = np.r_[sub[1:] != sub[:-1], True] if len(sub) else np.zeros(0, bool)
+    out = initial.copy()
+    out[sub[last]] = values[last]
+    return out
+
+
+def account_history(cfg: SimConfig, pop: Population, plan: FaultPlan) -> AccountHistory:
+    """The BSS view of every account: status changes (the plan's suspensions, logged with a
+    delay of up to :data:`SUSPENSION_LOG_DELAY_MAX_MS`, and suspensions the network never
+    applied), VoLTE provisioning (legacy lines without it, the share of handsets switched off
+    that also lost it) and plan changes. Each part draws from its own stream, per subscriber,
+    so the ordinary changes are the same at any fault rate."""
+    n, start = pop.n, plan.start_ms
+    end = start + plan.n_periods * PERIOD_MS
+    history_ms = start - HISTORY_DAYS * DAY_MS
+    parts: list[tuple] = []
+
+    def add(who: np.ndarray, t_ms: np.ndarray, kind: str, old, new, reason, channel) -> None:
+        k = len(who)
+        parts.append((who, np.asarray(t_ms, np.int64), *(np.broadcast_to(np.asarray(v, object), k)
+                                                          for v in (kind, old, new, reason, channel))))
+
+    # Suspensions the network applied (the truth's suspension faults), logged on time or late.
+    rng = rng_for(cfg.seed, "bss-suspension-log")
+    late = rng.random(n) < SUSPENSION_LATE_SHARE
+    delay = np.where(late, np.minimum(60_000 + rng.exponential(SUSPENSION_LATE_MEAN_MS, n),
+                                      SUSPENSION_LOG_DELAY_MAX_MS), rng.uniform(0, 60_000, n))
+    who = np.flatnonzero(np.isfinite(plan.suspended_from_ms))
+    add(who, plan.suspended_from_ms[who].astype(np.int64) + delay[who].astype(np.int64),
+        "status_change", "active", "suspended", "non_payment", "billing")
+
+    # Suspensions the network never applied, most restored inside the window.
+    rng = rng_for(cfg.seed, "bss-unapplied-suspensions")
+    count = rng.poisson(UNAPPLIED_SUSPENSIONS_PER_DAY * n * (cfg.days + UNAPPLIED_FROM_DAYS))
+    who = rng.choice(n, min(n, count), replace=False)
+    t_on = rng.integers(start - UNAPPLIED_FROM_DAYS * DAY_MS, end, len(who))
+    t_off = t_on + np.maximum(rng.lognormal(np.log(UNAPPLIED_MEDIAN_MS), 1.0, len(who)), 15 * 60_000).astype(np.int64)
+    voluntary = rng.random(len(who)) < UNAPPLIED_VOLUNTARY_SHARE
+    care = np.array(CARE_CHANNELS, object)[rng.integers(0, len(CARE_CHANNELS), len(who))]
+    keep = ~np.isfinite(plan.suspended_from_ms[who])  # not a line the network really barred
+    on = np.where(voluntary, "customer_request", "non_payment")
+    channel = np.where(voluntary, care, "billing")
+    add(who[keep], t_on[keep], "status_change", "active", "suspended", on[keep], channel[keep])
+    add(who[keep], t_off[keep], "status_change", "suspended", "active",
+        np.where(voluntary, "customer_request", "payment_received")[keep], channel[keep])
+
+    # VoLTE provisioning: legacy lines without the product, handsets switched off in the app.
+    rng = rng_for(cfg.seed, "bss-volte-provisioning")
+    legacy = pop.tenure_months > LEGACY_TENURE_MONTHS
+    unprovisioned = rng.random(n) < np.where(legacy, LEGACY_UNPROVISIONED, OTHER_UNPROVISIONED)
+    toggled = plan.volte_off & (rng.random(n) < VOLTE_OFF_DEPROVISIONED) & ~unprovisioned
+    t_toggle = rng.integers(history_ms, start, n)  # the setting predates the window
+    add(np.flatnonzero(toggled), t_toggle[toggled], "volte_provisioning", "true", "false",
+        "customer_request", "app")
+    migrated = unprovisioned & (rng.random(n) < VOLTE_MIGRATIONS_PER_DAY * cfg.days)
+    t_migrate = rng.integers(start, end, n)
+    add(np.flatnonzero(migrated), t_migrate[migrated], "volte_provisioning", "false", "true",
+        "bulk_migration", "provisioning")
+
+    # Plan changes before the window: the current plan came from the other option or a retired one.
+    rng = rng_for(cfg.seed, "bss-plan-changes")
+    names = np.array([[PLANS[s][k][0] for k in range(2)] for s in SEGMENTS], object)
+    current, other = names[pop.segment, pop.plan], names[pop.segment, 1 - pop.plan]
+    previous = np.where(other != current, other, np.array([RETIRED_PLANS[s] for s in SEGMENTS], object)[pop.segment])
+    changed = rng.random(n) < PLAN_CHANGES_IN_HISTORY
+    t_change = rng.integers(history_ms, start, n)
+    channel = np.array(CARE_CHANNELS, object)[rng.integers(0, len(CARE_CHANNELS), n)]
+    add(np.flatnonzero(changed), t_change[changed], "plan_change", previous[changed], current[changed],
+        "customer_request", channel[changed])
+
+    sub, t_ms, kind, old, new, reason, channel = (np.concatenate(c) for c in zip(*parts))
+    inside = t_ms < end  # the export ends with the window
+    order = np.lexsort((sub[inside], t_ms[inside]))
+    sub, t_ms, kind, old, new, reason, channel = (a[inside][order] for a in
+                                                  (sub, t_ms, kind, old, new, reason, channel))
+    status_events = kind == "status_change"
+    volte_events = kind == "volte_provisioning"
+    status = latest_values(sub[status_events], t_ms[status_events], new[status_events],
+                           np.full(n, "active", object), start)
+    volte = latest_values(sub[volte_events], t_ms[volte_events], new[volte_events] == "true", ~unprovisioned, start)
+    table = pa.table({
+        "event_id": ids("EV", np.arange(len(sub)), 9),
+        "subscriber_id": ids("S", sub, 8),
+        "event_time": timestamps_ms(t_ms),
+        "event_type": kind.astype(str),
+        "old_value": old.astype(str),
+        "new_value": new.astype(str),
+        "reason": reason.astype(str),
+        "channel": channel.astype(str),
+    }).cast(SUBSCRIBER_EVENTS.schema)
+    return AccountHistory(table, status.astype(str), volte)

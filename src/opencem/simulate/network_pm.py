@@ -106,11 +106,61 @@ ALARM_NOISE = (
     ("warning", "license-capacity", "Licensed capacity usage above 90%"),
     ("major", "gps-sync-loss", "GPS synchronisation lost, holdover"),
 )
+# Fault management is imperfect, as a NOC sees it (issue 11, item 3; docs/simulator.md lists
+# these shares). Which faults alarm at all:
+SILENT_OUTAGE_SHARE = 0.15  # cell outages that raise no alarm at all: the OSS never hears, as of a sleeping cell
+OLT_ALARM_SHARE = 0.95  # OLT outages mostly alarm: the PON port goes down hard
+BACKHAUL_ALARM_SHARE = 0.5  # backhaul degradation crosses the transmission threshold only sometimes
+FLAPPING_SHARE = 0.2  # alarmed faults whose alarm raises and clears repeatedly around the fault
+# How late: raise and clear delays are lognormal (sigma 0.8), at least 10 s, at most the max.
+RAISE_DELAY_MEDIAN_MS, RAISE_DELAY_MAX_MS = 2 * 60_000, 20 * 60_000
+CLEAR_DELAY_MEDIAN_MS, CLEAR_DELAY_MAX_MS = 3 * 60_000, 30 * 60_000
+# A threshold-crossing alarm (backhaul errored seconds) waits for the end of its 15-minute
+# measurement period, to raise and to clear.
+THRESHOLD_PERIOD_MS = PERIOD_MS
+# Alarms with no fault behind them (a board reset, a sensor glitch, a maintenance lock), per
+# object and day, each cleared within minutes; never while the object really is faulty.
+FALSE_ALARMS_PER_DAY = {"cell-unavailable": 0.004, "transmission-degraded": 0.01, "pon-port-down": 0.005}
+FALSE_ALARM_MEAN_MS = 6 * 60_000
+FAULT_ALARMS = {  # probable cause: (severity, alarm text)
+    "cell-unavailable": ("critical", "Cell out of service"),
+    "pon-port-down": ("critical", "PON port down, ONUs unreachable"),
+    "transmission-degraded": ("major", "Backhaul errored seconds over threshold"),
+}
+
+
+def fault_window_ms(plan: FaultPlan, fault) -> tuple[int, int]:
+    """When ``fault`` began and ended (epoch ms): its exact times where the plan keeps them,
+    else the start of its first period and of the period after its last."""
+    return (getattr(fault, "start_ms", plan.period_ms(fault.start_period)),
+            getattr(fault, "end_ms", plan.period_ms(fault.end_period)))
+
+
+def alarm_delays_ms(rng: np.random.Generator, median_ms: float, max_ms: float, n: int | None = None):
+    """Delays in ms between an event and the OSS recording it (lognormal, 10 s to ``max_ms``)."""
+    return np.clip(rng.lognormal(np.log(median_ms), 0.8, n), 10_000, max_ms).astype(np.int64)
+
+
+def flapping(rng: np.random.Generator, t0: int, t1: int) -> list[tuple[int, int]]:
+    """(raised, cleared) pairs of an alarm that clears and raises again 3-8 times while its
+    fault lasts from ``t0`` to ``t1``, and half the time once more just after it recovered."""
+    k = int(rng.integers(3, 9))
+    raises = np.unique(np.r_[t0, rng.integers(t0 + 60_000, max(t0 + 120_000, t1), k - 1)])
+    ends = np.r_[raises[1:], t1]
+    clears = raises + ((ends - raises) * rng.uniform(0.3, 0.9, len(raises))).astype(np.int64)
+    clears[-1] = t1
+    pairs = list(zip(raises.tolist(), clears.tolist()))
+    if rng.random() < 0.5:
+        again = t1 + int(rng.integers(60_000, 600_000))
+        pairs.append((again, again + int(rng.integers(60_000, 300_000))))
+    return pairs
 
 
 def alarms(net: Network, plan: FaultPlan, days: int, rng: np.random.Generator) -> pa.Table:
-    """Alarms raised by the faults (outages, OLT failures, most backhaul faults) plus the
-    everyday noise every NOC sees; alarms still active at the end have no clear time."""
+    """FM alarms as a real OSS exports them: the faults' alarms, late (raised and cleared
+    minutes after the fault starts and ends), some flapping, with sleeping cells and silent
+    backhaul faults raising none; false alarms with no fault behind them; and the everyday
+    noise every NOC sees. Alarms still active at the end have no clear time."""
     end_ms = plan.start_ms + plan.n_periods * PERIOD_MS
     cell_index = {c: i for i, c in enumerate(net.cell_ids)}
     olt_index = {c: i for i, c in enumerate(net.olt_ids)}
@@ -120,27 +170,20 @@ def alarms(net: Network, plan: FaultPlan, days: int, rng: np.random.Generator) -
     rows = []
 
     def add(t0, t1, severity, probable, alarm_text, dn, site_id, cell_id, vendor):
-        rows.append((int(t0), None if t1 >= end_ms else int(t1), severity, probable, alarm_text,
-                     dn, site_id, cell_id, vendor))
+        if t0 < end_ms:  # an alarm raised after the window is not in its export
+            rows.append((int(t0), None if t1 >= end_ms else int(t1), severity, probable, alarm_text,
+                         dn, site_id, cell_id, vendor))
 
-    for f in plan.faults:
-        t0 = plan.period_ms(f.start_period) + int(rng.integers(0, 120_000))
-        t1 = plan.period_ms(f.end_period) + int(rng.integers(0, 120_000))
-        if f.fault_type == "cell_outage":
-            c = cell_index[f.location_id]
-            s = net.cell_site[c]
-            add(t0, t1, "critical", "cell-unavailable", "Cell out of service",
-                f"ManagedElement=ME-{net.site_ids[s]},Cell={f.location_id}", net.site_ids[s],
-                f.location_id, site_vendor[s])
-        elif f.fault_type == "olt_outage":
-            add(t0, t1, "critical", "pon-port-down", "PON port down, ONUs unreachable",
-                f"ManagedElement=ME-{f.location_id}", f.location_id, f.location_id,
-                olt_vendor[olt_index[f.location_id]])
-        elif f.fault_type == "backhaul_degradation" and rng.random() < 0.7:
-            s = site_index[f.location_id]
-            add(t0, t1, "major", "transmission-degraded", "Backhaul errored seconds over threshold",
-                f"ManagedElement=ME-{f.location_id}", f.location_id, None, site_vendor[s])
+    def object_of(probable: str, i: int) -> tuple:
+        """(DN, site id, cell id, vendor) of object ``i`` of the class the cause alarms on."""
+        if probable == "cell-unavailable":
+            s, cell = net.cell_site[i], net.cell_ids[i]
+            return f"ManagedElement=ME-{net.site_ids[s]},Cell={cell}", net.site_ids[s], cell, site_vendor[s]
+        if probable == "pon-port-down":
+            return f"ManagedElement=ME-{net.olt_ids[i]}", net.olt_ids[i], net.olt_ids[i], olt_vendor[i]
+        return f"ManagedElement=ME-{net.site_ids[i]}", net.site_ids[i], None, site_vendor[i]
 
+    # Drawn first, in fixed numbers, so the ordinary alarms are the same at any fault rate.
     n_noise = rng.poisson(0.05 * len(net.site_x) * days)
     noise_site = rng.integers(0, len(net.site_x), n_noise)
     kind = rng.integers(0, len(ALARM_NOISE), n_noise)
@@ -149,6 +192,38 @@ def alarms(net: Network, plan: FaultPlan, days: int, rng: np.random.Generator) -
     for s, k, t0, t1 in zip(noise_site, kind, start, stop):
         sid = net.site_ids[s]
         add(t0, t1, *ALARM_NOISE[k], f"ManagedElement=ME-{sid}", sid, None, site_vendor[s])
+
+    faulty = {"cell-unavailable": plan.cell_down, "transmission-degraded": plan.site_backhaul > 0,
+              "pon-port-down": plan.olt_down}
+    for probable, per_day in FALSE_ALARMS_PER_DAY.items():
+        state = faulty[probable]
+        n_false = rng.poisson(per_day * len(state) * days)
+        obj = rng.integers(0, len(state), n_false)
+        t0 = rng.integers(plan.start_ms, end_ms, n_false)
+        t1 = t0 + 60_000 + rng.exponential(FALSE_ALARM_MEAN_MS, n_false).astype(np.int64)
+        clean = ~state[obj, plan.period_of(t0)] & ~state[obj, np.minimum(plan.period_of(t1), plan.n_periods - 1)]
+        severity, text = FAULT_ALARMS[probable]
+        for i, a, b in zip(obj[clean], t0[clean], t1[clean]):
+            add(a, b, severity, probable, text, *object_of(probable, i))
+
+    alarmed = {"cell_outage": ("cell-unavailable", 1 - SILENT_OUTAGE_SHARE, cell_index),
+               "olt_outage": ("pon-port-down", OLT_ALARM_SHARE, olt_index),
+               "backhaul_degradation": ("transmission-degraded", BACKHAUL_ALARM_SHARE, site_index)}
+    for f in plan.faults:
+        if f.fault_type not in alarmed:
+            continue
+        probable, share, index = alarmed[f.fault_type]
+        raised = rng.random() < share
+        flaps = rng.random() < FLAPPING_SHARE
+        wait = THRESHOLD_PERIOD_MS if probable == "transmission-degraded" else 0
+        began, ended = fault_window_ms(plan, f)
+        t0 = began + wait + int(alarm_delays_ms(rng, RAISE_DELAY_MEDIAN_MS, RAISE_DELAY_MAX_MS))
+        t1 = ended + wait + int(alarm_delays_ms(rng, CLEAR_DELAY_MEDIAN_MS, CLEAR_DELAY_MAX_MS))
+        if not raised:
+            continue
+        severity, text = FAULT_ALARMS[probable]
+        for a, b in flapping(rng, t0, t1) if flaps else [(t0, t1)]:
+            add(a, b, severity, probable, text, *object_of(probable, index[f.location_id]))
 
     rows.sort(key=lambda r: r[0])
     names = ["raised_at", "cleared_at", "severity", "probable_cause", "alarm_text", "object_dn",

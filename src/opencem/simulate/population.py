@@ -176,9 +176,11 @@ def build_population(cfg: SimConfig, net: Network) -> Population:
     )
 
 
-def subscribers_table(pop: Population, net: Network, suspended: np.ndarray,
-                      volte_off: np.ndarray) -> pa.Table:
-    """The ``subscribers`` snapshot as BSS would export it."""
+def subscribers_table(pop: Population, net: Network, status: np.ndarray,
+                      volte_provisioned: np.ndarray) -> pa.Table:
+    """The ``subscribers`` snapshot as BSS would export it on its date: ``status`` and
+    ``volte_provisioned`` per subscriber as they stood then (``behaviour.account_history``;
+    later changes are dated ``subscriber_events``)."""
     seg_names = np.array(SEGMENTS)[pop.segment]
     plan_names = np.array([[PLANS[s][k][0] for k in range(2)] for s in SEGMENTS])[pop.segment, pop.plan]
     line_ids = ids("BB", np.arange(pop.n), 8)
@@ -195,13 +197,12 @@ def subscribers_table(pop: Population, net: Network, suspended: np.ndarray,
         "home_cell_id": net.cell_ids[pop.link[0].cell],
         "device_model": take(DEVICE_NAMES, pop.device),
         "device_firmware": pop.firmware,
-        # A handset's own VoLTE switch reaches BSS only when device management reads it back:
-        # a quarter of the handsets switched off show here, the rest still say enabled.
-        "volte_enabled": ~(volte_off & (np.arange(pop.n) * 2654435761 % 100 < 25)),
+        # The line's provisioning, not the handset's own switch (which BSS does not see).
+        "volte_enabled": volte_provisioned,
         "has_broadband": pop.has_broadband,
         "broadband_line_id": pc.if_else(pa.array(pop.has_broadband), line_ids,
                                         pa.scalar(None, pa.string())),
-        "status": np.where(suspended, "suspended", "active"),
+        "status": status,
         "consent_analytics": pop.consent_analytics,
         "consent_marketing": pop.consent_marketing,
     }

@@ -93,7 +93,9 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     step("planning faults")
     write("cells", cells_table(net))
     suspended_any = np.isfinite(plan.suspended_from_ms)
-    write("subscribers", subscribers_table(pop, net, suspended_any, plan.volte_off))
+    accounts = behaviour.account_history(cfg, pop, plan)  # BSS: the snapshot's state, then dated changes
+    write("subscribers", subscribers_table(pop, net, accounts.status, accounts.volte_provisioned))
+    write("subscriber_events", accounts.events)
     index = labels.FaultIndex.of(plan)
     write_truth("faults", faults_table(plan))
     write_truth("fault_periods", labels.fault_periods_table(plan, index))
