@@ -37,6 +37,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/cei_separation.py
 	$(BIN)/python benchmarks/leakage.py
+	$(BIN)/python benchmarks/twin_baselines.py
 	$(BIN)/python benchmarks/stream.py
 
 docs: $(VENV)/.runtime

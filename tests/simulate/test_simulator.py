@@ -80,15 +80,27 @@ def test_value_differs_by_segment(db):
 
 
 def test_cell_outage_moves_traffic_off_the_cell_and_alarms_late_if_at_all(db):
+    # A constant outage of the whole cell: no session on it, unavailable for its whole window
+    # (faults start and end at any minute, so the counter covers parts of periods).
     cell, start, end = one(db, """SELECT location_id, start_time, end_time FROM truth.faults
-                                  WHERE fault_type = 'cell_outage' LIMIT 1""")
+                                  WHERE fault_type = 'cell_outage' AND shape = 'constant' AND reach = 1
+                                  ORDER BY fault_id LIMIT 1""")
     during = one(db, f"""SELECT count(*) FROM xdr_data WHERE cell_id = '{cell}'
                          AND start_time >= '{start}' AND start_time < '{end}'""")[0]
     assert during == 0
     unavailable = one(db, f"""SELECT sum(value) FROM pm_counters WHERE cell_id = '{cell}'
                               AND counter_name = 'RRU.CellUnavailableTime'""")[0]
     hours = (end - start).total_seconds()
-    assert unavailable == pytest.approx(hours, rel=0.01)
+    assert unavailable == pytest.approx(hours, abs=1)
+    # Every outage: unavailable no longer than its window, and only in periods it was on.
+    rows = db.execute("""
+        SELECT f.fault_id, epoch(f.end_time) - epoch(f.start_time),
+               sum(p.value), sum(p.value) FILTER (fp.period_start IS NULL)
+        FROM truth.faults f JOIN pm_counters p ON p.cell_id = f.location_id
+         AND p.counter_name = 'RRU.CellUnavailableTime' AND p.value > 0
+        LEFT JOIN truth.fault_periods fp ON fp.fault_id = f.fault_id AND fp.period_start = p.period_start
+        WHERE f.fault_type = 'cell_outage' GROUP BY ALL""").fetchall()
+    assert rows and all(total <= window + 1 and not outside for _, window, total, outside in rows), rows
     # FM is imperfect (docs/simulator.md): a silent outage raises no alarm, a flapping one
     # several; the first is raised 10 s to 20 min after the outage began, never before.
     first, early = one(db, f"""SELECT min(raised_at) FILTER (raised_at >= '{start}'),
@@ -105,11 +117,13 @@ def test_pipe_faults_degrade_their_cells_in_their_window(db):
     # Congestion: PRB load (from PM counters: a probe does not see it, so xDRs leave it
     # empty) at the ceiling inside the window, normal outside.
     assert one(db, "SELECT count(prb_load_pct) FROM xdr_data")[0] == 0
+    # (the periods it was on: an intermittent congestion comes and goes)
     rows = db.execute("""
         SELECT g.location_id,
-               avg(p.value) FILTER (p.period_start >= g.start_time AND p.period_start < g.end_time),
-               avg(p.value) FILTER (p.period_start < g.start_time OR p.period_start >= g.end_time)
+               avg(p.value) FILTER (fp.period_start IS NOT NULL),
+               avg(p.value) FILTER (p.period_start + INTERVAL 15 MINUTE <= g.start_time OR p.period_start >= g.end_time)
         FROM truth.faults g JOIN pm_counters p ON p.cell_id = g.location_id AND p.counter_name = 'RRU.PrbTotDl'
+        LEFT JOIN truth.fault_periods fp ON fp.fault_id = g.fault_id AND fp.period_start = p.period_start
         WHERE g.fault_type = 'congestion' GROUP BY 1""").fetchall()
     assert rows
     for _, inside, outside in rows:
@@ -133,7 +147,14 @@ def test_cloud_faults_hurt_video_from_that_node_only_in_window(db):
                    FILTER (v.start_time < g.start_time OR v.start_time >= g.end_time)
         FROM truth.faults g JOIN xdr_video v ON v.cdn_node = g.location_id
         WHERE g.fault_type = 'cdn_degradation' AND v.start_success""")
-    assert inside > 3 * outside
+    # a CDN fault reaches only part of a node's sessions (20-60 %), over ordinary stalls of 1-3 %
+    assert inside > outside
+    slow_in, slow_out = one(db, """
+        SELECT avg(v.initial_buffering_ms) FILTER (v.start_time >= g.start_time AND v.start_time < g.end_time),
+               avg(v.initial_buffering_ms) FILTER (v.start_time < g.start_time OR v.start_time >= g.end_time)
+        FROM truth.faults g JOIN xdr_video v ON v.cdn_node = g.location_id
+        WHERE g.fault_type = 'cdn_degradation' AND v.start_success""")
+    assert slow_in > slow_out + 300  # seconds of extra buffering on the sessions it reaches
 
 
 def test_device_and_account_causes_show_on_their_subscribers(db):
@@ -143,7 +164,7 @@ def test_device_and_account_causes_show_on_their_subscribers(db):
                    FROM subscribers WHERE device_model = '{fw_model}') AND s.device_model = '{fw_model}'),
                avg(v.dropped::INT) FILTER (s.device_model <> '{fw_model}')
         FROM xdr_voice v JOIN subscribers s USING (subscriber_id) WHERE v.setup_success""")
-    assert bad > 3 * good
+    assert bad > 1.8 * good  # the defect drops calls 2-3 times as often, not 30 times
     csfb = one(db, """SELECT avg((voice_bearer = 'CSFB')::INT) FROM xdr_voice v JOIN truth.faults g
                       ON g.location_id = v.subscriber_id WHERE g.fault_type = 'volte_off'""")[0]
     assert csfb == 1.0
@@ -179,16 +200,18 @@ def test_truth_covers_cloud_pipe_device_and_account(db):
 
 
 def test_customers_react_to_experience(db):
-    # Complaints: subscriber-days with many dropped calls complain about calls far more often
-    # (all categories together mostly measure data and broadband, and noise).
-    rows = dict(db.execute("""
+    # Complaints: about 0.1-0.3 % of the base a day (a real operator's order), more where
+    # experience was bad: a customer-day with a voice complaint had more dropped calls.
+    per_day = one(db, """SELECT count(*) / (SELECT count(*) FROM subscribers) / 2 FROM complaints""")[0]
+    assert 0.0005 < per_day < 0.004, per_day
+    drops = dict(db.execute("""
         WITH daily AS (SELECT subscriber_id, start_time::DATE AS day, sum(dropped::INT) AS drops
                        FROM xdr_voice GROUP BY ALL),
              c AS (SELECT DISTINCT subscriber_id, created_at::DATE AS day FROM complaints
                    WHERE category = 'voice')
-        SELECT drops >= 2 AS many, avg((c.subscriber_id IS NOT NULL)::INT)
+        SELECT c.subscriber_id IS NOT NULL AS complained, avg(drops)
         FROM daily LEFT JOIN c USING (subscriber_id, day) GROUP BY 1""").fetchall())
-    assert rows[True] > 3 * rows[False]
+    assert drops[True] > 3 * drops[False]
     # Churners had worse experience than stayers; NPS falls with complaints.
     churn_c, churn_n = one(db, """
         SELECT avg((ch.subscriber_id IS NOT NULL)::INT) FILTER (c.n > 0),
@@ -196,11 +219,14 @@ def test_customers_react_to_experience(db):
         FROM subscribers s LEFT JOIN (SELECT subscriber_id, count(*) n FROM complaints GROUP BY 1) c
              USING (subscriber_id) LEFT JOIN churn_events ch USING (subscriber_id)""")
     assert churn_c > 1.5 * churn_n
-    nps_c, nps_n = one(db, """
-        SELECT avg(nps_score) FILTER (subscriber_id IN (SELECT subscriber_id FROM complaints)),
-               avg(nps_score) FILTER (subscriber_id NOT IN (SELECT subscriber_id FROM complaints))
+    # NPS falls with the experience respondents had (failed or dropped calls, failed data).
+    nps_bad, nps_good = one(db, """
+        WITH bad AS (SELECT subscriber_id FROM xdr_voice WHERE dropped OR sip_cause_code IN (500, 503, 504, 408)
+                     UNION SELECT subscriber_id FROM xdr_data WHERE http_status = 0)
+        SELECT avg(nps_score) FILTER (subscriber_id IN (SELECT subscriber_id FROM bad)),
+               avg(nps_score) FILTER (subscriber_id NOT IN (SELECT subscriber_id FROM bad))
         FROM surveys""")
-    assert nps_c < nps_n - 0.5
+    assert nps_bad < nps_good - 0.3, (nps_bad, nps_good)
     # Social posts about the network cluster on days and places with faults.
     assert one(db, "SELECT count(*) FROM social_posts WHERE text ILIKE '%dropp%' OR text ILIKE '%no mobile data%'")[0] > 0
 
@@ -234,12 +260,9 @@ def test_same_seed_gives_identical_output(tmp_path):
 def test_drive_tests_see_the_coverage_holes_their_roads_cross(db):
     # Routes follow the roads, not the fault list: a hole is seen only where a road crosses it
     # (tests/simulate/test_leaks.py proves the routes do not move with the faults, and that a
-    # crossed hole shows its 20 dB).
+    # crossed hole shows its depth against the same drive without it: a crossed hole need not
+    # be darker than the rest of a route, which may run far from any site).
     runs, samples = one(db, "SELECT count(DISTINCT test_id), count(*) FROM drive_tests")
     assert runs == 8 and samples == 8 * 3600  # one run per town per day
-    inside, outside = one(db, """
-        SELECT median(d.rsrp_dbm) FILTER (g.location_id IS NOT NULL),
-               median(d.rsrp_dbm) FILTER (g.location_id IS NULL)
-        FROM drive_tests d LEFT JOIN truth.faults g  -- both at H3 resolution 9
-          ON g.fault_type = 'coverage_hole' AND g.location_id = d.h3_index""")
-    assert inside is None or inside < outside - 10
+    weak = one(db, "SELECT avg((rsrp_dbm < -105)::INT) FROM drive_tests")[0]
+    assert 0 < weak < 0.3  # outdoors on the roads: mostly good signal, some weak spots

@@ -43,15 +43,21 @@ def simulate_into(out: Path, force: bool = False, quiet: bool = False, **options
 
 @app.command("simulate", rich_help_panel="Data")
 def simulate_cmd(
-    subscribers: Annotated[int, typer.Option(help="Mobile subscribers to simulate.")] = 20_000,
-    days: Annotated[int, typer.Option(help="Days of traffic.")] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same output.")] = 7,
+    subscribers: Annotated[int | None, typer.Option(help="Mobile subscribers to simulate [default: 20000].",
+                                                    show_default=False)] = None,
+    days: Annotated[int | None, typer.Option(help="Days of traffic [default: 2].", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; same seed, same output [default: 7].",
+                                             show_default=False)] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help=(
         "Output folder. An earlier simulator output there is replaced; a folder holding anything "
         "else is refused unless --force."))] = Path("opencem-sim"),
     force: Annotated[bool, typer.Option("--force", help="Replace --out even if it holds other files.")] = False,
     start_date: Annotated[str | None, typer.Option(metavar="DATE", help="First day, YYYY-MM-DD (UTC).")] = None,
-    fault_rate: Annotated[float, typer.Option(help="Multiplier on injected faults (0: none).")] = 1.0,
+    fault_rate: Annotated[float | None, typer.Option(help="Multiplier on injected faults (0: none) [default: 1].",
+                                                     show_default=False)] = None,
+    scenario: Annotated[str | None, typer.Option(metavar="FILE|NAME", help=(
+        "A scenario file (territory, time zone, services, devices, fault rates and shapes, injections; "
+        "docs/simulator.md) or a shipped one by name: benchmark, default. Options given here win over it."))] = None,
     stream: Annotated[bool, typer.Option("--stream", rich_help_panel="Real-time mode", help=(
         "Deliver the world as it happens: records in arrival order, with delays, out-of-order and "
         "duplicate deliveries, to --to DIR or --nats URL. The batch output and its truth stay in --out."))] = False,
@@ -76,7 +82,7 @@ def simulate_cmd(
     keeps it apart in the workspace. With --stream, the same world is then delivered as it
     happens (docs/simulator.md, Real-time mode)."""
     options = dict(subscribers=subscribers, days=days, seed=seed, fault_rate=fault_rate,
-                   start_date=parse_date(start_date, "--start-date"))
+                   start_date=parse_date(start_date, "--start-date"), scenario=scenario)
     if not stream:
         given = [name for name, value in (("--to", to), ("--nats", nats), ("--replay", replay),
                                           ("--no-wait", no_wait or None)) if value is not None]

@@ -25,6 +25,8 @@ CELLS = Table(
         col("city", pa.string(), "City the site is in"),
         col("province", pa.string(), "Province / region"),
         col("h3_index", pa.string(), "H3 cell (resolution 8) of the site location"),
+        col("time_zone", pa.string(), "Local time zone of the site (IANA name, e.g. Europe/Rome): the clock "
+            "its customers live by; timestamps stay UTC"),
     ),
     ranges={"lat": (-90, 90), "lon": (-180, 180), "azimuth_deg": (0, 360)},
 )

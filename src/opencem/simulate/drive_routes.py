@@ -112,7 +112,8 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
         t_ms = day_start_ms(cfg, day) + (START_HOUR + t) * 3_600_000 + np.arange(RUN_S) * 1000
         runs.append((town.name, x, y, t_ms))
 
-    holes = sorted({f.location_id for f in plan.faults if f.fault_type == "coverage_hole"})
+    hole_db = {f.location_id: 8.0 + 12.0 * f.severity for f in plan.faults if f.fault_type == "coverage_hole"}
+    holes = sorted(hole_db)
     x = np.concatenate([r[1] for r in runs])
     y = np.concatenate([r[2] for r in runs])
     t_ms = np.concatenate([r[3] for r in runs])
@@ -125,7 +126,11 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
     period = (t_ms - plan.start_ms) // PERIOD_MS
     down = plan.cell_down[link.cell, period]
     cell = np.where(down, link.fallback_cell, link.cell)
-    rsrp = np.where(down, link.fallback_rsrp_dbm - 3, link.rsrp_dbm) - 20 * in_hole
+    # the hole's own depth (8-20 dB by its severity) where the road crosses one
+    which = pc.index_in(h3_cells(lat, lon, HOLE_RESOLUTION), value_set=pa.array(holes, pa.string()))
+    depth = np.array([hole_db[h] for h in holes] + [0.0])
+    loss = depth[which.fill_null(len(holes)).to_numpy()]
+    rsrp = np.where(down, link.fallback_rsrp_dbm - 3, link.rsrp_dbm) - np.where(in_hole, loss, 0.0)
     rsrp = np.clip(rsrp + rng.normal(0, 2, n), -140, -44)
     load = plan.cell_load[cell, period]
     sinr = sinr_db(rsrp, load, plan.cell_interference_db[cell, period], rng)

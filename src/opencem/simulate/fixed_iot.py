@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..schema.sessions import BROADBAND_SESSIONS, IOT_EVENTS
-from .faults import PERIOD_MS, FaultPlan
+from .config import rng_for
+from .faults import FaultPlan
 from .frame import HOUR_MS, day_start_ms, finish_frame, hourly_profile, sigmoid
 from .geography import Network
 from .ids import ids, take, timestamps_ms
@@ -41,16 +42,22 @@ def iot_events(cfg, net: Network, pop: Population, plan: FaultPlan, day: int,
     link = pop.iot_link
     period = plan.period_of(t_ms)
     cell = link.cell[dev]
-    rsrp = link.rsrp_dbm[dev] - plan.iot_hole_db[dev] + rng.normal(0, 2, n)
-    down = plan.cell_down[cell, period]
+    fading = rng.normal(0, 2, n)
+    rsrp = link.rsrp_dbm[dev] - plan.iot_hole_db[dev] + fading
+    moved, _ = plan.hit("cell_down", cell, t_ms, rng.random(n))
+    down = moved >= 0
+    planned = cell
     cell = np.where(down, link.fallback_cell[dev], cell)
     rsrp = np.where(down, link.fallback_rsrp_dbm[dev] - 3, rsrp)
     owner = pop.iot_owner[dev]
-    frame = finish_frame(net, pop, plan, owner, t_ms, period, cell, rsrp, rng)
+    frame = finish_frame(net, pop, plan, owner, t_ms, period, cell, rsrp, rng,
+                         interferers=[(planned, link.rsrp_dbm[dev] + fading),
+                                      (link.fallback_cell[dev], link.fallback_rsrp_dbm[dev] + fading),
+                                      (link.far_cell[dev], link.far_rsrp_dbm[dev] + fading)])
 
     # NB-IoT copes down to about -130 dBm with coverage enhancement, at a latency cost.
-    p_fail = (0.004 + 0.5 * sigmoid((-132 - frame.rsrp_dbm) / 2.5) + 0.3 * frame.core
-              + 0.05 * frame.backhaul)
+    p_fail = np.minimum(0.004 + 0.5 * sigmoid((-132 - frame.rsrp_dbm) / 2.5) + 0.3 * frame.core
+                        + 0.05 * frame.backhaul + 0.9 * frame.sleep_severity, 1.0)
     success = rng.random(n) >= p_fail
     ce = frame.rsrp_dbm < -115
     median = np.array([IOT_PROFILE[s][2] for s in IOT_SERVICES])[service]
@@ -91,6 +98,7 @@ class LineHours:
     olt: np.ndarray
     outage_s: np.ndarray
     wifi_quality: np.ndarray
+    olt_fault: np.ndarray  # the OLT fault that took the line down in the hour, -1 none
 
 
 def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day: int,
@@ -104,9 +112,18 @@ def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day:
     t_ms = day_start_ms(cfg, day) + hour * HOUR_MS
     olt = pop.line_olt[sub]
     first_period = plan.period_of(t_ms)
-    # Seconds of the hour the OLT was down (4 periods of 15 minutes per hour).
-    outage_s = sum(plan.olt_down[olt, first_period + k] for k in range(4)) * (PERIOD_MS / 1000)
-    outage_s = outage_s + (rng.random(n) < 0.002) * rng.uniform(30, 600, n)  # CPE reboots
+    # Seconds of the hour the line's OLT port was down (4 periods of 15 minutes per hour): a
+    # partial OLT fault takes down some of its PON ports, so only that share of its lines.
+    port = rng_for(cfg.seed, "pon-port").random(pop.n)[sub]
+    fault = np.full(n, -1, np.int32)
+    outage_s = np.zeros(n)
+    for k in range(4):
+        f, seconds = plan.overlap_s("olt", olt, np.minimum(first_period + k, plan.n_periods - 1))
+        on_port = (f >= 0) & (port < plan.reach(f))
+        outage_s += np.where(on_port, seconds, 0.0)
+        fault = np.where(on_port & (fault < 0), f, fault)
+    reboot = (rng.random(n) < 0.002) * rng.uniform(30, 600, n)  # CPE reboots
+    outage_s = outage_s + reboot
     outage_s = np.minimum(outage_s, 3600)
     evening = ((hour >= 18) & (hour < 23)).astype(float)
     sync_dl = pop.line_plan_kbps[sub] * rng.uniform(0.93, 1.0, n)
@@ -131,4 +148,4 @@ def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day:
         "bytes_dl": (usage * up * rng.lognormal(np.log(4e8), 0.8, n)).astype(np.int64),
     }
     table = pa.table(cols).cast(BROADBAND_SESSIONS.schema)
-    return table, LineHours(sub, t_ms, olt, outage_s, quality)
+    return table, LineHours(sub, t_ms, olt, outage_s, quality, fault)

@@ -57,30 +57,10 @@ class FaultIndex:
                    np.append(plan.rank, NONE_RANK).astype(np.int16))
 
 
-def mobile_candidates(service: str, frame: Frame, plan: FaultPlan, net: Network,
-                      cdn: np.ndarray | None = None, source: np.ndarray | None = None) -> np.ndarray:
-    """(sessions, k) fault indexes on each session's path that impair ``service`` (-1: none)."""
-    g, by_sub, sub, period = plan.fault_grid, plan.subscriber_fault, frame.sub, frame.period
-    planned = frame.cell if frame.planned_cell is None else frame.planned_cell
-    anchor = np.zeros(len(frame), np.int64) if frame.anchor is None else frame.anchor
-    none = np.int32(-1)
-    cands = [
-        np.where(frame.suspended, by_sub["suspension"][sub], none),
-        g["province_core"][net.site_province[frame.site], period],
-        g["site_backhaul"][frame.site, period],
-        g["cell_down"][planned, period],
-        g["cell_congestion"][frame.cell, period],
-        g["cell_interference"][frame.cell, period],
-        # a session moved off a cell that is down no longer meets the hole at its place
-        np.where(planned == frame.cell, plan.anchor_hole_fault[sub, anchor], none),
-    ]
-    if service == "voice":
-        cands += [by_sub["volte_off"][sub], by_sub["firmware"][sub]]
-    else:
-        cands += [by_sub["wrong_apn"][sub], np.where(frame.throttled, by_sub["throttle"][sub], none)]
-    if service == "video":
-        cands += [g["cdn"][cdn, period], g["source"][source, period]]
-    return np.stack(cands, axis=1)
+def mobile_candidates(frame: Frame) -> np.ndarray:
+    """(sessions, k) fault indexes on each session's path (-1: none): the faults the
+    generators applied, as they recorded them in ``frame.hits``."""
+    return np.stack([np.asarray(v, np.int32) for v in frame.hits.values()], axis=1)
 
 
 def mobile_condition(frame: Frame) -> np.ndarray:
@@ -90,23 +70,21 @@ def mobile_condition(frame: Frame) -> np.ndarray:
 
 
 def mobile_cases(service: str, frame: Frame, poor: np.ndarray, plan: FaultPlan, net: Network,
-                 index: FaultIndex, cdn: np.ndarray | None = None, source: np.ndarray | None = None) -> pa.Table:
+                 index: FaultIndex) -> pa.Table:
     """``truth/cases`` rows of one service's sessions (a whole day of a range of subscribers)."""
-    cands = mobile_candidates(service, frame, plan, net, cdn, source)
+    cands = mobile_candidates(frame)
     return cases(service, frame.sub, frame.t_ms, plan.start_ms, poor, cands, mobile_condition(frame),
                  frame.cell, net.cell_ids, index)
 
 
-def broadband_cases(sub: np.ndarray, t_ms: np.ndarray, olt: np.ndarray, outage_s: np.ndarray,
-                    wifi_quality: np.ndarray, plan: FaultPlan, net: Network, index: FaultIndex) -> pa.Table:
-    """``truth/cases`` rows of hourly line records."""
-    first = plan.period_of(t_ms)
-    periods = np.minimum(first[:, None] + np.arange(HOUR_MS // PERIOD_MS)[None, :], plan.n_periods - 1)
-    cands = plan.fault_grid["olt"][olt[:, None], periods].max(axis=1, keepdims=True)
+def broadband_cases(sub: np.ndarray, t_ms: np.ndarray, olt_fault: np.ndarray, outage_s: np.ndarray,
+                    wifi_quality: np.ndarray, plan: FaultPlan, index: FaultIndex) -> pa.Table:
+    """``truth/cases`` rows of hourly line records (``olt_fault``: the OLT fault that took the
+    line down in the hour, as the generator applied it)."""
     poor = (outage_s >= 60) | (wifi_quality < 20)
     condition = np.where(outage_s >= 60, 4, 3).astype(np.int8)
-    return cases("home_broadband", sub, t_ms, plan.start_ms, poor, cands, condition,
-                 np.full(len(sub), -1), np.array([], object), index)
+    return cases("home_broadband", sub, t_ms, plan.start_ms, poor, olt_fault[:, None].astype(np.int32),
+                 condition, np.full(len(sub), -1), np.array([], object), index)
 
 
 def cases(service: str, sub: np.ndarray, t_ms: np.ndarray, start_ms: int, poor: np.ndarray,
@@ -161,8 +139,8 @@ def cases(service: str, sub: np.ndarray, t_ms: np.ndarray, start_ms: int, poor: 
 def cell_periods_table(plan: FaultPlan, net: Network, index: FaultIndex) -> pa.Table:
     """``truth/cell_periods``: (cell, 15 minutes, fault) where a network fault impaired the cell."""
     g = plan.fault_grid
-    grids = (g["cell_down"], g["cell_congestion"], g["cell_interference"], g["site_backhaul"][net.cell_site],
-             g["province_core"][net.site_province[net.cell_site]])
+    grids = (g["cell_down"], g["cell_sleep"], g["cell_congestion"], g["cell_interference"],
+             g["site_backhaul"][net.cell_site], g["province_core"][net.site_province[net.cell_site]])
     cells, periods, faults = [], [], []
     for grid in grids:
         c, p = np.nonzero(grid >= 0)
@@ -183,20 +161,34 @@ def cell_periods_table(plan: FaultPlan, net: Network, index: FaultIndex) -> pa.T
 
 def fault_periods_table(plan: FaultPlan, index: FaultIndex) -> pa.Table:
     """``truth/fault_periods``: every 15-minute period each network, cloud or device-model fault
-    was active, on its own object (per-subscriber faults are whole rows of ``truth/faults``)."""
-    keep = [i for i, x in enumerate(plan.faults) if x.location_type != "subscriber"]
-    starts = np.array([plan.faults[i].start_period for i in keep], np.int64)
-    lengths = np.array([plan.faults[i].end_period - plan.faults[i].start_period for i in keep], np.int64)
-    which = np.repeat(np.array(keep, np.int64), lengths)
-    offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    period = np.repeat(starts, lengths) + offset
-    severity = np.array([x.severity for x in plan.faults], np.float32)
+    was on, on its own object (an intermittent fault has gaps; per-subscriber faults are whole
+    rows of ``truth/faults``)."""
+    from .faults import FAULT_TYPES
+
+    which, period, severity = [], [], []
+    for name, grid in plan.fault_grid.items():
+        obj, p = np.nonzero(grid >= 0)
+        which.append(grid[obj, p].astype(np.int64))
+        period.append(p.astype(np.int64))
+        severity.append(plan.severity_grid[name][obj, p])
+    for i, f in enumerate(plan.faults):  # faults without a grid: a place or a device model, whole window
+        if FAULT_TYPES[f.fault_type].grid is None and f.location_type != "subscriber":
+            p = np.arange(f.start_period, f.end_period, dtype=np.int64)
+            which.append(np.full(len(p), i, np.int64))
+            period.append(p)
+            severity.append(np.full(len(p), f.severity, np.float32))
+    which, period, severity = (np.concatenate(x) if x else np.array([], np.int64) for x in (which, period, severity))
+    order = np.lexsort((period, which))
+    which, period, severity = which[order], period[order], severity[order]
     empty = np.array([], object)
+
+    def text(values: np.ndarray) -> pa.Array:
+        return pa.array(values[which] if len(which) else empty, pa.string())
+
     return pa.table({
-        "fault_id": pa.array(index.fault_id[which] if len(which) else empty, pa.string()),
-        "object_type": pa.array(index.location_type[which] if len(which) else empty, pa.string()),
-        "object_id": pa.array(index.location_id[which] if len(which) else empty, pa.string()),
+        "fault_id": text(index.fault_id), "object_type": text(index.location_type),
+        "object_id": text(index.location_id),
         "period_start": pa.array(plan.start_ms + period * PERIOD_MS, pa.timestamp("ms", tz="UTC")),
-        "fault_type": pa.array(index.fault_type[which] if len(which) else empty, pa.string()),
-        "severity": pa.array(severity[which] if len(which) else np.array([], np.float32), pa.float32()),
+        "fault_type": text(index.fault_type),
+        "severity": pa.array(severity.astype(np.float32), pa.float32()),
     }).cast(FAULT_PERIODS.schema)

@@ -13,11 +13,12 @@ import pyarrow as pa
 
 from ..schema import Table
 from ..schema.sessions import XDR_DATA, XDR_VIDEO, XDR_VOICE
-from .faults import CDN_NODES, PROGRAM_SOURCES, FaultPlan
+from .faults import FaultPlan
 from .frame import Frame, sigmoid
 from .geography import Network, to_latlon
 from .ids import ids, take, timestamps_ms
 from .population import DEVICE_NAMES, DEVICES, Population
+from .services import APPS, CDN_NODES, HOST_RTT_MS, HOSTS, PROGRAM_SOURCES  # noqa: F401 - APPS, HOSTS re-exported
 
 
 @dataclass
@@ -99,7 +100,9 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     n = len(frame)
     sub = frame.sub
     volte_off = plan.volte_off[sub]
-    fw_bug = plan.firmware_bug[sub]
+    fw_bug = plan.firmware_bug[sub]  # severity 0.5-1 of the defect on this handset's firmware
+    frame.hits["volte_off"] = plan.subscriber_fault["volte_off"][sub]
+    frame.hits["firmware"] = plan.subscriber_fault["firmware"][sub]
     # 0 VoLTE, 1 VoNR, 2 CSFB: a handset with VoLTE off always falls back; others do too where
     # IMS voice is not reachable (weak coverage at the cell edge, an IMS registration lost)
     ordinary_csfb = rng.random(n) < 0.01 + 0.25 * sigmoid((-112 - frame.rsrp_dbm) / 3)
@@ -107,7 +110,7 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     cs = bearer == 2  # a circuit-switched call: slower setup, AMR-NB, longer delay
 
     user_fail = rng.random(n) < 0.04  # busy, no answer, cancelled: not the network's fault
-    p_net = frame.radio_failure_prob() + 0.08 * fw_bug
+    p_net = frame.radio_failure_prob() + 0.012 * fw_bug
     net_fail = (rng.random(n) < p_net) & ~user_fail
     blocked = frame.suspended
     success = ~(user_fail | net_fail | blocked)
@@ -117,11 +120,12 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     cause[net_fail] = rng.choice([503, 500, 408, 504, 403], net_fail.sum(), p=[0.45, 0.2, 0.2, 0.1, 0.05])
     cause[blocked] = 403
 
-    setup_ms = (np.where(frame.tech == 1, 1100.0, 1400.0) * rng.lognormal(0, 0.25, n)
+    setup_ms = (np.where(frame.tech == 1, 1500.0, 1800.0) * rng.lognormal(0, 0.25, n)
                 * (1 + 0.5 * frame.load) + 300 * (frame.sinr_db < 0) + 3500 * cs
                 + 2000 * frame.core)
     duration = np.where(success, np.clip(rng.lognormal(np.log(70), 1.0, n), 2, 7200), 0.0)
-    p_drop = (frame.drop_prob() + 0.12 * fw_bug) * (np.maximum(duration, 1) / 120) ** 0.3
+    # the defect makes calls drop 2-3 times as often as on a sound firmware
+    p_drop = (frame.drop_prob() * (1 + 2 * fw_bug) + 0.3 * frame.sleep_severity) * (np.maximum(duration, 1) / 120) ** 0.3
     dropped = success & (rng.random(n) < p_drop)
     # Call ends early when dropped.
     duration = np.where(dropped, duration * rng.uniform(0.05, 0.9, n), duration)
@@ -130,7 +134,7 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     u = rng.random(n)
     codec = np.where(cs, 0, np.where(evs & (u < 0.45), 2, np.where(u < 0.8, 1, 0)))
     codec_rate = np.array([12.2, 12.65, 13.2], np.float32)[codec]
-    loss = (rng.exponential(0.15, n) + 6 * sigmoid((-2 - frame.sinr_db) / 2) + 3 * frame.backhaul
+    loss = (rng.exponential(0.15, n) + 6 * sigmoid((-2 - frame.sinr_db) / 2) + 3 * frame.backhaul ** 2
             + 2 * frame.load ** 4)
     jitter = 4 + 25 * frame.load ** 3 + 20 * frame.backhaul + rng.exponential(2, n)
     delay = (70 + 10 * (frame.tech == 0) + 30 * frame.load ** 2 + 50 * frame.backhaul
@@ -158,21 +162,6 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
                           duration * 1000, duration, poor)
 
 
-# (name, share, median bytes, demand kbps, hosts)
-APPS = (
-    ("web_browsing", 0.28, 1.5e6, 20_000, ("news.example", "shop.example", "search.example")),
-    ("social", 0.25, 4e6, 15_000, ("social.example", "photos.example")),
-    ("messaging", 0.20, 8e4, 2_000, ("chat.example",)),
-    ("music", 0.08, 5e6, 320, ("music.example",)),
-    ("maps", 0.05, 1e6, 5_000, ("maps.example",)),
-    ("gaming", 0.06, 3e5, 1_000, ("game.example",)),
-    ("software_update", 0.03, 8e7, 200_000, ("updates.example",)),
-    ("cloud_storage", 0.05, 1e7, 100_000, ("drive.example",)),
-)
-HOSTS = [h for a in APPS for h in a[4]]
-HOST_RTT_MS = np.linspace(8, 60, len(HOSTS))
-
-
 def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
                   rng: np.random.Generator, first_id: int) -> tuple[pa.Table, Outcome]:
     n = len(frame)
@@ -181,19 +170,29 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     first_host = np.cumsum([0] + [len(a[4]) for a in APPS])[:-1]
     host = first_host[app] + (rng.random(n) * np.array([len(a[4]) for a in APPS])[app]).astype(int)
 
+    frame.hits["wrong_apn"] = plan.subscriber_fault["wrong_apn"][frame.sub]
+    frame.hits["throttle"] = np.where(frame.throttled, plan.subscriber_fault["throttle"][frame.sub], -1)
+    host_fault, host_sev = plan.hit("host", host, frame.t_ms, rng.random(n))
+    dns_fault, dns_sev = plan.hit("province_dns", net.site_province[frame.site], frame.t_ms, rng.random(n))
+    frame.hits["host"], frame.hits["dns"] = host_fault, dns_fault
+
     blocked = frame.suspended | plan.wrong_apn[frame.sub]
-    net_fail = (rng.random(n) < frame.radio_failure_prob()) & ~blocked
-    server_error = rng.random(n) < 0.008
-    ok = ~(blocked | net_fail)
+    # name lookups time out now and then (0.2 %), much more in a DNS failure
+    dns_fail = (rng.random(n) < 0.002 + dns_sev) & ~blocked
+    net_fail = (rng.random(n) < frame.radio_failure_prob()) & ~blocked & ~dns_fail
+    server_error = rng.random(n) < 0.008 + 0.3 * host_sev
+    ok = ~(blocked | net_fail | dns_fail)
 
     bytes_dl = np.where(ok, rng.lognormal(np.log(np.array([a[2] for a in APPS])[app]), 1.0), 0)
     demand = np.array([a[3] for a in APPS], float)[app]
-    thp = np.minimum(frame.capacity_kbps(), demand) * rng.lognormal(0, 0.25, n)
+    thp = np.minimum(frame.capacity_kbps() * (1 - 0.95 * frame.sleep_severity), demand) * rng.lognormal(0, 0.25, n)
     thp = np.where(frame.throttled, np.minimum(thp, frame.policer_kbps), thp)  # a policer is a hard cap
     rtt_ran = frame.rtt_ran_ms(rng)
     rtt_net = HOST_RTT_MS[host] + 60 * frame.core + rng.exponential(5, n)
-    server_ms = rng.lognormal(np.log(80), 0.5, n)
-    response = rtt_ran + rtt_net + server_ms
+    # servers have a tail of their own: one request in fifty waits seconds (no fault)
+    server_ms = (rng.lognormal(np.log(80), 0.5, n) + (rng.random(n) < 0.02) * rng.lognormal(np.log(3000), 0.6, n)) \
+        * (1 + 8 * host_sev)
+    response = np.where(dns_fail, 5000.0, rtt_ran + rtt_net + server_ms)
     transfer_ms = bytes_dl * 8 / np.maximum(thp, 1)  # kbit / kbps = s; x1000 ms / 1000 bytes->kbit
     web = app == 0
     page_load = response + 4 * (rtt_ran + rtt_net) + transfer_ms
@@ -238,24 +237,30 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     # Regional CDN node first, national node as overflow for 15% of sessions.
     regional = np.where(province == 0, rng.integers(0, 2, n), 2)
     cdn = np.where(rng.random(n) < 0.15, 3, regional)
-    cdn_sev = plan.cdn_bad[cdn, frame.period]
-    src_sev = plan.source_bad[source, frame.period]
+    cdn_fault, cdn_sev = plan.hit("cdn", cdn, frame.t_ms, rng.random(n))
+    src_fault, src_sev = plan.hit("source", source, frame.t_ms, rng.random(n))
+    dns_fault, dns_sev = plan.hit("province_dns", province, frame.t_ms, rng.random(n))
+    frame.hits.update({"wrong_apn": plan.subscriber_fault["wrong_apn"][frame.sub],
+                       "throttle": np.where(frame.throttled, plan.subscriber_fault["throttle"][frame.sub], -1),
+                       "cdn": cdn_fault, "source": src_fault, "dns": dns_fault})
 
     blocked = frame.suspended | plan.wrong_apn[frame.sub]
+    # players fail to start now and then on their own (0.5 %: app, DRM, manifest errors)
     start_fail = blocked | (rng.random(n) < frame.radio_failure_prob() * 0.7 + 0.6 * src_sev ** 2
-                            + 0.1 * cdn_sev)
+                            + 0.1 * cdn_sev + 0.005 + 0.002 + dns_sev)
     ok = ~start_fail
     screen = np.array([d.screen_size_inch for d in DEVICES], np.float32)[pop.device[frame.sub]]
     max_rung = np.where(screen < 3, 0, np.where(screen <= 5.5, 3, 4))
-    cap = frame.capacity_kbps() * (1 - 0.75 * cdn_sev)
+    # what the player sees over a session varies around the radio's average (fading, other users)
+    cap = frame.capacity_kbps() * (1 - 0.75 * cdn_sev) * (1 - 0.95 * frame.sleep_severity) * rng.lognormal(0, 0.5, n)
     rung = np.minimum((LADDER_KBPS[None, :] <= 0.75 * cap[:, None]).sum(axis=1) - 1, max_rung).clip(0)
     bitrate = LADDER_KBPS[rung] * rng.uniform(0.85, 1.0, n)
     rtt = frame.rtt_ran_ms(rng) + 25
-    init_ms = ((300 + 3 * rtt + 2000 * bitrate / np.maximum(cap, 1)) * rng.lognormal(0, 0.3, n)
-               + cdn_sev * rng.uniform(3000, 9000, n) + src_sev * rng.uniform(4000, 12000, n))
+    init_ms = ((1500 + 3 * rtt + 2000 * bitrate / np.maximum(cap, 1)) * rng.lognormal(0, 0.5, n)
+               + cdn_sev * rng.uniform(1500, 6000, n) + src_sev * rng.uniform(4000, 12000, n))
     play_s = np.clip(rng.lognormal(np.log(VIDEO_PLAY_MEDIAN_S[app]), 0.8), 5, 4 * 3600) * ok
     starvation = np.maximum(0, bitrate / np.maximum(cap, 1) - 0.8)
-    stalls_per_min = 0.01 + 3 * starvation ** 1.3 + 1.2 * src_sev + 0.8 * cdn_sev
+    stalls_per_min = 0.1 + 3 * starvation ** 1.3 + 1.2 * src_sev + 0.6 * cdn_sev
     stall_count = np.minimum(rng.poisson(stalls_per_min * play_s / 60), 500) * ok
     stall_ms = stall_count * rng.lognormal(np.log(2500), 0.5, n)
 

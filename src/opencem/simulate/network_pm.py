@@ -91,7 +91,7 @@ def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
         "RRC.ConnMean": np.round(connected_s / GRANULARITY_S + background * 0.05, 3),
         "HO.ExeAtt": ho_att,
         "HO.ExeSucc": ho_att - ho_fail,
-        "RRU.CellUnavailableTime": down * float(GRANULARITY_S),
+        "RRU.CellUnavailableTime": np.round(plan.covered_s("cell_down", p0, p0 + per_day)),
     }
     for name, values in cols.items():
         if isinstance(values, np.ndarray) and values.ndim == 2:

@@ -11,34 +11,11 @@ import pyarrow.compute as pc
 
 from ..schema.customers import SUBSCRIBERS
 from .config import SimConfig, rng_for
-from .geography import (PROVINCES, TOWN_NAMES, TOWNS, Network, RadioLink, sample_places, serve,
-                        territory_scale)
+from .devices import DEVICE_EFFICIENCY, DEVICE_NAMES, DEVICE_RX_LOSS_DB, DEVICES, DeviceModel  # noqa: F401
+from .geography import Network, RadioLink, sample_places, serve, territory_scale
 from .ids import ids, take
 
 
-@dataclass(frozen=True)
-class DeviceModel:
-    name: str
-    five_g: bool
-    screen_size_inch: float
-    evs: bool  # supports the EVS codec
-    firmware: tuple[str, ...]
-    share_premium: float
-    share_mass: float
-
-
-DEVICES = (
-    DeviceModel("Aurora X5", True, 6.7, True, ("14.2.1", "14.3.0"), 0.30, 0.06),
-    DeviceModel("Nimbus 11 Pro", True, 6.1, True, ("11.0.4", "11.1.0"), 0.30, 0.07),
-    DeviceModel("Vega M2", True, 6.4, True, ("2.8", "3.0"), 0.15, 0.08),
-    DeviceModel("Pico A54", True, 6.4, False, ("A54.7", "A54.8"), 0.08, 0.16),
-    DeviceModel("Kite Z3", True, 6.6, False, ("Z3-120", "Z3-131"), 0.07, 0.15),
-    DeviceModel("Aurora X4", False, 6.1, True, ("13.9",), 0.05, 0.10),
-    DeviceModel("Pico A23", False, 6.5, False, ("A23.4", "A23.5"), 0.03, 0.22),
-    DeviceModel("Orbit Lite", False, 5.5, False, ("1.4",), 0.01, 0.12),
-    DeviceModel("Feature F1", False, 2.4, False, ("F1.0",), 0.01, 0.04),
-)
-DEVICE_NAMES = [d.name for d in DEVICES]
 IOT_MODULES = ("NBM-100", "NBM-200", "LTEM-CAT1")
 CPE_MODELS = ("HomeGate 3", "HomeGate 4 WiFi6", "FiberBox 2")
 
@@ -105,9 +82,8 @@ class Population:
         caps = np.array([[PLANS[s][k][1] for k in range(2)] for s in SEGMENTS])
         return caps[self.segment, self.plan]
 
-    @property
-    def province(self) -> np.ndarray:
-        return np.array([PROVINCES.index(t.province) for t in TOWNS])[self.home_town]
+    def province(self, net: Network) -> np.ndarray:
+        return net.town_province[self.home_town]
 
 
 def build_population(cfg: SimConfig, net: Network) -> Population:
@@ -121,14 +97,17 @@ def build_population(cfg: SimConfig, net: Network) -> Population:
     plan = (rng.random(n) < 0.5).astype(int)
 
     scale = territory_scale(n)
-    hx, hy, town = sample_places(rng, n, scale)
+    hx, hy, town = sample_places(rng, n, scale, towns=net.towns)
     # Workplaces concentrate in town centres; leisure places are near home.
-    wx, wy, _ = sample_places(rng, n, scale, spread=0.6)
+    wx, wy, _ = sample_places(rng, n, scale, spread=0.6, towns=net.towns)
     lx, ly = hx + rng.normal(0, 1.5 * scale, n), hy + rng.normal(0, 1.5 * scale, n)
     anchor_x, anchor_y = np.c_[hx, wx, lx], np.c_[hy, wy, ly]
 
     premium = np.isin(segment, [SEGMENTS.index("premium"), SEGMENTS.index("enterprise")])
-    p_dev = np.array([[d.share_premium for d in DEVICES], [d.share_mass for d in DEVICES]])
+    mass = [cfg.device_shares.get(d.name, 0.0) for d in DEVICES] if cfg.device_shares else \
+        [d.share_mass for d in DEVICES]
+    premium_mix = [d.share_premium for d in DEVICES] if not cfg.device_shares else mass
+    p_dev = np.array([premium_mix, mass], float)
     p_dev /= p_dev.sum(axis=1, keepdims=True)
     cdf = np.cumsum(p_dev, axis=1)[np.where(premium, 0, 1)]
     device = (rng.random(n)[:, None] > cdf).sum(axis=1).clip(0, len(DEVICES) - 1)
@@ -138,9 +117,13 @@ def build_population(cfg: SimConfig, net: Network) -> Population:
     firmware = np.where(rng.random(n) < 0.5, latest, oldest)
 
     five_g = np.array([d.five_g for d in DEVICES])[device]
-    # Home and work are indoors; leisure places are a mix, counted as outdoors.
-    link = [serve(net, anchor_x[:, a], anchor_y[:, a], five_g, np.full(n, a < 2), rng)
-            for a in range(len(ANCHORS))]
+    # Home and work are indoors (penetration loss varies with the building: 5-30 dB); a
+    # leisure place is indoors one time in three.
+    link = []
+    for a in range(len(ANCHORS)):
+        indoor = np.ones(n, bool) if a < 2 else rng.random(n) < 0.35
+        loss = np.where(indoor, np.clip(rng.normal(14, 5, n), 5, 30), 0.0)
+        link.append(serve(net, anchor_x[:, a], anchor_y[:, a], five_g, loss, rng))
 
     has_bb = rng.random(n) < cfg.broadband_share
     _, olt = net.olt_tree.query(np.c_[hx, hy])
@@ -155,9 +138,10 @@ def build_population(cfg: SimConfig, net: Network) -> Population:
     iot_owner = enterprise[rng.choice(len(enterprise), n_iot, p=owner_weight / owner_weight.sum())]
     fleet_service = rng.integers(0, len(IOT_SERVICES), n)  # service per owner
     iot_service = fleet_service[iot_owner]
-    ix, iy, _ = sample_places(rng, n_iot, scale, spread=1.3)
-    deep_indoor = iot_service != IOT_SERVICES.index("shared_bike")
-    iot_link = serve(net, ix, iy, np.zeros(n_iot, bool), deep_indoor, rng)
+    ix, iy, _ = sample_places(rng, n_iot, scale, spread=1.3, towns=net.towns)
+    # Meters sit in basements and cabinets, smoke sensors indoors, bikes in the street.
+    penetration = np.array([16.0, 0.0, 30.0])[iot_service] + rng.normal(0, 5, n_iot) * (iot_service != 1)
+    iot_link = serve(net, ix, iy, np.zeros(n_iot, bool), np.clip(penetration, 0, 40), rng)
 
     return Population(
         n=n, segment=segment, arpu=arpu, tenure_months=tenure, age_band=age_band, plan=plan,
@@ -192,8 +176,8 @@ def subscribers_table(pop: Population, net: Network, status: np.ndarray,
         "arpu_monthly": np.round(pop.arpu, 2).astype("float32"),
         "tenure_months": pop.tenure_months.astype("int16"),
         "age_band": take(list(AGE_BANDS), pop.age_band),
-        "city": take(TOWN_NAMES, pop.home_town),
-        "province": take(PROVINCES, pop.province),
+        "city": take(net.town_names, pop.home_town),
+        "province": take(list(net.provinces), pop.province(net)),
         "home_cell_id": net.cell_ids[pop.link[0].cell],
         "device_model": take(DEVICE_NAMES, pop.device),
         "device_firmware": pop.firmware,

@@ -28,19 +28,19 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..folders import replace_folder
-from . import behaviour, drive_routes, fixed_iot, labels, mobile
+from . import behaviour, drive_routes, fixed_iot, labels, load, mobile
 from .config import SimConfig, rng_for
 from .faults import faults_table, plan_faults
-from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame, hourly_profile
+from .frame import SEGMENT_DATA, SEGMENT_VOICE, day_start_ms, draw_frame
 from .geography import build_network, cells_table
 from .network_pm import CellTraffic, alarms, pm_counters
+from .pm_files import write_pm_files
 from .population import build_population, subscribers_table
 from .truth import write_marker
 
 Progress = Callable[[str], None]
 
 MARKER = ".opencem-simulation"  # written first, so even an interrupted run's folder can be replaced
-VOICE_PER_DAY, DATA_PER_DAY, VIDEO_PER_DAY = 3.0, 8.0, 1.2
 # Sessions are generated for this many subscribers at a time, bounding memory at any scale.
 CHUNK_SUBSCRIBERS = 250_000
 
@@ -90,6 +90,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     pop = build_population(cfg, net)
     start_ms = day_start_ms(cfg, 0)
     plan = plan_faults(cfg, net, pop, start_ms)
+    load.offered_load(cfg, net, pop, plan)
     step("planning faults")
     write("cells", cells_table(net))
     suspended_any = np.isfinite(plan.suspended_from_ms)
@@ -100,12 +101,10 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     write_truth("faults", faults_table(plan))
     write_truth("fault_periods", labels.fault_periods_table(plan, index))
     write_truth("cell_periods", labels.cell_periods_table(plan, net, index))
-    bills, latest_error = behaviour.billing(cfg, pop)
-    write("billing", bills)
     step("billing history")
 
     exp = behaviour.Experience.empty(pop.n, cfg.days)
-    counters = []
+    pm_files = 0
     next_id = {"voice": 0, "data": 0, "video": 0, "iot": 0}
     for day in range(cfg.days):
         label = (cfg.start_date + timedelta(days=day)).isoformat()
@@ -113,16 +112,17 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
         traffic = CellTraffic(net.n_cells, day)
         poor_sub, poor_cell, day_cases = [], [], []
         chunks = [slice(lo, lo + CHUNK_SUBSCRIBERS) for lo in range(0, pop.n, CHUNK_SUBSCRIBERS)]
-        for (kind, per_day, hours, factor, gen), (k, chunk) in itertools.product((
-            ("voice", VOICE_PER_DAY, hourly_profile((11.0, 17.5)), SEGMENT_VOICE, mobile.voice_calls),
-            ("data", DATA_PER_DAY, hourly_profile((13.0, 21.0)), SEGMENT_DATA, mobile.data_sessions),
-            ("video", VIDEO_PER_DAY, hourly_profile((21.0,), 0.05), SEGMENT_DATA, mobile.video_sessions),
+        mix = cfg.services
+        for (kind, per_day, factor, gen), (k, chunk) in itertools.product((
+            ("voice", mix.voice_per_day, SEGMENT_VOICE, mobile.voice_calls),
+            ("data", mix.data_per_day, SEGMENT_DATA, mobile.data_sessions),
+            ("video", mix.video_per_day, SEGMENT_DATA, mobile.video_sessions),
         ), enumerate(chunks)):
-            frame = draw_frame(cfg, net, pop, plan, day, per_day, hours, rng, factor, chunk)
+            frame = draw_frame(cfg, net, pop, plan, day, per_day, kind, rng, factor, chunk)
             frame.location = mobile.geolocate(frame, pop, rng_for(cfg.seed, f"geolocation-{kind}-{day}-{k}"))
             table, outcome = gen(frame, net, pop, plan, rng, next_id[kind])
             day_cases.append(labels.mobile_cases("mobile_data" if kind == "data" else kind, frame, outcome.poor,
-                                                 plan, net, index, outcome.cdn, outcome.source))
+                                                 plan, net, index))
             next_id[kind] += len(frame)
             write(f"xdr_{kind}", table, label if len(chunks) == 1 else f"{label}-part{k}")
             traffic.add(outcome)
@@ -134,9 +134,12 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
             elif kind == "data":
                 no_response = table.column("http_status").to_numpy() == 0
                 exp.add("data_failures", frame.sub, day, outcome.setup_failed | no_response)
+                exp.add("data_gb", frame.sub, day, (table.column("bytes_dl").to_numpy()
+                                                    + table.column("bytes_ul").to_numpy()) / 1e9)
                 exp.add("data_poor", frame.sub, day, outcome.poor)
             else:
                 exp.add("video_poor", frame.sub, day, outcome.poor)
+                exp.add("data_gb", frame.sub, day, outcome.bytes_dl / 1e9)
             del frame, table, outcome  # keep one chunk of one service in memory at a time
         exp.set_worst_cell(day, np.concatenate(poor_sub), np.concatenate(poor_cell), net.n_cells)
 
@@ -147,16 +150,23 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
         bb_table, lines = fixed_iot.broadband_sessions(cfg, net, pop, plan, day, rng)
         write("broadband_sessions", bb_table, label)
         exp.add("broadband_outage_s", lines.sub, day, lines.outage_s)
-        day_cases.append(labels.broadband_cases(lines.sub, lines.t_ms, lines.olt, lines.outage_s,
-                                                lines.wifi_quality, plan, net, index))
+        day_cases.append(labels.broadband_cases(lines.sub, lines.t_ms, lines.olt_fault, lines.outage_s,
+                                                lines.wifi_quality, plan, index))
         write_truth("cases", pa.concat_tables(day_cases), label)
         del day_cases, lines
-        counters.append(pm_counters(net, plan, traffic, day, rng))
+        # a day's PM files now, so the window's counters are never all held at once
+        day_counters = pm_counters(net, plan, traffic, day, rng)
+        pm_files += len(write_pm_files(day_counters, out_dir))
+        result.rows["pm_counter_values"] = (result.rows.get("pm_counter_values", 0)
+                                            + day_counters.num_rows * (day_counters.num_columns - 7))
+        del day_counters
         write("drive_tests", drive_routes.drive_tests(cfg, net, plan, day), label)
         step(f"traffic {label}")
 
     rng = rng_for(cfg.seed, "alarms")
     write("alarms", alarms(net, plan, cfg.days, rng))
+    bills, latest_error = behaviour.billing(cfg, pop, exp)
+    write("billing", bills)
     complaints, interactions, complaints_per_sub = behaviour.complaints_and_care(cfg, net, pop, exp, latest_error)
     write("complaints", complaints)
     write("interactions", interactions)
@@ -165,11 +175,7 @@ def simulate(cfg: SimConfig, out_dir: Path, progress: Progress | None = None, fo
     write("churn_events", behaviour.churn(cfg, pop, exp, complaints_per_sub, suspended_any))
     step("customer behaviour")
 
-    from .pm_files import write_pm_files
-
-    pm_paths = write_pm_files(pa.concat_tables(counters), out_dir)
-    result.pm_files = len(pm_paths)
-    result.rows["pm_counter_values"] = sum(t.num_rows for t in counters) * (counters[0].num_columns - 7)
+    result.pm_files = pm_files
     step("vendor PM files")
 
     write_marker(out_dir / "truth", generator, config, complete=True)
