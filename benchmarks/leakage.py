@@ -74,7 +74,8 @@ def labelled(con, table: str, key: str, service: str):
     cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
     match = {"cell": "s.cell_id", "site": "c.site_id", "region": "c.province", "subscriber": "s.subscriber_id",
              "device_model": "s.device_model", "cdn_node": "s.cdn_node" if "cdn_node" in cols else "NULL",
-             "program_source": "s.program_source" if "program_source" in cols else "NULL"}
+             "program_source": "s.program_source" if "program_source" in cols else "NULL",
+             "host": "s.host" if "host" in cols else "NULL"}
     hit = " OR ".join(f"(g.location_type = '{t}' AND g.location_id = {expr})" for t, expr in match.items())
     flags = ", ".join(f"coalesce(max((g.fault_type = '{t}')::INT), 0) AS \"truth:{t}\"" for t in types)
     sub_cols = [r[0] for r in con.execute("DESCRIBE subscribers").fetchall()

@@ -1,6 +1,9 @@
-"""Simulator and ingest throughput (rows/s, peak RSS), each against a baseline run here.
+"""Simulator and ingest throughput (rows/s, per core, peak RSS), each against a baseline run
+here, and the labelled benchmark's instances per fault class.
 
     .venv/bin/python benchmarks/simulate_ingest.py [--subscribers 1000000] [--days 1]
+    .venv/bin/python benchmarks/simulate_ingest.py --scenario benchmark       # instances per class
+    .venv/bin/python benchmarks/simulate_ingest.py --days 7 --simulate-only   # 1M x a week: RSS
 
 Every phase runs in its own process so its peak RSS is its own. Baselines, measured in the
 same run on the same data because these machines are noisy:
@@ -14,6 +17,7 @@ same run on the same data because these machines are noisy:
 from __future__ import annotations
 
 import argparse
+import resource
 import json
 import shutil
 import subprocess
@@ -28,7 +32,9 @@ PY = sys.executable
 
 
 def measure(args: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak RSS in MiB, polled every 50 ms)."""
+    """Run a command; return (wall seconds, peak RSS in MiB, polled every 50 ms). The CPU
+    seconds it used are added to CPU_SECONDS[args[-1]]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = psutil.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -41,7 +47,25 @@ def measure(args: list[str]) -> tuple[float, float]:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr.read().decode()}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_SECONDS[args[-1]] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return elapsed, peak / 2**20
+
+
+CPU_SECONDS: dict[str, float] = {}
+
+
+def instances(sim: Path) -> list[tuple[str, int, int]]:
+    """(fault class, injected faults, labelled cases) from the run's truth, fewest cases first."""
+    import duckdb
+
+    con = duckdb.connect()
+    return con.execute(f"""
+        WITH f AS (SELECT fault_type, count(*) AS faults FROM read_parquet('{sim}/truth/faults.parquet') GROUP BY 1),
+             c AS (SELECT fault_type, count(*) AS cases FROM read_parquet('{sim}/truth/cases/*.parquet')
+                   WHERE domain <> 'none' GROUP BY 1)
+        SELECT fault_type, coalesce(faults, 0), coalesce(cases, 0) FROM f FULL JOIN c USING (fault_type)
+        ORDER BY 3, 1""").fetchall()
 
 
 WRITE_FLOOR = """
@@ -87,18 +111,44 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
+    parser.add_argument("--scenario", help="simulate this scenario (file or shipped name); its size unless "
+                        "--subscribers/--days are given")
+    parser.add_argument("--simulate-only", action="store_true", help="measure the simulator alone (big runs)")
     args = parser.parse_args()
+    if args.scenario:
+        from opencem.simulate.config import load_scenario
+
+        scenario = load_scenario(args.scenario)
+        given = {a.split("=")[0] for a in sys.argv[1:]}
+        args.subscribers = args.subscribers if "--subscribers" in given else scenario.subscribers
+        args.days = args.days if "--days" in given else scenario.days
     work = args.workdir.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     sim = work / "sim"
 
-    sim_s, sim_mb = measure([PY, "-m", "opencem", "simulate", "--subscribers", str(args.subscribers),
-                             "--days", str(args.days), "--out", str(sim)])
+    sim_s, sim_mb = measure([PY, "-m", "opencem", "simulate", *(["--scenario", args.scenario] if args.scenario else []),
+                             "--subscribers", str(args.subscribers), "--days", str(args.days), "--out", str(sim)])
+    sim_cpu = CPU_SECONDS[str(sim)]
     manifest = json.loads((sim / "manifest.json").read_text())
     rows = {k: v for k, v in manifest["rows"].items() if k != "pm_counter_values"}
     records = sum(rows.values())
     pm_values = manifest["rows"]["pm_counter_values"]
+    print(f"\nopencem simulate{' --scenario ' + args.scenario if args.scenario else ''}, {args.subscribers:,} "
+          f"subscribers x {args.days} day(s): {records:,} records and {pm_values:,} PM counter values in "
+          f"{sim_s:.1f} s, {records / sim_s:,.0f} records/s, {records / sim_cpu:,.0f} records per CPU second "
+          f"(one core), peak RSS {sim_mb:,.0f} MiB")
+    classes = instances(sim)
+    print("\n| fault class | injected faults | labelled poor cases | |\n|---|---|---|---|")
+    for name, faults, cases in classes:
+        print(f"| {name} | {faults:,} | {cases:,} | {'' if cases >= 300 else '**under 300**'} |")
+    if args.simulate_only:
+        (work / "results.json").write_text(json.dumps({
+            "subscribers": args.subscribers, "days": args.days, "scenario": args.scenario, "records": records,
+            "simulate": {"seconds": sim_s, "cpu_seconds": sim_cpu, "rows_per_s": records / sim_s,
+                         "rows_per_cpu_s": records / sim_cpu, "peak_rss_mb": sim_mb},
+            "instances": {n: {"faults": f, "cases": c} for n, f, c in classes}}, indent=1))
+        return
     floor_s, floor_mb = measure([PY, "-c", WRITE_FLOOR, str(sim / "tables"), str(work / "floor")])
 
     ing_s, ing_mb = measure([PY, "-c", INGEST, str(work / "lake_tables"), str(sim / "tables")])
