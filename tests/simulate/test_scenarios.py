@@ -41,7 +41,7 @@ def test_shipped_scenarios_load_and_the_default_file_is_the_default():
 def test_command_line_options_win_over_the_scenario():
     cfg = make_config(scenario="benchmark", subscribers=3000, days=1)
     assert (cfg.subscribers, cfg.days, cfg.seed, cfg.holidays) == (3000, 1, 101, (date(2026, 12, 8),))
-    assert cfg.fault_spec("olt_outage").rate == 0.08 and cfg.fault_spec("cell_outage").rate == pytest.approx(1 / 150)
+    assert cfg.fault_spec("olt_outage").rate == 0.12 and cfg.fault_spec("cell_outage").rate == pytest.approx(1 / 150)
 
 
 def _sim(tmp_path, name="sim", **kw):
