@@ -266,3 +266,24 @@ def test_drive_tests_see_the_coverage_holes_their_roads_cross(db):
     assert runs == 8 and samples == 8 * 3600  # one run per town per day
     weak = one(db, "SELECT avg((rsrp_dbm < -105)::INT) FROM drive_tests")[0]
     assert 0 < weak < 0.3  # outdoors on the roads: mostly good signal, some weak spots
+
+
+@pytest.mark.parametrize("harsh", [False, True])
+def test_every_value_is_inside_its_tables_valid_range(sim_dir, tmp_path, harsh):
+    # What ingest would quarantine, the simulator must never write: not on the standard run,
+    # nor where faults pile up (a stalled video once buffered for over ten minutes).
+    import duckdb
+
+    out = simulate(SimConfig(subscribers=3000, days=2, seed=13, fault_rate=20), tmp_path / "sim").out_dir \
+        if harsh else sim_dir
+    con = duckdb.connect()
+    outside = []
+    for name, spec in TABLES.items():
+        files = sorted((out / "tables").glob(f"{name}.parquet")) + sorted((out / "tables" / name).glob("*.parquet"))
+        for column, (lo, hi) in spec.ranges.items():
+            if files and column in pq.read_schema(files[0]).names:
+                n = con.execute(f'SELECT count(*) FROM read_parquet({[str(f) for f in files]}) '
+                                f'WHERE "{column}" < {lo} OR "{column}" > {hi}').fetchone()[0]
+                if n:
+                    outside.append(f"{name}.{column}: {n} rows outside [{lo}, {hi}]")
+    assert not outside, outside

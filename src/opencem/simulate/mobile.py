@@ -260,6 +260,9 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     rtt = frame.rtt_ran_ms(rng) + 25
     init_ms = ((1500 + 3 * rtt + 2000 * bitrate / np.maximum(cap, 1)) * rng.lognormal(0, 0.5, n)
                + cdn_sev * rng.uniform(1500, 6000, n) + src_sev * rng.uniform(4000, 12000, n))
+    # a player gives up after a minute without a first frame: a failed start, not a buffering time
+    gave_up = ok & (init_ms > 60_000)
+    ok, start_fail = ok & ~gave_up, start_fail | gave_up
     play_s = np.clip(rng.lognormal(np.log(VIDEO_PLAY_MEDIAN_S[app]), 0.8), 5, 4 * 3600) * ok
     starvation = np.maximum(0, bitrate / np.maximum(cap, 1) - 0.8)
     stalls_per_min = 0.1 + 3 * starvation ** 1.3 + 1.2 * src_sev + 0.6 * cdn_sev
