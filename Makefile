@@ -38,7 +38,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/cei_separation.py
 	$(BIN)/python benchmarks/leakage.py
 	$(BIN)/python benchmarks/twin_baselines.py
-	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/simulate_stream.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

@@ -1,6 +1,6 @@
 """Real-time mode: how fast a simulated world streams with no pacing, and what it delivers.
 
-    .venv/bin/python benchmarks/stream.py [--subscribers 20000] [--days 1] [--every 60] [--nats URL]
+    .venv/bin/python benchmarks/simulate_stream.py [--subscribers 20000] [--days 1] [--every 60] [--nats URL]
 
 Simulates once, then streams the output as fast as possible (``--speedup 0``) into a landing
 folder and, when the NATS server answers, into JetStream (a stream of its own, deleted after).
