@@ -158,9 +158,9 @@ def main(
 
 
 def _mount() -> None:
-    from . import db, demo, indicators, ingest, qoe, simulate, sources, sql
+    from . import db, demo, indicators, ingest, qoe, simulate, sources, sql, stream
 
-    for module in (demo, simulate, ingest, sources, sql, indicators, qoe, db):
+    for module in (demo, simulate, ingest, sources, sql, indicators, stream, qoe, db):
         for sub, name, *panel in module.APPS:
             app.add_typer(sub, name=name, rich_help_panel=panel[0] if panel else None)
 

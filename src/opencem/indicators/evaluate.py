@@ -159,7 +159,7 @@ def evaluate(lake: Lake, cat: Catalog, engine: str = "duckdb", start: date | Non
                     paths = lake.paths([f for f in by_day.get(day, []) if f.path.startswith(source + "/")])
                     run.register_files(source, paths, tables[source].schema)
                 out = run.run(sql)
-                spec = spec or _spec(plan, out, cat)
+                spec = spec or cube_spec(plan, out, cat)
                 out = conform(out, spec)
                 _unique_keys(plan, out, day)
                 got.add(plan, out)
@@ -228,7 +228,12 @@ def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
     files = lake.files("cells", manifest)
     if not files:
         return pa.table({"cell_id": pa.array([], pa.string()), "grid": pa.array([], pa.string())})
-    cells = pa.concat_tables(pq.read_table(p, columns=["cell_id", "lat", "lon"]) for p in lake.paths(files))
+    return grid_of_cells(pa.concat_tables(pq.read_table(p, columns=["cell_id", "lat", "lon"]) for p in lake.paths(files)),
+                         resolution)
+
+
+def grid_of_cells(cells: pa.Table, resolution: int) -> pa.Table:
+    """cell_id -> H3 cell at ``resolution`` of the sites in ``cells`` (cell_id, lat, lon)."""
     lat = cells.column("lat").to_numpy(zero_copy_only=False).astype(float)
     lon = cells.column("lon").to_numpy(zero_copy_only=False).astype(float)
     # The ancestor of the site's finest cell, as for a located row (h3's own latlng_to_cell at
@@ -236,7 +241,8 @@ def cell_grid(lake: Lake, manifest: Manifest, resolution: int) -> pa.Table:
     return pa.table({"cell_id": cells.column("cell_id"), "grid": h3_parent_text(h3_ints(lat, lon), resolution)})
 
 
-def _spec(plan: CubePlan, out: pa.Table, cat: Catalog) -> Table:
+def cube_spec(plan: CubePlan, out: pa.Table, cat: Catalog) -> Table:
+    """The lake table spec of a plan's result (columns with units and descriptions, keys)."""
     units = {k: v.unit for k, v in cat.kpis.items()} | {k: v.unit for k, v in cat.kqis.items()}
     descriptions = {k: v.description for k, v in cat.kpis.items()} | {k: v.description for k, v in cat.kqis.items()}
     columns = []

@@ -16,8 +16,9 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SERVICES = ("voice", "mobile_data", "video", "iot", "home_broadband")
 CHANNELS = ("app", "web", "call_centre", "retail_store", "social")
 LIFECYCLE = ("discover", "join", "use", "get_help", "renew_leave")
-GRAINS = {"15min": 900, "hour": 3600, "day": 86_400}
-Grain = Literal["15min", "hour", "day"]
+# 1min and 5min serve stream windows (opencem stream --window), and batch evaluations of them.
+GRAINS = {"1min": 60, "5min": 300, "15min": 900, "hour": 3600, "day": 86_400}
+Grain = Literal["1min", "5min", "15min", "hour", "day"]
 
 
 def _name(value: str) -> str:
@@ -220,6 +221,8 @@ class Cube(Strict):
     # Pooling: a group under min_samples (but with records) takes its KQI scores from the
     # coarser period holding it, e.g. a thin quarter-hour from its hour (docs/indicators.md).
     pool: Grain | None = None
+    # Kept up to date per window by `opencem stream` (docs/stream.md), as well as evaluated in batch.
+    stream: bool = False
     description: str = ""
 
     @model_validator(mode="after")

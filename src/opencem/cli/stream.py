@@ -1,0 +1,119 @@
+"""``opencem stream``: keep the streamed cubes up to date per window as records arrive
+(docs/stream.md), and show what a stream's state holds."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import output
+from .context import workspace
+from .output import Format, FormatOpt, OutputOpt
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Stream processing: the cubes marked stream: true kept up to date per window, with the same "
+    "compiled plans as `opencem evaluate`."))
+APPS = [(app, "stream", "Indicators")]
+
+UNITS = {"s": 1, "min": 60, "m": 60, "h": 3600, "d": 86_400}
+
+
+def seconds(value: str, option: str) -> int:
+    m = re.fullmatch(r"(\d+)\s*(s|min|m|h|d)?", value.strip())
+    if m is None:
+        output.fail(f"{option} {value!r} is not a duration such as 90s, 15min, 2h or 1d")
+    return int(m[1]) * UNITS[m[2] or "s"]
+
+
+def _state_path(ws, state: Path | None, name: str) -> Path:
+    return state or ws.root / "stream" / f"{name}.duckdb"
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    folder: Annotated[Path | None, typer.Option("--from", metavar="DIR", help=(
+        "Landing folder to follow (DIR/tables/<table>_<stamp>.parquet, as `opencem simulate --stream --to` "
+        "writes it)."))] = None,
+    nats: Annotated[str | None, typer.Option(metavar="URL", help=(
+        "NATS server with JetStream, e.g. nats://127.0.0.1:4222: the run's subjects opencem.RUN.<table>."))] = None,
+    run: Annotated[str, typer.Option(metavar="NAME", help="The run on NATS (stream OPENCEM_NAME).")] = "twin",
+    state: Annotated[Path | None, typer.Option(metavar="FILE", help=(
+        "The stream's state and window outputs (DuckDB); default WORKSPACE/stream/<landing|RUN>.duckdb."))] = None,
+    window: Annotated[str, typer.Option(metavar="GRAIN", help="Window length: 1min, 5min, 15min or hour.")] = "15min",
+    lateness: Annotated[str, typer.Option(metavar="DURATION", help=(
+        "Allowed lateness: a record whose window closed longer ago than this (by its source's watermark) "
+        "goes to the late_records table."))] = "1h",
+    cube: Annotated[list[str] | None, typer.Option(metavar="TABLE", help=(
+        "Stream this cube table (e.g. cube_cell_15min) instead of those marked stream: true; repeatable."))] = None,
+    kpi: Annotated[list[str] | None, typer.Option(metavar="NAME", hidden=True, help="Only these KPIs.")] = None,
+    max_records: Annotated[int, typer.Option(min=1, metavar="N", help="Records per commit at most.")] = 200_000,
+    until_finished: Annotated[bool, typer.Option("--until-finished", help=(
+        "Stop once the feed says it has ended and everything is taken."))] = False,
+    idle_exit: Annotated[str | None, typer.Option(metavar="DURATION", help=(
+        "Stop after this long without records."))] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Start the state anew (its outputs are deleted).")] = False,
+) -> None:
+    """Consume records continuously and keep each streamed cube's windows up to date; Ctrl-C
+    stops between commits."""
+    from ..stream import StreamConfig, run_stream
+    from .indicators import print_issues, workspace_catalog
+
+    if (folder is None) == (nats is None):
+        output.fail("give one source: --from DIR or --nats URL")
+    ws = workspace(ctx)
+    tables = ws.tables()
+    cat = workspace_catalog(ws)
+    print_issues(cat)
+    path = _state_path(ws, state, "landing" if folder is not None else run)
+    if reset:
+        for p in (path, path.with_name(path.name + ".wal")):
+            p.unlink(missing_ok=True)
+    if folder is not None:
+        from ..stream.landing import LandingSource
+
+        source = LandingSource(folder, tables)
+    else:
+        from ..stream.nats import NatsSource
+
+        source = NatsSource(nats, run, tables)
+    config = StreamConfig(window=window, lateness_s=seconds(lateness, "--lateness"), cubes=cube or None,
+                          kpis=kpi or None, max_records=max_records, until_finished=until_finished,
+                          idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None)
+    stopping = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    try:
+        report = run_stream(path, source, cat, tables, config, lake=ws.lake if ws.exists else None,
+                            stop=lambda: bool(stopping),
+                            progress=lambda r: output.say(f"batch {r.batches}: {r.records:,} records, "
+                                                          f"{r.rows_written:,} window rows written", stderr=True))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    output.say(f"{report.records:,} records in {report.batches:,} commits, {report.seconds:.1f} s; windows of "
+               f"{', '.join(report.cubes)} in {output.escape(str(path))}", stderr=True)
+    for table, n in sorted(report.skipped.items()):
+        output.note(f"{n:,} {table} file(s) or message(s) not read (not a table the stream reads)")
+    if stopping:
+        raise typer.Exit(130)
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    state: Annotated[Path | None, typer.Option(metavar="FILE", help="The stream's state file.")] = None,
+    run: Annotated[str, typer.Option(metavar="NAME", help="The state of this run (default: the landing folder's).")] = "landing",
+    fmt: FormatOpt = Format.table,
+    out: OutputOpt = None,
+) -> None:
+    """Per source: records delivered, kept, updates, duplicates and late ones (past the lateness,
+    kept in late_records); the watermark. Read it while the stream is stopped."""
+    from ..stream.state import read_status
+
+    path = _state_path(workspace(ctx), state, run)
+    if not path.is_file():
+        output.fail(f"no stream state at {path}; run `opencem stream run` first or give --state")
+    output.emit(read_status(path), fmt, out, title=f"Stream state {path}")

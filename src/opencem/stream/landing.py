@@ -1,0 +1,85 @@
+"""Landing-folder source: micro-batch Parquet files, taken in the order they arrived.
+
+The folder is the one ``opencem simulate --stream --to DIR`` (or any writer that writes a
+hidden temporary file and renames it when complete) fills: ``DIR/tables/<table>_<stamp>.parquet``
+(or ``<table>.parquet`` files directly in DIR/tables). Files are taken in order of their delivery
+stamp, then name; a file's name is its token, so a committed file is never read again and an
+uncommitted one is read again whole after a restart. ``DIR/manifest.json`` with ``complete: true``
+says the feed has ended. PM files (``DIR/pm/``) are not read yet (docs/stream.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ..schema import Table
+from .sources import Batch, Delivery
+
+STAMPED = re.compile(r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<stamp>\d{8}T\d{6})\.parquet$")
+PLAIN = re.compile(r"^(?P<table>[a-z][a-z0-9_]*)\.parquet$")
+
+
+class LandingSource:
+    name = "landing"
+
+    def __init__(self, folder: Path, tables: dict[str, Table]):
+        self.folder = Path(folder)
+        self.tables = tables
+        self.done: set[str] = set()
+        self.skipped: dict[str, int] = {}  # files of tables opencem does not know, per table
+
+    def start(self, committed: set[str]) -> None:
+        self.done = set(committed)
+
+    def pending(self) -> list[tuple[str, str, Path]]:
+        """(stamp, table, path) of files not consumed yet, in arrival order."""
+        found = []
+        folder = self.folder / "tables"
+        for path in folder.glob("*.parquet") if folder.is_dir() else ():
+            token = f"tables/{path.name}"
+            if path.name.startswith(".") or token in self.done:
+                continue
+            m = STAMPED.match(path.name) or PLAIN.match(path.name)
+            if m is None or m["table"] not in self.tables:
+                self.skipped[m["table"] if m else path.name] = self.skipped.get(m["table"] if m else path.name, 0) + 1
+                self.done.add(token)
+                continue
+            found.append((m.groupdict().get("stamp") or "", path.name, path))
+        return sorted(found)
+
+    def poll(self, max_records: int, timeout_s: float) -> Batch | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            files = self.pending()
+            if files:
+                break
+            if time.monotonic() >= deadline or self.finished():
+                return None
+            time.sleep(min(0.2, timeout_s))
+        deliveries, tokens, rows = [], [], 0
+        for _, name, path in files:
+            table = (STAMPED.match(name) or PLAIN.match(name))["table"]
+            records = pq.read_table(path)
+            deliveries.append(Delivery(table, records))
+            tokens.append(f"tables/{name}")
+            rows += records.num_rows
+            if rows >= max_records:
+                break
+        return Batch(deliveries, tokens)
+
+    def ack(self, batch: Batch) -> None:
+        self.done.update(batch.tokens)
+
+    def finished(self) -> bool:
+        try:
+            return bool(json.loads((self.folder / "manifest.json").read_text()).get("complete"))
+        except (OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        pass
