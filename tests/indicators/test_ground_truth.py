@@ -51,12 +51,17 @@ def test_faulty_cells_rank_among_the_worst_during_the_fault(evaluated, fault_typ
 def test_cells_behind_a_degraded_backhaul_score_worse(evaluated):
     _, _, con = evaluated
     (site, start, end), = faults(con, "backhaul_degradation")
+    # over the periods the fault was on (an intermittent one comes and goes)
     rows = con.execute("""SELECT k.site_id = ? AS hit, avg(c.cei) FROM cube_cell_15min c
-        JOIN cells k ON k.cell_id = c.cell_id WHERE period_start >= ? AND period_start < ?
-        GROUP BY c.cell_id, hit""", [site, start, end]).fetchall()
+        JOIN cells k ON k.cell_id = c.cell_id
+        WHERE c.period_start IN (SELECT p.period_start FROM truth.fault_periods p JOIN truth.faults f USING (fault_id)
+                                 WHERE f.fault_type = 'backhaul_degradation')
+        GROUP BY c.cell_id, hit""", [site]).fetchall()
     hit = [v for h, v in rows if h]
     rest = [v for h, v in rows if not h]
-    assert hit and max(hit) < np.median(rest) - 10
+    # every cell of the site below the typical cell, and the site's cells well below on average
+    # (the transport fault is 30-90 % strong: a 5G cell with headroom suffers least)
+    assert hit and max(hit) < np.median(rest) - 5 and np.mean(hit) < np.median(rest) - 10, (hit, np.median(rest))
 
 
 @pytest.mark.parametrize("fault_type, column", [
@@ -118,11 +123,11 @@ def test_every_standard_kpi_and_kqi_has_values_on_the_simulated_operator(evaluat
     names = [*cat.kpis, *cat.kqis]
     assert sorted(n for n in names if n not in seen) == []
     # Never non-null on the simulated operator means a broken definition (or simulator);
-    # counters the simulator does not produce (NR QoS flows, E-RAB session time) leave their
-    # KPIs null by design.
+    # counters the simulator does not produce (E-RAB session time) leave their KPIs null by
+    # design. The NR KPIs read the 5G cells' TS 28.552 counters, which the twin reports.
     from opencem.simulate.pm_files import COUNTERS
 
     unsimulated = {n for n, k in cat.kpis.items() if k.source == "pm_counters"
                    and not cat.checked[n].counters <= set(COUNTERS)}
-    assert unsimulated == {"erab_drops_per_session_hour", "nr_qos_flow_setup_success_pct"}
+    assert unsimulated == {"erab_drops_per_session_hour"}
     assert sorted(n for n in names if seen[n] == 0 and n not in unsimulated) == []

@@ -130,13 +130,16 @@ def test_the_audit_keeps_who_did_what_with_before_and_after(store):
         assert entries[1].at.tzinfo == UTC
 
 
-def test_two_writers_at_once_on_a_new_store_lose_nothing(database):
+def test_two_writers_at_once_on_a_new_store_lose_nothing(database, tmp_path):
     """Two processes create the store at the same moment, then race on the same idempotency keys,
     a transaction per action: every key is stored once, and each shared key is won by exactly one."""
     count, start_at = 100, time.time() + 1.0  # both have imported everything by then
     if database.sqlite_file:
         database.sqlite_file.parent.mkdir()
-    writers = [subprocess.Popen([sys.executable, str(WRITER), url_of(database), name, str(count), str(start_at)],
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    writers = [subprocess.Popen([sys.executable, str(WRITER), url_of(database), name, str(count), str(start_at),
+                                 str(barrier)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("w1", "w2")]
     results = [w.communicate(timeout=60) for w in writers]
     assert [w.returncode for w in writers] == [0, 0], [err for _, err in results]

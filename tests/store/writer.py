@@ -1,5 +1,5 @@
 """One writer of the concurrency tests, run as its own process: waits for a start time, opens
-the store (creating it when new), waits half a second more, and records ``count`` actions under keys shared with the
+the store (creating it when new), waits until the other writer has opened it too, and records ``count`` actions under keys shared with the
 other writer and ``count`` under its own, one transaction each. Prints how many of the shared
 ones it was first to record, and when it began and ended writing (epoch seconds)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import make_url
 
@@ -14,11 +15,16 @@ from opencem.store import Database, open_store
 from opencem.store.repository import record_action
 
 
-def main(url: str, name: str, count: int, start_at: float) -> None:
+def main(url: str, name: str, count: int, start_at: float, barrier: Path | None = None) -> None:
     time.sleep(max(0.0, start_at - time.time()))
     first = 0
     with open_store(Database(make_url(url), "the test")) as store:
-        time.sleep(max(0.0, start_at + 0.5 - time.time()))  # writing starts together, whoever created the store
+        if barrier is not None:  # writing starts together, however slowly each got here (a loaded CI)
+            (barrier / f"ready-{name}").touch()
+            deadline = time.time() + 60
+            while len(list(barrier.glob("ready-*"))) < 2 and time.time() < deadline:
+                time.sleep(0.005)
+        time.sleep(max(0.0, start_at + 0.5 - time.time()))
         began = time.time()
         for i in range(count):
             with store.transaction() as session:
@@ -30,4 +36,5 @@ def main(url: str, name: str, count: int, start_at: float) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
+         Path(sys.argv[5]) if len(sys.argv) > 5 else None)
