@@ -118,7 +118,8 @@ class NatsSource:
         return got
 
     def _records(self, table: str, bodies: list[bytes]) -> pa.Table:
-        schema = self.tables[table].schema
+        # Every column optional here: a record may leave one out (canonical() fills it with null).
+        schema = pa.schema([f.with_nullable(True) for f in self.tables[table].schema])
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         out = pajson.read_json(io.BytesIO(b"\n".join(bodies)), parse_options=options,
                                read_options=pajson.ReadOptions(block_size=1 << 24))
