@@ -111,13 +111,19 @@ def test_pm_files_arrive_whole_as_the_batch_wrote_them(batch, streamed):
     for name, data in alpha.items():
         if "_resent" in name:
             assert data == alpha[name.replace("_resent", "")]
-    # beta's daily export arrives per period: its header, then the period's lines as written
-    header, *lines = (batch / "pm" / "beta").glob("*.csv").__next__().read_bytes().splitlines()
+    # beta's daily exports (LTE cells, NR cells) arrive per period: the export's header, then
+    # the period's lines as written
+    exports = sorted((batch / "pm" / "beta").glob("*.csv"))
     pieces = {p.name: p.read_bytes().splitlines() for p in (landing / "pm" / "beta").iterdir()}
-    assert all(piece[0] == header for piece in pieces.values())
-    first = [line for name, piece in sorted(pieces.items()) if "_resent" not in name for line in piece[1:]]
-    assert sorted(first) == sorted(lines) and len(first) == len(lines)
-    assert {line[:19] for name, p in pieces.items() for line in p[1:2]} == {line[:19] for line in lines}
+    assert {e.stem.rsplit("_", 1)[0] for e in exports} == {"beta_pm", "beta_nr_pm"}
+    for export in exports:
+        header, *lines = export.read_bytes().splitlines()
+        prefix = export.stem.rsplit("_", 1)[0] + "_"
+        mine = {n: piece for n, piece in pieces.items() if n.startswith(prefix) and n[len(prefix)].isdigit()}
+        assert mine and all(piece[0] == header for piece in mine.values())
+        first = [line for name, piece in sorted(mine.items()) if "_resent" not in name for line in piece[1:]]
+        assert sorted(first) == sorted(lines) and len(first) == len(lines)
+        assert {line[:19] for name, p in mine.items() for line in p[1:2]} == {line[:19] for line in lines}
     n_files = len(sent) + sum("_resent" not in n for n in pieces)
     assert result.sources["pm/alpha"].records + result.sources["pm/beta"].records == n_files
 
@@ -219,7 +225,19 @@ def test_the_stream_holds_no_truth(batch, streamed):
             names = set(pq.read_schema(path).names)
             assert names <= set(TABLES[table].observed_schema.names) and not names & truth_only, path
     manifest = json.loads((landing / "manifest.json").read_text())
-    assert manifest["complete"] is True and "truth" not in json.dumps(manifest["stream"]["delivered"])
+    text = json.dumps(manifest)
+    # not the simulation's config (its injections, fault rates) nor the truth's row counts
+    assert manifest["complete"] is True and not any(w in text for w in ("truth", "injection", "fault", "seed"))
+    assert set(manifest) == {"generator", "config", "stream", "complete"} and set(manifest["config"]) == {"start_date"}
+
+
+def test_a_stream_of_several_days_runs_to_the_end(tmp_path):
+    # a source whose records all went out on an earlier day left nothing pending (a crash once)
+    simulate(SimConfig(subscribers=500, days=3, seed=2), tmp_path / "sim")
+    result = stream(tmp_path / "sim", LandingSink(tmp_path / "landing"), speedup=0, every_s=900)
+    assert not result.interrupted and result.reached_ms == result.end_ms
+    batch_rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "sim" / "tables" / "xdr_voice").glob("*.parquet"))
+    assert result.sources["xdr_voice"].records == batch_rows
 
 
 def test_landing_files_are_never_seen_half_written(batch, streamed, tmp_path, monkeypatch):

@@ -242,8 +242,12 @@ def stream(sim_dir: Path, sink: Sink, speedup: float = 60.0, every_s: float = 60
         raise
     schedule = _Schedule(layout.seed, layout.start_ms, layout.end_ms, int(every_s * 1000))
     result = StreamResult(schedule.stats, layout.start_ms, layout.start_ms, layout.end_ms, skipped=layout.skipped)
-    manifest = {**layout.manifest, "stream": {
-        "simulation": str(Path(sim_dir).resolve()), "speedup": speedup, "every_s": every_s,
+    # what an operator's feed would say of itself: who wrote it and for when, never the
+    # simulation's config (its injections) or the truth's row counts
+    observable = {"generator": layout.manifest.get("generator"),
+                  "config": {"start_date": layout.manifest.get("config", {}).get("start_date")}}
+    manifest = {**observable, "stream": {
+        "speedup": speedup, "every_s": every_s,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "simulated_start": _iso(layout.start_ms), "simulated_end": _iso(layout.end_ms)}}
     sink.start(manifest)
@@ -386,6 +390,8 @@ class _Schedule:
         them), in time order; within one, each source's records in event-time order."""
         by_tick: dict[int, list[tuple[str, _Due]]] = {}
         for source in sorted(self.pending):
+            if not self.pending[source]:  # all of this source went out with an earlier batch
+                continue
             waiting = _Due.concat(self.pending[source])
             # never into a batch already sent: a file name is written once
             tick = np.maximum(self.start_ms + self.tick_of(waiting.arrival_ms) * self.every_ms,
