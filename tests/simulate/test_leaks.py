@@ -116,7 +116,10 @@ def test_handsets_switched_off_are_mostly_still_provisioned(accounts):
     assert set(ev["reason"]) == {"customer_request", "bulk_migration"}
     inside = ev["t_ms"] >= plan.start_ms
     assert (ev["reason"][inside] == "bulk_migration").all() and (ev["new_value"][inside] == "true").all()
-    assert off[ev["sub"][ev["new_value"] == "false"]].all()  # only handsets switched off lose it
+    # Losing the product says little of the handset: as many lines drop it in the app with VoLTE
+    # left on as handsets switched off there (the review found only the latter did: a leak).
+    dropped = off[ev["sub"][ev["new_value"] == "false"]]
+    assert 0.3 < dropped.mean() < 0.7, dropped.mean()
 
 
 def test_ordinary_account_changes_are_the_same_at_any_fault_rate():

@@ -372,6 +372,7 @@ VOLTE_OFF_DEPROVISIONED = 0.2  # handsets switched off through the operator's ap
 LEGACY_TENURE_MONTHS = 96  # lines older than the VoLTE launch ...
 LEGACY_UNPROVISIONED = 0.5  # ... of which half were never given the product (the default IMS profile serves them)
 OTHER_UNPROVISIONED = 0.01
+OTHER_DEPROVISIONED = 0.002  # lines de-provisioned in the app with no handset setting changed
 VOLTE_MIGRATIONS_PER_DAY = 0.02  # of unprovisioned lines, given the product by a bulk job during the window
 PLAN_CHANGES_IN_HISTORY = 0.06  # of the base moved to its current plan in the HISTORY_DAYS before the window
 RETIRED_PLANS = {"premium": "Unlimited Plus", "postpaid": "Smart 10GB", "prepaid": "PAYG 2GB",
@@ -449,6 +450,13 @@ def account_history(cfg: SimConfig, pop: Population, plan: FaultPlan) -> Account
     t_toggle = rng.integers(history_ms, start, n)  # the setting predates the window
     add(np.flatnonzero(toggled), t_toggle[toggled], "volte_provisioning", "true", "false",
         "customer_request", "app")
+    # ... and lines whose customer dropped the product in the app with the handset's VoLTE left on
+    # (a roaming question, a plan migration): as many as the toggled handsets, so the event
+    # itself says nothing of the handset
+    other_rng = rng_for(cfg.seed, "bss-volte-other-requests")
+    asked = ~plan.volte_off & ~unprovisioned & (other_rng.random(n) < OTHER_DEPROVISIONED)
+    t_asked = other_rng.integers(history_ms, start, n)
+    add(np.flatnonzero(asked), t_asked[asked], "volte_provisioning", "true", "false", "customer_request", "app")
     migrated = unprovisioned & (rng.random(n) < VOLTE_MIGRATIONS_PER_DAY * cfg.days)
     t_migrate = rng.integers(start, end, n)
     add(np.flatnonzero(migrated), t_migrate[migrated], "volte_provisioning", "false", "true",

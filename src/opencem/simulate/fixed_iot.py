@@ -123,8 +123,9 @@ def broadband_sessions(cfg, net: Network, pop: Population, plan: FaultPlan, day:
         outage_s += np.where(on_port, seconds, 0.0)
         fault = np.where(on_port & (fault < 0), f, fault)
     reboot = (rng.random(n) < 0.002) * rng.uniform(30, 600, n)  # CPE reboots
-    outage_s = outage_s + reboot
-    outage_s = np.minimum(outage_s, 3600)
+    # and the home's own outages: a power cut, the box unplugged, a cut drop cable (median 25 min)
+    home = (rng.random(n) < 0.0005) * rng.lognormal(np.log(1500), 0.8, n)
+    outage_s = np.minimum(outage_s + reboot + home, 3600)
     evening = ((hour >= 18) & (hour < 23)).astype(float)
     sync_dl = pop.line_plan_kbps[sub] * rng.uniform(0.93, 1.0, n)
     rssi = pop.wifi_rssi_dbm[sub] + rng.normal(0, 3, n) - 3 * evening

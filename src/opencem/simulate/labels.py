@@ -27,7 +27,7 @@ from .ids import ids
 ORDINARY = ("weak_coverage", "low_sinr", "busy_hour_load", "home_wifi", "cpe_reboot", "ordinary_variation")
 ORDINARY_CAUSE = ("weak coverage at the place (no fault)", "low SINR from ordinary interference (no fault)",
                   "busy-hour load within capacity (no fault)", "weak Wi-Fi in the home (no fault)",
-                  "customer equipment restarted (no fault)", "ordinary variation (no fault)")
+                  "customer equipment restarted or the home lost power (no fault)", "ordinary variation (no fault)")
 ORDINARY_AT_CELL = 3  # the first three are located at the serving cell
 WEAK_RSRP_DBM, LOW_SINR_DB, BUSY_LOAD = -110.0, 0.0, 0.75
 NONE_RANK = np.int16(32767)

@@ -101,8 +101,6 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     sub = frame.sub
     volte_off = plan.volte_off[sub]
     fw_bug = plan.firmware_bug[sub]  # severity 0.5-1 of the defect on this handset's firmware
-    frame.hits["volte_off"] = plan.subscriber_fault["volte_off"][sub]
-    frame.hits["firmware"] = plan.subscriber_fault["firmware"][sub]
     # 0 VoLTE, 1 VoNR, 2 CSFB: a handset with VoLTE off always falls back; others do too where
     # IMS voice is not reachable (weak coverage at the cell edge, an IMS registration lost)
     ordinary_csfb = rng.random(n) < 0.01 + 0.25 * sigmoid((-112 - frame.rsrp_dbm) / 3)
@@ -158,6 +156,11 @@ def voice_calls(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     })
     table = _as_table(cols, frame, XDR_VOICE)
     poor = net_fail | blocked | dropped | (success & (loss > 3)) | (setup_ms > 5000)
+    # A handset cause is on a call's path only where it does what it does: the defect fails and
+    # drops calls, VoLTE off makes the slow CS setup (a call poor for packet loss on such a
+    # handset is poor for its radio, not its firmware).
+    frame.hits["firmware"] = np.where(net_fail | dropped, plan.subscriber_fault["firmware"][sub], -1)
+    frame.hits["volte_off"] = np.where(setup_ms > 5000, plan.subscriber_fault["volte_off"][sub], -1)
     return table, Outcome(frame, net_fail, dropped, codec_rate * duration * 125,
                           duration * 1000, duration, poor)
 
@@ -170,15 +173,14 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     first_host = np.cumsum([0] + [len(a[4]) for a in APPS])[:-1]
     host = first_host[app] + (rng.random(n) * np.array([len(a[4]) for a in APPS])[app]).astype(int)
 
-    frame.hits["wrong_apn"] = plan.subscriber_fault["wrong_apn"][frame.sub]
-    frame.hits["throttle"] = np.where(frame.throttled, plan.subscriber_fault["throttle"][frame.sub], -1)
     host_fault, host_sev = plan.hit("host", host, frame.t_ms, rng.random(n))
     dns_fault, dns_sev = plan.hit("province_dns", net.site_province[frame.site], frame.t_ms, rng.random(n))
-    frame.hits["host"], frame.hits["dns"] = host_fault, dns_fault
 
     blocked = frame.suspended | plan.wrong_apn[frame.sub]
     # name lookups time out now and then (0.2 %), much more in a DNS failure
     dns_fail = (rng.random(n) < 0.002 + dns_sev) & ~blocked
+    # the lookups that failed for the DNS fault (the rest of its share resolved)
+    dns_fault = np.where(dns_fail, dns_fault, -1)
     net_fail = (rng.random(n) < frame.radio_failure_prob()) & ~blocked & ~dns_fail
     server_error = rng.random(n) < 0.008 + 0.3 * host_sev
     ok = ~(blocked | net_fail | dns_fail)
@@ -192,7 +194,9 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     # servers have a tail of their own: one request in fifty waits seconds (no fault)
     server_ms = (rng.lognormal(np.log(80), 0.5, n) + (rng.random(n) < 0.02) * rng.lognormal(np.log(3000), 0.6, n)) \
         * (1 + 8 * host_sev)
-    response = np.where(dns_fail, 5000.0, rtt_ran + rtt_net + server_ms)
+    # a resolver gives up after 5 s, and a client retries once or twice before it does
+    timeout = 5000.0 * rng.integers(1, 4, n) + rng.uniform(0, 400, n)
+    response = np.where(dns_fail, timeout, rtt_ran + rtt_net + server_ms)
     transfer_ms = bytes_dl * 8 / np.maximum(thp, 1)  # kbit / kbps = s; x1000 ms / 1000 bytes->kbit
     web = app == 0
     page_load = response + 4 * (rtt_ran + rtt_net) + transfer_ms
@@ -218,7 +222,12 @@ def data_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
         "page_load_ms": null_where(failed | ~web, np.round(page_load, 0)),
     })
     table = _as_table(cols, frame, XDR_DATA)
-    poor = failed | (web & (page_load > 6000)) | (ok & (thp < 500) & (demand > 1000))
+    poor = failed | (ok & (status >= 500)) | (web & (page_load > 6000)) | (ok & (thp < 500) & (demand > 1000))
+    # the policer slows a session; it does not fail one, nor make a server answer 5xx
+    frame.hits.update({"wrong_apn": np.where(blocked, plan.subscriber_fault["wrong_apn"][frame.sub], -1),
+                       "throttle": np.where(frame.throttled & ok & (status < 500),
+                                            plan.subscriber_fault["throttle"][frame.sub], -1),
+                       "host": host_fault, "dns": dns_fault})
     return table, Outcome(frame, net_fail, abnormal, bytes_dl, transfer_ms,
                           (transfer_ms + 2000) / 1000, poor)
 
@@ -242,14 +251,11 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     cdn_fault, cdn_sev = plan.hit("cdn", cdn, frame.t_ms, rng.random(n))
     src_fault, src_sev = plan.hit("source", source, frame.t_ms, rng.random(n))
     dns_fault, dns_sev = plan.hit("province_dns", province, frame.t_ms, rng.random(n))
-    frame.hits.update({"wrong_apn": plan.subscriber_fault["wrong_apn"][frame.sub],
-                       "throttle": np.where(frame.throttled, plan.subscriber_fault["throttle"][frame.sub], -1),
-                       "cdn": cdn_fault, "source": src_fault, "dns": dns_fault})
-
     blocked = frame.suspended | plan.wrong_apn[frame.sub]
+    dns_fail = (rng.random(n) < 0.002 + dns_sev) & ~blocked
     # players fail to start now and then on their own (0.5 %: app, DRM, manifest errors)
-    start_fail = blocked | (rng.random(n) < frame.radio_failure_prob() * 0.7 + 0.6 * src_sev ** 2
-                            + 0.1 * cdn_sev + 0.005 + 0.002 + dns_sev)
+    start_fail = blocked | dns_fail | (rng.random(n) < frame.radio_failure_prob() * 0.7 + 0.6 * src_sev ** 2
+                                       + 0.1 * cdn_sev + 0.005)
     ok = ~start_fail
     screen = np.array([d.screen_size_inch for d in DEVICES], np.float32)[pop.device[frame.sub]]
     max_rung = np.where(screen < 3, 0, np.where(screen <= 5.5, 3, 4))
@@ -290,6 +296,9 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
     bytes_dl = bitrate * play_s * 125  # kbit/s * s -> bytes
     stall_ratio = stall_ms / np.maximum(play_s * 1000 + stall_ms, 1)
     poor = start_fail | (stall_ratio > 0.05) | (init_ms > 5000)
+    frame.hits.update({"wrong_apn": np.where(blocked, plan.subscriber_fault["wrong_apn"][frame.sub], -1),
+                       "throttle": np.where(frame.throttled & ok, plan.subscriber_fault["throttle"][frame.sub], -1),
+                       "cdn": cdn_fault, "source": src_fault, "dns": np.where(dns_fail, dns_fault, -1)})
     net_fail = start_fail & ~blocked & (src_sev == 0) & (cdn_sev == 0)
     return table, Outcome(frame, net_fail, np.zeros(n, bool), bytes_dl,
                           bytes_dl * 8 / np.maximum(cap, 1), play_s, poor, cdn=cdn, source=source)
