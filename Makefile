@@ -39,6 +39,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/leakage.py
 	$(BIN)/python benchmarks/twin_baselines.py
 	$(BIN)/python benchmarks/simulate_stream.py
+	$(BIN)/python benchmarks/stream.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

@@ -68,7 +68,7 @@ def test_evaluate_writes_cubes_then_skips_unchanged_days(ws):
     line = next(l for l in again.output.splitlines() if "cube_segment_day" in l)
     assert line.split("│")[2].strip() == "0" and line.split("│")[3].strip() == str(days)  # computed, unchanged
     bad = run(ws, "evaluate", "--grain", "week")
-    assert bad.exit_code == 2 and "not one of 15min, hour, day" in bad.output
+    assert bad.exit_code == 2 and "not one of 1min, 5min, 15min, hour, day" in bad.output
 
 
 def test_cei_calibrate_writes_weights_that_load_and_reports_holdout_fit(ws, tmp_path):

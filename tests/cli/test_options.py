@@ -145,7 +145,7 @@ def test_an_empty_current_folder_is_refused_as_simulate_output_the_first_time_to
 
 @pytest.mark.parametrize("words, offered", [
     ("opencem evaluate --engine ", ["duckdb", "spark"]), ("opencem kpi preview cei --engine s", ["spark"]),
-    ("opencem evaluate --grain ", ["15min", "hour", "day"]), ("opencem kpi preview cei --grain h", ["hour"]),
+    ("opencem evaluate --grain ", ["1min", "5min", "15min", "hour", "day"]), ("opencem kpi preview cei --grain h", ["hour"]),
     ("opencem ingest --section ", ["summary", "quarantine", "rejected", "files", "would_quarantine", "first_bad_rows"]),
     ("opencem ingest --vendor nok", ["nokia"]), ("opencem cei calibrate --target ", ["nps", "complaints"]),
     ("opencem qoe voice --codec AMR-WB-2", ["AMR-WB-23.85"]), ("opencem tables --format js", ["json", "jsonl"])])

@@ -80,7 +80,7 @@ def evaluate_cmd(
     start: FromOpt = None,
     end: ToOpt = None,
     grain: Annotated[list[str] | None, typer.Option(metavar="GRAIN", autocompletion=completes(grains), help=(
-        "Evaluate every configured dimension set at this grain (15min, hour, day) instead of the "
+        "Evaluate every configured dimension set at this grain (1min, 5min, 15min, hour, day) instead of the "
         "configured grains; repeatable."))] = None,
     cube: Annotated[list[str] | None, typer.Option(metavar="TABLE", help=(
         "Only this cube table, e.g. cube_cell_15min; repeatable."))] = None,
