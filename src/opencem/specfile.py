@@ -78,6 +78,10 @@ def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
         reason = getattr(exc, "problem", None) or str(exc)
         raise SpecError([Issue(f"is not valid YAML: {reason}", kind=kind, file=path,
                                line=mark.line + 1 if mark is not None else None)]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar YAML cannot build: a date 2026-13-45
+        line, value = _unbuildable_scalar(root, loader)
+        raise SpecError([Issue(f"has a value YAML cannot read{f' ({value})' if value else ''}: {exc}; "
+                               "quote it if it is meant as text", kind=kind, file=path, line=line)]) from None
     if not isinstance(data, dict):
         raise SpecError([Issue(f"must be a YAML mapping {expects}", kind=kind, file=path)])
     repeated = _repeated_keys(root)
@@ -85,6 +89,24 @@ def read_yaml(path: Path, kind: str, loader: type = yaml.SafeLoader,
         raise SpecError([Issue(f"gives key {key!r} twice in one mapping (YAML keeps only the last); remove one",
                                kind=kind, file=path, line=line) for key, line in repeated])
     return root, data
+
+
+def _unbuildable_scalar(root: yaml.Node, loader: type) -> tuple[int | None, str | None]:
+    """(line, text) of the first scalar of the tree its loader cannot construct."""
+    builder = loader("")
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                builder.construct_object(node, deep=True)
+            except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+                return node.start_mark.line + 1, node.value
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return None, None
 
 
 def _repeated_keys(root: yaml.Node) -> list[tuple[str, int]]:

@@ -147,3 +147,32 @@ def test_faults_come_in_shapes_and_start_at_any_minute(tmp_path):
     # cloud faults reach data sessions too
     assert con.execute("SELECT count(*) FROM cases WHERE fault_type IN ('dns_failure', 'app_server_fault') "
                        "AND service = 'mobile_data'").fetchone()[0] > 0
+
+
+def test_review_findings_on_scenarios_are_one_sentence(tmp_path, monkeypatch):
+    bad_date = tmp_path / "dates.yaml"
+    bad_date.write_text("subscribers: 500\nholidays: [2026-13-45]\n")
+    with pytest.raises(SpecError, match=r"dates.yaml line 2 has a value YAML cannot read \(2026-13-45\)"):
+        load_scenario(bad_date)
+    with pytest.raises(ConfigError, match="--seed"):
+        make_config(seed=-1)
+    with pytest.raises(ConfigError, match=r"needs about .* GiB of memory"):
+        simulate(SimConfig(subscribers=20_000_000, days=366), tmp_path / "huge")
+    assert not (tmp_path / "huge").exists()  # refused before anything was written
+    # a file named like a shipped scenario does not replace it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmark").write_text("subscribers: 123\n")
+    assert load_scenario("benchmark").subscribers == 100_000
+    # no IoT fleet at all still simulates
+    out = simulate(SimConfig(subscribers=500, days=1, iot_devices_per_subscriber=0), tmp_path / "no-iot").out_dir
+    assert pq.read_metadata(next((out / "tables" / "iot_events").glob("*.parquet"))).num_rows == 0
+
+
+def test_an_injected_hole_must_lie_where_people_are(tmp_path):
+    cfg = SimConfig(subscribers=500, days=1, seed=4, injections=(
+        {"fault": "coverage_hole", "location": "8928308280fffff", "start": "2026-11-02T10:00", "duration_h": 1},))
+    with pytest.raises(ConfigError, match="no home, workplace or leisure place of the network lies"):
+        simulate(cfg, tmp_path / "sim")
+    with pytest.raises(Exception, match="greater than 0"):
+        SimConfig(injections=({"fault": "olt_outage", "location": "OLT0000", "start": "2026-11-02T10:00",
+                               "duration_h": 1, "severity": 0},))

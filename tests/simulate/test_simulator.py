@@ -287,3 +287,19 @@ def test_every_value_is_inside_its_tables_valid_range(sim_dir, tmp_path, harsh):
                 if n:
                     outside.append(f"{name}.{column}: {n} rows outside [{lo}, {hi}]")
     assert not outside, outside
+
+
+def test_complaints_follow_the_poor_experience_they_are_about(truth_db):
+    # a service complaint comes after the day's first poor case of that customer (review:
+    # complaints were drawn uniformly over the day, some before anything went wrong), in local
+    # waking hours
+    before, with_case = one(truth_db, """
+        WITH c AS (SELECT subscriber_id, created_at FROM complaints WHERE category <> 'billing'),
+             k AS (SELECT subscriber_id, CAST(hour_start AS DATE) AS d, min(hour_start) AS first
+                   FROM truth.cases GROUP BY ALL)
+        SELECT count(*) FILTER (c.created_at < k.first), count(k.first)
+        FROM c LEFT JOIN k ON k.subscriber_id = c.subscriber_id AND k.d = CAST(c.created_at AS DATE)""")
+    assert with_case > 5 and before == 0
+    hours = {r[0] for r in truth_db.execute(
+        "SELECT DISTINCT hour(created_at AT TIME ZONE 'Europe/Rome') FROM complaints").fetchall()}
+    assert hours and min(hours) >= 7

@@ -97,7 +97,7 @@ def test_no_scoring_package_imports_the_truth():
                 if isinstance(node, ast.ImportFrom):
                     module = ("." * node.level) + (node.module or "")
                     names = {a.name for a in node.names}
-                    if "simulate" in module.split(".") or (module.endswith("truth") and names != {"TRUTH_MARKER"}):
+                    if "simulate" in module.split(".") or (module.endswith("truth") and not names <= {"TRUTH_MARKER", "SIMULATION_MARKER"}):
                         wrong.append(f"{path.relative_to(SRC)}:{node.lineno} from {module} import {sorted(names)}")
                 elif isinstance(node, ast.Import):
                     wrong += [f"{path.relative_to(SRC)}:{node.lineno} import {a.name}" for a in node.names
@@ -269,3 +269,43 @@ def test_most_poor_experience_is_ordinary_not_injected(truth_db):
     # and the ordinary conditions are several, not one
     kinds = {r[0] for r in truth_db.execute("SELECT DISTINCT fault_type FROM truth.cases WHERE domain = 'none'").fetchall()}
     assert {"weak_coverage", "low_sinr", "busy_hour_load", "ordinary_variation", "home_wifi"} <= kinds
+
+
+def test_review_holes_around_the_truth_are_closed(sim_dir, lake, tmp_path, monkeypatch):
+    # a symlink to a truth file, under an innocent name, is still the truth
+    link = tmp_path / "landing" / "xdr_voice.parquet"
+    link.parent.mkdir()
+    link.symlink_to(sim_dir / "truth" / "faults.parquet")
+    with pytest.raises(IngestError, match="simulator's truth"):
+        ingest(Lake(tmp_path / "lake"), [link])
+    # DuckDB's default temp folder (./.tmp of the working directory) is not readable from SQL
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(lake.root, ws.root / "lake")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    shutil.copy(sim_dir / "truth" / "faults.parquet", tmp_path / ".tmp" / "f.parquet")
+    with pytest.raises(QueryError, match="disabled by configuration|Permission"):
+        query_lake(ws.lake, "SELECT * FROM '.tmp/f.parquet'")
+    # a workspace table cannot take a truth table's name
+    from opencem.schema.user import load_table_spec
+
+    spec = tmp_path / "faults.schema.yaml"
+    spec.write_text("table: faults\ndomain: network\ndescription: labels\nkeys: [fault_id]\n"
+                    "columns:\n  - {name: fault_id, type: string, description: id}\n")
+    with pytest.raises(Exception, match="simulator truth table"):
+        load_table_spec(spec, TABLES)
+    # a truth file with a column of the wrong type, or an empty required value, is refused
+    bad = tmp_path / "bad"
+    shutil.copytree(sim_dir / "truth", bad)
+    t = pq.read_table(bad / "faults.parquet")
+    pq.write_table(t.set_column(t.schema.get_field_index("start_time"), "start_time",
+                                t.column("start_time").cast("string")), bad / "faults.parquet")
+    with pytest.raises(TruthError, match="column start_time is string"):
+        load_truth(bad, tmp_path / "area")
+
+
+def test_an_unfinished_simulation_is_not_ingested(tmp_path):
+    out = simulate(SimConfig(subscribers=500, days=1, seed=2), tmp_path / "sim").out_dir
+    (out / "manifest.json").unlink()  # as a run killed before its end leaves it
+    with pytest.raises(IngestError, match="did not finish"):
+        ingest(Lake(tmp_path / "lake"), [out])

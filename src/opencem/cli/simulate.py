@@ -163,7 +163,7 @@ def truth_show_cmd(ctx: typer.Context) -> None:
     """Faults per type and poor-experience cases per service and domain in the truth area."""
     from ..simulate.truth import summary
 
-    ws = workspace(ctx).require()
-    faults, cases = summary(ws.lake, ws.truth_dir)
+    ws = workspace(ctx)
+    faults, cases = summary(ws.lake if ws.exists else None, ws.truth_dir)
     output.emit(faults, title="Injected faults (truth)")
     output.emit(cases, title="Poor-experience cases by service and true domain (truth)")

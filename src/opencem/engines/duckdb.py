@@ -87,10 +87,29 @@ def connect(lake: Lake, threads: int | None = None) -> duckdb.DuckDBPyConnection
     return con
 
 
+_PRIVATE_TEMP: list[str] = []
+
+
+def _private_temp() -> str:
+    """One empty temp folder per process for user-SQL spills (deleted at exit)."""
+    if not _PRIVATE_TEMP:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="opencem-sql-")
+        atexit.register(shutil.rmtree, folder, True)
+        _PRIVATE_TEMP.append(folder)
+    return _PRIVATE_TEMP[0]
+
+
 def read_only_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     """A connection for user SQL: file access limited to the lake, settings locked."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB allows its temp folder too, by default ./.tmp of the working directory: a folder of
+    # the user's. Spill into a private one instead, removed with the connection's process.
+    con.execute(f"SET temp_directory={_quote(Path(_private_temp()))}")
     con.execute(f"SET allowed_directories=[{_quote(lake.root.resolve())}]")
     con.execute("SET enable_external_access=false")
     register_lake(con, lake)

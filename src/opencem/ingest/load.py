@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..schema import Table
 from ..schema.ops import INGEST_LOG, QUARANTINE
-from ..schema.truth import TRUTH_MARKER
+from ..schema.truth import SIMULATION_MARKER, TRUTH_MARKER
 from ..specfile import SpecError
 from .dictionary import DictionaryError
 from ..lake import MANIFEST, Lake, Transaction
@@ -130,6 +130,9 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
         if not root.is_dir():
             found.append(_classify(root, tables, mapping) if root.is_file() else SourceFile(root, None, "special"))
             continue
+        if (root / SIMULATION_MARKER).is_file() and not (root / "manifest.json").is_file():
+            raise IngestError(f"{root} is a simulator output that did not finish (it has no manifest.json); "
+                              "run `opencem simulate` again before loading it")
         as_of = _declared_as_of(root / "manifest.json") or as_of
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
@@ -149,10 +152,10 @@ def discover(paths: list[Path], tables: dict[str, Table], mapping: Path | None =
 
 def _truth_folder_of(path: Path) -> Path | None:
     """The simulator truth folder ``path`` is or lies in (it has a TRUTH_MARKER file), if any."""
-    path = path.absolute()
-    for folder in (path, *path.parents):
-        if (folder / TRUTH_MARKER).is_file():
-            return folder
+    for candidate in (path.absolute(), path.resolve()):  # a symlink to a truth file is one too
+        for folder in (candidate, *candidate.parents):
+            if (folder / TRUTH_MARKER).is_file():
+                return folder
     return None
 
 

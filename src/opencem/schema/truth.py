@@ -10,8 +10,10 @@ import pyarrow as pa
 
 from .base import TIMESTAMP, Table, col, key
 
-# The file that marks a truth folder, so ingest (which must not import the simulator) knows it.
+# The files that mark a truth folder and a simulator output, so ingest (which must not import
+# the simulator) knows them: it refuses the first and an unfinished second.
 TRUTH_MARKER = ".opencem-truth"
+SIMULATION_MARKER = ".opencem-simulation"
 DOMAINS = ("cloud", "pipe", "device", "account")
 # The domain of a poor experience no injected fault explains.
 NO_FAULT = "none"

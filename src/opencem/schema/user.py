@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..specfile import Issue, SpecError, load_spec
 from .base import TIMESTAMP, Table, col
+from .truth import TRUTH_TABLES
 
 TYPES: dict[str, pa.DataType] = {
     "string": pa.string(), "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(),
@@ -91,6 +92,9 @@ def load_table_spec(path: Path, builtin: dict[str, Table]) -> Table:
     if spec.table in builtin:
         raise SpecError([Issue(f"{spec.table!r} is a built-in table; choose another name",
                                kind="Table schema", file=Path(path), field="table")])
+    if spec.table in TRUTH_TABLES or spec.table == "ground_truth":
+        raise SpecError([Issue(f"{spec.table!r} is the name of a simulator truth table, which never goes into "
+                               "the lake; choose another name", kind="Table schema", file=Path(path), field="table")])
     return spec.to_table()
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ..schema.customers import (BILLING, CHURN_EVENTS, COMPLAINTS, INTERACTIONS, SOCIAL_POSTS,
                                 SUBSCRIBER_EVENTS, SURVEYS)
+from .calendar import utc_offset_hours
 from .config import SimConfig, rng_for
 from .faults import PERIOD_MS, FaultPlan
 from .frame import DAY_MS, HOUR_MS, day_start_ms, sigmoid
@@ -46,11 +47,17 @@ class Experience:
     broadband_outage_s: np.ndarray
     worst_cell: np.ndarray  # cell index with most poor sessions that day, -1 if none
     data_gb: np.ndarray  # mobile data and video volume, down and up
+    first_poor_s: np.ndarray  # second of the (UTC) day of the first poor session or outage, inf: none
 
     @classmethod
     def empty(cls, n: int, days: int) -> Experience:
         z = lambda: np.zeros((n, days), np.float32)  # noqa: E731 - float32: 1M x a week fits
-        return cls(z(), z(), z(), z(), z(), z(), np.full((n, days), -1, np.int64), z())
+        return cls(z(), z(), z(), z(), z(), z(), np.full((n, days), -1, np.int64), z(),
+                   np.full((n, days), np.inf, np.float32))
+
+    def first_poor(self, sub: np.ndarray, day: int, t_ms: np.ndarray, day_start_ms: int) -> None:
+        """Note when (seconds into the day) each subscriber's first poor session of the day was."""
+        np.minimum.at(self.first_poor_s[:, day], sub, ((t_ms - day_start_ms) / 1000).astype(np.float32))
 
     def add(self, field: str, sub: np.ndarray, day: int, weights: np.ndarray) -> None:
         col = getattr(self, field)
@@ -74,8 +81,11 @@ class Experience:
 
 
 def _time_in_day(cfg: SimConfig, day: np.ndarray, rng, lo_h=9.0, hi_h=21.0) -> np.ndarray:
+    """Times between local ``lo_h`` and ``hi_h`` o'clock (opening hours, waking hours) of
+    simulated ``day`` (a UTC day), in UTC ms."""
     base = np.array([day_start_ms(cfg, d) for d in range(cfg.days)], np.int64)[day]
-    return base + (rng.uniform(lo_h, hi_h, len(day)) * HOUR_MS).astype(np.int64)
+    offset_h = np.array([utc_offset_hours(cfg, d)[12] for d in range(cfg.days)])[day]
+    return base + ((rng.uniform(lo_h, hi_h, len(day)) - offset_h) * HOUR_MS).astype(np.int64)
 
 
 def complaint_propensity(pop: Population, exp: Experience, billing_error: np.ndarray) -> np.ndarray:
@@ -107,6 +117,15 @@ def complaints_and_care(cfg: SimConfig, net: Network, pop: Population, exp: Expe
     cat, sub, day = np.nonzero(hit)
     k = len(sub)
     t = _time_in_day(cfg, day, rng)
+    # A complaint about the service follows what went wrong: within hours of the day's first
+    # poor session (from 07:00 local), not before it.
+    first = exp.first_poor_s[sub, day]
+    day0 = np.array([day_start_ms(cfg, d) for d in range(cfg.days)], np.int64)[day]
+    woke = day0 + ((7 - np.array([utc_offset_hours(cfg, d)[12] for d in range(cfg.days)])[day]) * HOUR_MS).astype(np.int64)
+    after = np.maximum(day0 + np.nan_to_num(first, posinf=0).astype(np.int64) * 1000, woke) \
+        + rng.exponential(1.5 * HOUR_MS, k).astype(np.int64)
+    follows = (cat < 4) & np.isfinite(first)
+    t = np.where(follows, np.minimum(after, day0 + 86_399_000), t)
     channel = rng.choice(len(CHANNELS), k, p=[0.2, 0.1, 0.55, 0.1, 0.05])
     cell = np.where(cat < 3, exp.worst_cell[sub, day], -1)
     cell_label = np.where(cell >= 0, net.cell_ids[np.maximum(cell, 0)], None)

@@ -105,7 +105,7 @@ class Injection(Strict):
         return v
     start: datetime
     duration_h: float = Field(gt=0, le=24 * 366)
-    severity: float = Field(1.0, ge=0, le=1)
+    severity: float = Field(1.0, gt=0, le=1)
     shape: Literal["constant", "intermittent", "ramping"] = "constant"
     partial: float = Field(1.0, gt=0, le=1)
 
@@ -146,7 +146,7 @@ class SimConfig(Strict):
     scenario: str | None = Field(None, description="Scenario name, when read from a scenario file")
     subscribers: int = Field(20_000, ge=100, le=20_000_000, description="Mobile subscribers")
     days: int = Field(2, ge=1, le=366, description="Days of traffic to simulate")
-    seed: int = Field(7, description="Random seed; the same seed gives identical output")
+    seed: int = Field(7, ge=0, le=2**63 - 1, description="Random seed; the same seed gives identical output")
     start_date: date = Field(date(2026, 11, 2), description="First simulated day (UTC)")
     time_zone: str = Field("Europe/Rome", description="Local time of the territory (IANA name)")
     holidays: tuple[date, ...] = Field((), description="Public holidays: traffic as on a Sunday")
@@ -229,9 +229,15 @@ def make_config(scenario: str | Path | None = None, **options) -> SimConfig:
 
 
 def scenario_path(name: str | Path) -> Path:
-    """A scenario file by path, or a shipped scenario by name (``benchmark``)."""
+    """A scenario file by path, or a shipped scenario by name (``benchmark``): a bare name is
+    the shipped one even when a file of that name lies in the working directory."""
     path = Path(name)
+    bare = isinstance(name, str) and "/" not in name and path.suffix not in (".yaml", ".yml")
+    if bare and (SCENARIOS / f"{name}.yaml").is_file():
+        return SCENARIOS / f"{name}.yaml"
     if path.suffix in (".yaml", ".yml") or path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"--scenario: {path} is a folder, not a scenario file")
         return path
     shipped = SCENARIOS / f"{name}.yaml"
     if shipped.is_file():

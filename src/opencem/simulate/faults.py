@@ -129,6 +129,7 @@ class FaultPlan:
     cell_load: np.ndarray | None = None  # (cells, periods) PRB load 0..1, from traffic (load.py)
     cell_surge: np.ndarray | None = None  # (cells, periods) demand multiplier of congestion
     cell_demand: np.ndarray | None = None  # (cells, periods) expected data sessions carried
+    cell_users: np.ndarray | None = None  # (cells, periods) expected subscribers the cell serves
     cell_overload: np.ndarray | None = None  # (cells, periods) demand over capacity
     anchor_hole_db: np.ndarray | None = None  # (subscribers, 3) extra path loss at the place
     anchor_hole_share: np.ndarray | None = None  # share of the place's sessions inside the hole
@@ -366,8 +367,10 @@ def plan_faults(cfg: SimConfig, net: Network, pop: Population, start_ms: int) ->
 
 def _coverage_holes(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, planner: Planner,
                     where: list[tuple[str, float, float]] | None = None) -> None:
-    """A populated block (H3 res 9, ~0.1 km2) loses 12-24 dB (a new building, a tilt change);
-    only a share of the sessions at an affected place are inside it."""
+    """A populated block (H3 res 9, ~0.1 km2) loses 8-20 dB (a new building, a tilt change);
+    only a share of the sessions at an affected place are inside it. ``where``: the scenario's
+    injected holes (permanent: a hole is a place, its start and duration are not used)."""
+    injected = where is not None
     rng = planner.rng
     if plan.anchor_hole_db is None:
         plan.anchor_hole_db = np.zeros(pop.anchor_x.shape, np.float32)
@@ -385,8 +388,11 @@ def _coverage_holes(cfg: SimConfig, net: Network, pop: Population, plan: FaultPl
                           float(rng.uniform(*spec.severity)), float(rng.uniform(*spec.partial))))
     all_lat, all_lon = to_latlon(pop.anchor_x.ravel(), pop.anchor_y.ravel())
     cells = h3_cells(all_lat, all_lon, HOLE_RESOLUTION) if where else None
-    for grid, severity, share in where:
+    for i, (grid, severity, share) in enumerate(where):
         inside = np.flatnonzero(cells == grid)
+        if injected and not len(inside):
+            raise ConfigError(f"injections: coverage_hole at {grid!r}: no home, workplace or leisure place of "
+                              f"the network lies in that H3 resolution {HOLE_RESOLUTION} cell")
         inside = inside[plan.anchor_hole_fault.ravel()[inside] < 0]
         index = planner.add("coverage_hole", grid, plan.start_ms, end_ms, severity, "constant", share)
         plan.anchor_hole_db.ravel()[inside] = 8.0 + 12.0 * severity
@@ -459,6 +465,7 @@ def _inject(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, plan
             first = datetime.fromtimestamp(plan.start_ms / 1000, timezone.utc).isoformat()
             raise ConfigError(f"{where}.start: {inj.start} is outside the simulated window (from {first}, "
                               f"{cfg.days} days)")
+        shape = "constant" if inj.fault in ("cell_outage", "olt_outage") and inj.shape == "ramping" else inj.shape
         if kind.grid is not None:
             names = list(by_name[kind.grid])
             if inj.location not in names:
@@ -467,7 +474,7 @@ def _inject(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, plan
             obj = names.index(inj.location)
             if not planner.free(kind.grid, obj, start_ms, stop_ms):
                 raise ConfigError(f"{where}: overlaps an earlier injection of {inj.fault} on {inj.location}")
-            planner.add(inj.fault, inj.location, start_ms, stop_ms, inj.severity, inj.shape, inj.partial, obj)
+            planner.add(inj.fault, inj.location, start_ms, stop_ms, inj.severity, shape, inj.partial, obj)
         elif inj.fault == "coverage_hole":
             holes.append((inj.location, inj.severity, inj.partial))
         else:

@@ -241,6 +241,9 @@ def serve(net: Network, x_km: np.ndarray, y_km: np.ndarray, five_g_capable: np.n
     """
     indoor = np.asarray(indoor)
     penetration = indoor * 10.0 if indoor.dtype == bool else indoor.astype(float)
+    if len(x_km) == 0:  # no IoT fleet, say
+        empty = np.zeros(0, np.int64), np.zeros(0)
+        return RadioLink(*empty, *empty, *empty)
     k_sites = min(3, len(net.site_x))
     dist, site = net.site_tree.query(np.c_[x_km, y_km], k=k_sites)
     dist, site = dist.reshape(len(x_km), -1), site.reshape(len(x_km), -1)

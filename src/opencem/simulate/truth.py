@@ -74,6 +74,21 @@ def load_truth(source: Path, area: Path) -> dict[str, int]:
             if missing:
                 raise TruthError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                                  f"of truth table {name}")
+            for want in spec.schema:
+                got = schema.field(want.name).type
+                if got != want.type:
+                    raise TruthError(f"{path}: column {want.name} is {got}, truth table {name} has it as {want.type}")
+            meta = pq.ParquetFile(path).metadata
+            for i, want in enumerate(spec.schema):
+                if want.nullable:
+                    continue
+                column = schema.get_field_index(want.name)
+                nulls = sum((meta.row_group(g).column(column).statistics.null_count or 0)
+                            if meta.row_group(g).column(column).statistics is not None else 0
+                            for g in range(meta.num_row_groups))
+                if nulls:
+                    raise TruthError(f"{path}: column {want.name} has {nulls:,} empty values; truth table {name} "
+                                     "allows none")
     area = Path(area)
     staging = area.with_name(area.name + ".loading")
     shutil.rmtree(staging, ignore_errors=True)
@@ -120,8 +135,15 @@ def query_truth(lake, area: Path, sql: str):
 
 
 def summary(lake, area: Path):
-    """Faults per type and cases per service and domain, as Arrow tables."""
-    con = connect_with_truth(lake, area)
+    """Faults per type and cases per service and domain, as Arrow tables (``lake`` may be None:
+    a truth area loaded where nothing was ingested yet)."""
+    if lake is None:
+        import duckdb
+
+        con = duckdb.connect()
+        register_truth(con, area)
+    else:
+        con = connect_with_truth(lake, area)
     try:
         faults = con.sql("""SELECT fault_type, domain, count(*) AS faults, min(precedence) AS precedence,
                    round(sum(epoch(end_time) - epoch(start_time)) / 3600, 1) AS fault_hours
