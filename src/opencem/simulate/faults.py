@@ -388,7 +388,7 @@ def _coverage_holes(cfg: SimConfig, net: Network, pop: Population, plan: FaultPl
                           float(rng.uniform(*spec.severity)), float(rng.uniform(*spec.partial))))
     all_lat, all_lon = to_latlon(pop.anchor_x.ravel(), pop.anchor_y.ravel())
     cells = h3_cells(all_lat, all_lon, HOLE_RESOLUTION) if where else None
-    for i, (grid, severity, share) in enumerate(where):
+    for grid, severity, share in where:
         inside = np.flatnonzero(cells == grid)
         if injected and not len(inside):
             raise ConfigError(f"injections: coverage_hole at {grid!r}: no home, workplace or leisure place of "
