@@ -81,9 +81,9 @@ def run(code: str, args: list[str], one_core: bool = False) -> dict:
 
 
 def simulator_files(cells: int, periods: int, out: Path) -> list[Path]:
-    """The simulator's alpha XML writer on a counter table shaped like the simulator's."""
+    """The simulator's alpha XML writer on a measurement table shaped like the simulator's."""
     from opencem.schema.counters import CANONICAL_COUNTERS
-    from opencem.simulate.pm_files import write_pm_files
+    from opencem.simulate.pm_files import MEASUREMENTS, write_pm_files
 
     rng = np.random.default_rng(7)
     sites = []
@@ -102,11 +102,11 @@ def simulator_files(cells: int, periods: int, out: Path) -> list[Path]:
         cols["period_start"] = pa.array(np.repeat(T0_MS + (first + np.arange(n_periods)) * 900_000, len(rows)),
                                         pa.timestamp("ms", tz="UTC"))
         cols["granularity_s"] = pa.array(np.full(n, 900), pa.int32())
-        for name, info in CANONICAL_COUNTERS.items():
-            cols[name] = (rng.poisson(400, n).astype(float) if info.kind == "count"
+        for name, (lte, _) in MEASUREMENTS.items():
+            cols[name] = (rng.poisson(400, n).astype(float) if CANONICAL_COUNTERS[lte].kind == "count"
                           else np.round(rng.uniform(0, 99, n), 3))
-        cols["DRB.UEThpVolDl"] = np.round(rng.uniform(0, 5e6, n), 3)
-        cols["RRU.CellUnavailableTime"] = np.where(rng.random(n) < 0.01, 900.0, 0.0)
+        cols["thp_volume_dl_kbit"] = np.round(rng.uniform(0, 5e6, n), 3)
+        cols["unavailable_s"] = np.where(rng.random(n) < 0.01, 900.0, 0.0)
         paths += write_pm_files(pa.table(cols), out)
     return sorted(paths)
 

@@ -33,7 +33,7 @@ def test_unmapped_counters_and_missing_inventory_are_named(tmp_path):
     assert unmapped == [
         "cube_cell_15min, cube_cell_day, cube_grid_hour, cube_city_day, cube_city_15min: pm_counters has rows but none of the "
         "counters its KPIs read (DRB.UEThpTimeDl, DRB.UEThpVolDl, ERAB.EstabInitAttNbr, ERAB.EstabInitSuccNbr "
-        "and 12 more): the files' counters are not mapped to canonical names; check the vendor dictionary (opencem "
+        "and 18 more): the files' counters are not mapped to canonical names; check the vendor dictionary (opencem "
         "ingest lists the counters it did not map)"]
     assert not any("looked up" in n or "grid needs" in n for n in notes)  # no rows to look anything up for
     assert any(n.startswith("cube_subscriber_day, cube_segment_day, cube_device_model_day: nothing to evaluate: "

@@ -13,7 +13,7 @@ from opencem.lake import Lake
 RAN_KPIS = ["rrc_setup_success_pct", "erab_setup_success_pct", "initial_erab_establishment_success_pct",
             "erab_drop_pct", "erab_drops_per_session_hour", "dl_user_throughput_mbps", "ho_success_pct",
             "cell_availability_pct", "prb_utilisation_dl_pct", "rrc_connected_users_mean",
-            "nr_qos_flow_setup_success_pct"]
+            "nr_qos_flow_setup_success_pct", "bearer_accessibility_pct", "bearer_drop_pct", "nr_qos_flow_drop_pct"]
 
 
 def ran_kpis(lake: Lake, dimensions: tuple[str, ...] = ("cell_id",), grain: str = "15min") -> dict[tuple, dict]:

@@ -304,7 +304,7 @@ def test_an_fdd_and_a_tdd_cell_of_one_node_do_not_share_one_inventory_cell(tmp_p
 
 def test_the_example_workspace_dictionary_maps_the_simulated_export_like_beta(tmp_path, sim_dir):
     gamma = load_dictionary(PROJECT / "examples" / "vendor-dictionary" / "gamma.yaml")
-    export = next((sim_dir / "pm" / "beta").glob("*.csv"))
+    export = next((sim_dir / "pm" / "beta").glob("beta_pm_*.csv"))  # an LTE cells' export
     mine = read_vendor_csv(export, gamma)
     beta = read_vendor_csv(export, "beta")
     key = lambda r: (r["object_dn"], r["period_start"], r["counter_name"])  # noqa: E731

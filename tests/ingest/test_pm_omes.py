@@ -48,11 +48,18 @@ def lte(rrc_att, rrc_succ, erab, drops, ho, avail, prb, rrc_conn) -> dict[str, d
             "LTE_UE_Quantity": {"M8051C60": rrc_conn[0], "M8051C61": rrc_conn[1]}}
 
 
-def nr(rrc_att, rrc_succ, nsa_erab, qf, thp, avail, prb) -> dict[str, dict]:
-    """One NRCELL's counters in one period, by OMeS measurementType."""
+# NR_5358b RAN-view drop parts (NG reset, RNL unspecified, UE lost, unspecified, TNL, partial HO).
+QF_DROPS_RAN = ["M55125C09001", "M55125C09003", "M55125C09005", "M55125C09006", "M55125C09007", "M55125C10504"]
+
+
+def nr(rrc_att, rrc_succ, nsa_erab, qf, thp, avail, prb, qf_rel) -> dict[str, dict]:
+    """One NRCELL's counters in one period, by OMeS measurementType; ``qf_rel`` is (all QoS flow
+    releases, drops of active QoS flows, the RAN-view drop parts)."""
+    releases, active_drops, ran = qf_rel
     return {"NRRCC": {"M55124C01031": rrc_succ, **dict(zip(RRC_ATT_NR, rrc_att))},
             "NX2CC": {"M55112C03001": nsa_erab[0], "M55112C03002": nsa_erab[1]},
-            "NNGCC": {"M55125C08501": qf[0], "M55125C08502": qf[1]},
+            "NNGCC": {"M55125C08501": qf[0], "M55125C08502": qf[1], "M55125C08503": releases,
+                      "M55125C09026": active_drops, **dict(zip(QF_DROPS_RAN, ran))},
             "PDCPC": {**{c: thp[0] for c in THP_VOL}, **{c: thp[1] for c in THP_TIME}},
             "NCAV": {"M55601C00001": avail[0], "M55601C00002": avail[1]},
             "NCELA": dict(zip(["M55308C10001", "M55308C10015", "M55308C10011", "M55308C10003"], prb))}
@@ -65,8 +72,10 @@ VALUES = {
     (L2, P1): lte([20, 15, 5, 3, 2, 2, 2, 1], 45, (40, 36), DROPS_B, ((10, 10), (30, 27), (0, 0)), (90, 90), 100, (450, 90)),
     (L2, P2): lte([20, 15, 5, 3, 2, 2, 2, 1], 40, (60, 54), DROPS_B, ((10, 10), (30, 27), (0, 0)), (81, 90), 200,
                   ("NIL", 90)),  # NIL: the element measured nothing
-    (N1, P1): nr([30, 20, 10, 10, 10, 5, 5, 5, 3, 2], 98, (50, 49), (40, 39), (10000, 125), (900, 900), (1000, 200, 300, 3000)),
-    (N1, P2): nr([30, 20, 10, 10, 10, 5, 5, 5, 3, 2], 96, (50, 48), (60, 57), (5625, 187.5), (900, 810), (600, 0, 0, 3000)),
+    (N1, P1): nr([30, 20, 10, 10, 10, 5, 5, 5, 3, 2], 98, (50, 49), (40, 39), (10000, 125), (900, 900), (1000, 200, 300, 3000),
+                 (200, 3, (1, 0, 2, 0, 0, 1))),
+    (N1, P2): nr([30, 20, 10, 10, 10, 5, 5, 5, 3, 2], 96, (50, 48), (60, 57), (5625, 187.5), (900, 810), (600, 0, 0, 3000),
+                 (400, 2, (0, 0, 1, 0, 0, 0))),
 }
 # Each KPI by hand with Nokia's formula (KPI ids in ingest/dictionaries/nokia.yaml), per cell and period.
 EXPECTED = {
@@ -90,11 +99,14 @@ EXPECTED = {
                                  # NR_1477a: 16 x 10000 kbit over 16 x 125 ms = 80 Mbit/s
                                  "dl_user_throughput_mbps": (16 * 10000 / 1000) / (16 * 125 / 1000),
                                  "cell_availability_pct": 100.0, "prb_utilisation_dl_pct": 100 * 1500 / 3000,
-                                 "ho_success_pct": None, "erab_drop_pct": None},
+                                 "ho_success_pct": None, "erab_drop_pct": None,
+                                 # NR_5358b: (1 + 0 + 2 + 0 + 0 + 1) / 200; active drops 3 of 200
+                                 "nr_qos_flow_drop_pct": 2.0, "bearer_drop_pct": 1.5},
     ("MRBTS-303/NRCELL=1", T2): {"rrc_setup_success_pct": 96.0, "erab_setup_success_pct": 96.0,
                                  "nr_qos_flow_setup_success_pct": 95.0,
                                  "dl_user_throughput_mbps": (16 * 5625 / 1000) / (16 * 187.5 / 1000),   # 30
-                                 "cell_availability_pct": 90.0, "prb_utilisation_dl_pct": 20.0},
+                                 "cell_availability_pct": 90.0, "prb_utilisation_dl_pct": 20.0,
+                                 "nr_qos_flow_drop_pct": 0.25, "bearer_drop_pct": 0.5},
 }
 
 

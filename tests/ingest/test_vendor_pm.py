@@ -25,7 +25,8 @@ ME = "seliitdus00487"
 T0 = datetime(2022, 4, 18, 19, 0, tzinfo=UTC)
 IDLE = {"rrc_setup_success_pct": None, "erab_setup_success_pct": None, "initial_erab_establishment_success_pct": None,
         "erab_drop_pct": None, "erab_drops_per_session_hour": None, "dl_user_throughput_mbps": None,
-        "ho_success_pct": None, "prb_utilisation_dl_pct": None, "nr_qos_flow_setup_success_pct": None}
+        "ho_success_pct": None, "prb_utilisation_dl_pct": None, "nr_qos_flow_setup_success_pct": None,
+        "bearer_accessibility_pct": None, "bearer_drop_pct": None, "nr_qos_flow_drop_pct": None}
 
 
 def load(tmp_path: Path, *files: Path, **options) -> tuple[Lake, list]:
@@ -55,14 +56,15 @@ def test_real_ericsson_rop_gives_availability_and_nulls_for_its_idle_cells(tmp_p
         assert got[(T0, f"{ME}/{cell}")] == pytest.approx(want), cell
     # Counters no entry names are kept under their Ericsson name and reported; those an entry maps
     # on other classes only, with the class they were left on.
-    assert len(result.unmapped) == 785 + 4 and "pmAnrNcgiMeasFailUeCap" in result.unmapped
+    assert len(result.unmapped) == 784 + 4 and "pmAnrNcgiMeasFailUeCap" in result.unmapped
     assert {u for u in result.unmapped if " on " in u} == {
         "pmCellDowntimeAuto on NRCellCU", "pmCellDowntimeMan on NRCellCU",  # the cell's downtime is the DU's
         "pmRrcConnLevelSamp on GNBCUCPFunction", "pmRrcConnLevelSumSa on GNBCUCPFunction"}  # mapped on NRCellCU
-    # Every value is accounted for: the sums (handover, downtime) and expressions (LTE volume, NR
-    # users) each fold two values of a cell into one row, 48 values into 24 rows.
-    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (2667, 2667 - 48 + 24, 0)
-    assert "folded 48 values into 24 rows" in result.message
+    # Every value is accounted for: the sums (handover, downtime, LTE drops eNB + MME) and
+    # expressions (LTE volume, NR users) each fold two values of a cell into one row, 50 values
+    # into 26 rows.
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (2667, 2667 - 50 + 26, 0)
+    assert "folded 50 values into 26 rows" in result.message
 
 
 # Non-zero values written into a copy of the real file (same layout and objects), per measured
@@ -70,7 +72,7 @@ def test_real_ericsson_rop_gives_availability_and_nulls_for_its_idle_cells(tmp_p
 BUSY = {
     "EUtranCellFDD=1": {"pmRrcConnEstabAtt": 200, "pmRrcConnEstabSucc": 190, "pmErabEstabAttInit": 180,
                         "pmErabEstabSuccInit": 171, "pmS1SigConnEstabAtt": 190, "pmS1SigConnEstabSucc": 190,
-                        "pmErabRelAbnormalEnbAct": 3, "pmSessionTimeUe": 5400,
+                        "pmErabRelAbnormalEnbAct": 3, "pmErabRelAbnormalMmeAct": 1, "pmSessionTimeUe": 5400,
                         "pmPdcpVolDlDrb": 120000, "pmPdcpVolDlDrbLastTTI": 20000, "pmUeThpTimeDl": 4000,
                         "pmCellHoExeAttLteIntraF": 40, "pmCellHoExeSuccLteIntraF": 38,
                         "pmCellHoExeAttLteInterF": 10, "pmCellHoExeSuccLteInterF": 9,
@@ -90,6 +92,8 @@ BUSY_KPIS = {
         "rrc_setup_success_pct": 100 * 190 / 200, "erab_setup_success_pct": 100 * 171 / 180,
         "initial_erab_establishment_success_pct": 100 * (190 / 200) * (171 / 180),
         "erab_drops_per_session_hour": 3600 * 3 / 5400,           # TS 32.450 6.2.1: 2 per hour
+        # No counter of every E-RAB release in the file (ERAB.RelNbr): no drop percentage.
+        "erab_drop_pct": None, "bearer_drop_pct": None,
         "dl_user_throughput_mbps": ((120000 - 20000) / 1000) / (4000 / 1000),   # kbit, ms: 25 Mbit/s
         "ho_success_pct": 100 * (38 + 9) / (40 + 10),
         "cell_availability_pct": 100 * (1 - 90 / 900)},
@@ -134,6 +138,9 @@ def test_ericsson_layout_with_traffic_gives_hand_computed_kpis(tmp_path, kpis):
     raw = read_meascollec(path, "ericsson")
     rows = {(r["object_dn"].rsplit(",", 1)[-1], r["counter_name"]): r["value"] for r in raw.to_pylist()}
     assert rows[("EUtranCellFDD=1", "ERAB.SessionTimeUE")] == 5400.0
+    # TS 32.425's ERAB.RelActNbr: every abnormal release of an active E-RAB, eNB's and MME's;
+    # ERAB.RelAbnormalEnbAct the eNB's alone.
+    assert (rows[("EUtranCellFDD=1", "ERAB.RelActNbr")], rows[("EUtranCellFDD=1", "ERAB.RelAbnormalEnbAct")]) == (4.0, 3.0)
     assert rows[("EUtranCellFDD=1", "DRB.UEThpVolDl")] == 100000.0
     assert rows[("NRCellDU=31", "DRB.UEThpTimeDl")] == 5000.0
     assert rows[("NRCellCU=31", "pmCellDowntimeAuto")] == 900.0   # kept under its own name
@@ -173,7 +180,8 @@ def test_real_nanocell_export_gives_rrc_setup_success_99_of_123(tmp_path, kpis):
         "ho_success_pct": None,                               # (0 + 0) / (0 + 0)
         "erab_setup_success_pct": None, "initial_erab_establishment_success_pct": None,  # not mapped
         "erab_drop_pct": None, "erab_drops_per_session_hour": None, "dl_user_throughput_mbps": None,
-        "cell_availability_pct": None, "nr_qos_flow_setup_success_pct": None})
+        "cell_availability_pct": None, "nr_qos_flow_setup_success_pct": None,
+        "bearer_accessibility_pct": None, "bearer_drop_pct": None, "nr_qos_flow_drop_pct": None})
 
 
 @pytest.mark.external

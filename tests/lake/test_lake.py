@@ -221,7 +221,7 @@ def test_unreadable_files_are_set_aside_with_the_reason(tmp_path, sim_dir):
 def test_a_new_vendor_needs_only_a_dictionary_file(tmp_path, sim_dir):
     from opencem.ingest.dictionary import DICTIONARY_DIR
 
-    export = next((sim_dir / "pm" / "beta").glob("*.csv"))
+    export = next((sim_dir / "pm" / "beta").glob("beta_pm_*.csv"))  # an LTE cells' export
     landing = tmp_path / "pm" / "gamma"
     landing.mkdir(parents=True)
     (landing / export.name).write_bytes(export.read_bytes())
@@ -236,7 +236,7 @@ def test_a_new_vendor_needs_only_a_dictionary_file(tmp_path, sim_dir):
     assert report.count("replaced") + report.count("loaded") == 1
     vendors = connect(lake).execute("SELECT DISTINCT vendor FROM pm_counters").fetchall()
     assert vendors == [("gamma",)]
-    assert connect(lake).execute("SELECT count(DISTINCT counter_name) FROM pm_counters").fetchone()[0] == 13
+    assert connect(lake).execute("SELECT count(DISTINCT counter_name) FROM pm_counters").fetchone()[0] == 14
 
 
 def test_a_pm_file_broken_part_way_loads_nothing(tmp_path, sim_dir, monkeypatch):

@@ -1,4 +1,5 @@
-"""Vendor PM files from the simulator: 32.435 XML for alpha, daily CSV for beta, read back exactly."""
+"""Vendor PM files from the simulator: 32.435 XML for alpha, daily CSV for beta, each cell under its
+technology's counter names (TS 32.425 on 4G, TS 28.552 on 5G), read back exactly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from lxml import etree
 from opencem.schema.counters import CANONICAL_COUNTERS
 from opencem.ingest.pm_csv import read_vendor_csv
 from opencem.ingest.pm_xml import read_meascollec
-from opencem.simulate.pm_files import COUNTERS, XML_NS, format_values, write_pm_files
+from opencem.simulate.pm_files import COUNTERS_BY_TECHNOLOGY, MEASUREMENTS, XML_NS, format_values, write_pm_files
 
 NS = {"m": XML_NS}
 T0_MS = 1795478400000 - 2 * 900_000  # 2026-11-23 23:30 UTC: three periods cross midnight
@@ -28,7 +29,7 @@ CELLS = [  # cell_id, site_id, managed_element, technology, vendor
 
 
 def wide_counters(n_periods: int = 3, seed: int = 5) -> pa.Table:
-    """A small wide counter table like the simulator's, with one cell down in period 1."""
+    """A small wide measurement table like the simulator's, with one cell down in period 1."""
     rng = np.random.default_rng(seed)
     n = len(CELLS) * n_periods
     cols = {name: np.repeat([c[i] for c in CELLS], n_periods)
@@ -36,17 +37,18 @@ def wide_counters(n_periods: int = 3, seed: int = 5) -> pa.Table:
     cols["period_start"] = pa.array(np.tile(T0_MS + np.arange(n_periods) * 900_000, len(CELLS)),
                                     pa.timestamp("ms", tz="UTC"))
     cols["granularity_s"] = pa.array(np.full(n, 900), pa.int32())
-    for name, info in ((c, CANONICAL_COUNTERS[c]) for c in COUNTERS):
+    for name, (lte, _) in MEASUREMENTS.items():
+        info = CANONICAL_COUNTERS[lte]
         cols[name] = rng.poisson(400, n).astype(float) if info.kind == "count" else np.round(rng.uniform(0, 99, n), 3)
-    cols["DRB.UEThpVolDl"] = np.round(rng.uniform(0, 5e6, n), 3)
-    cols["DRB.UEThpTimeDl"] = np.round(rng.uniform(0, 9e5, n))
-    cols["RRU.CellUnavailableTime"] = np.zeros(n)
+    cols["thp_volume_dl_kbit"] = np.round(rng.uniform(0, 5e6, n), 3)
+    cols["thp_time_dl_ms"] = np.round(rng.uniform(0, 9e5, n))
+    cols["unavailable_s"] = np.zeros(n)
     down = 1  # C000001-1-4G, second period: outage, no traffic
-    for name in COUNTERS:
+    for name in MEASUREMENTS:
         cols[name][down] = 0.0
-    cols["RRU.CellUnavailableTime"][down] = 900.0
-    cols["RRU.CellUnavailableTime"][n - 1] = 37.0  # minutes that do not divide evenly
-    cols["RRC.ConnEstabAtt"][n - 2] = 1001.0
+    cols["unavailable_s"][down] = 900.0
+    cols["unavailable_s"][n - 1] = 37.0  # minutes that do not divide evenly
+    cols["rrc_setup_attempts"][n - 2] = 1001.0
     return pa.table(cols)
 
 
@@ -65,6 +67,8 @@ def test_files_are_named_per_period_and_per_day(written):
         ("alpha", "B20261124.0000+0000-0015+0000_OSS-alpha.xml"),
         ("beta", "beta_pm_20261123.csv"),
         ("beta", "beta_pm_20261124.csv"),
+        ("beta", "beta_nr_pm_20261123.csv"),
+        ("beta", "beta_nr_pm_20261124.csv"),
     ]
 
 
@@ -86,7 +90,12 @@ def test_alpha_xml_follows_ts_32435(written):
     assert infos[0].find("m:repPeriod", NS).get("duration") == "PT900S"
     types = infos[0].findall("m:measType", NS)
     assert [(t.get("p"), t.text) for t in types[:2]] == [("1", "RRC.ConnEstabAtt"), ("2", "RRC.ConnEstabSucc")]
-    assert len(types) == 13
+    # Each cell class its own measTypes: TS 32.425 on EUtranCellFDD, TS 28.552 on NRCellDU.
+    lte, nr = ([t.text for t in info.findall("m:measType", NS)] for info in infos)
+    assert lte == list(COUNTERS_BY_TECHNOLOGY["4G"]) and nr == list(COUNTERS_BY_TECHNOLOGY["5G"]) and len(lte) == 14
+    assert {"QF.EstabAttNbr", "QF.RelActNbr", "MM.HoExeIntraFreqReq"} <= set(nr)
+    assert not any(name.startswith(("ERAB.", "HO.")) for name in nr)
+    assert not any(name.startswith(("QF.", "MM.")) for name in lte)
     ldns = [v.get("measObjLdn") for i in infos for v in i.findall("m:measValue", NS)]
     assert ldns == ["ManagedElement=ME-S00001,ENBFunction=1,EUtranCellFDD=C000001-1-4G",
                     "ManagedElement=ME-S00001,GNBDUFunction=1,NRCellDU=C000001-2-5G"]
@@ -97,9 +106,9 @@ def test_alpha_values_are_written_without_trailing_zero(written):
     text = paths[1].read_text()
     # C000001-1-4G is down in the second period: zero traffic, 900 s unavailable.
     line = next(x for x in text.splitlines() if "EUtranCellFDD=C000001-1-4G" in x)
-    assert '<r p="1">0</r>' in line and '<r p="13">900</r>' in line
+    assert '<r p="1">0</r>' in line and '<r p="14">900</r>' in line
     assert ".0<" not in text
-    first = table.filter(pc.equal(table["cell_id"], "C000001-1-4G"))["RRC.ConnEstabAtt"][0].as_py()
+    first = table.filter(pc.equal(table["cell_id"], "C000001-1-4G"))["rrc_setup_attempts"][0].as_py()
     assert f'<r p="1">{int(first)}</r>' in paths[0].read_text()
 
 
@@ -113,25 +122,35 @@ def test_beta_csv_speaks_the_vendor_dialect(written):
     src = next(r for r in beta if r["cell_id"] == rows[0]["Cell Name"]
                and r["period_start"].strftime("%Y-%m-%d %H:%M:%S") == rows[0]["Start Time"])
     causes = [float(rows[0][c]) for c in ("RRC_ATT_MO_DATA", "RRC_ATT_MO_SIG", "RRC_ATT_MT", "RRC_ATT_EMERGENCY")]
-    assert sum(causes) == src["RRC.ConnEstabAtt"] and min(causes) >= 0
-    assert float(rows[0]["DL_THP_VOL_BYTES"]) == src["DRB.UEThpVolDl"] * 125
-    assert float(rows[0]["DL_PRB_USAGE_RATIO"]) == pytest.approx(src["RRU.PrbTotDl"] / 100, rel=1e-12)
-    last = list(csv.DictReader(paths[4].open()))[-1]
+    assert sum(causes) == src["rrc_setup_attempts"] and min(causes) >= 0
+    assert float(rows[0]["DL_THP_VOL_BYTES"]) == src["thp_volume_dl_kbit"] * 125
+    assert float(rows[0]["DL_PRB_USAGE_RATIO"]) == pytest.approx(src["prb_usage_dl_pct"] / 100, rel=1e-12)
+    assert float(rows[0]["ERAB_REL_ABNORM_ACTIVE"]) == src["bearer_drops_active"]
+    # LTE and NR cells are exported apart, each file with its class's columns only.
+    assert {r["Cell Name"] for r in rows} == {"C000003-1-4G"} and "QOSFLOW_SETUP_ATT" not in rows[0]
+    nr = list(csv.DictReader(paths[5].open()))
+    assert {r["Cell Name"] for r in nr} == {"C000003-2-5G"}
+    assert {"QOSFLOW_SETUP_ATT", "QOSFLOW_REL_ABNORM_ACTIVE", "NR_HO_INTRAFREQ_EXEC_ATT"} <= set(nr[0])
+    assert not any(c.startswith(("ERAB_", "HO_OUT")) for c in nr[0])
+    last = list(csv.DictReader(paths[6].open()))[-1]
     assert last["Cell Name"] == "C000003-2-5G" and last["CELL_UNAVAIL_MIN"] == "0.616666667"
 
 
 def test_round_trip_gives_back_every_canonical_value(written):
-    """Both vendors' files, read through their dictionaries, give the simulator's values."""
+    """Both vendors' files, read through their dictionaries, give the simulator's values under
+    each cell's technology's names: no E-RAB or LTE handover counter on a 5G cell, no QoS flow
+    or MM counter on a 4G cell."""
     table, paths = written
     back = pa.concat_tables([read_meascollec(p, "alpha") if p.suffix == ".xml" else read_vendor_csv(p, "beta")
                              for p in paths])
     expected = {}
     for row in table.to_pylist():
-        for name in COUNTERS:
-            expected[(row["cell_id"], row["period_start"], name)] = (row[name], row["vendor"])
+        for measurement, name in zip(MEASUREMENTS, COUNTERS_BY_TECHNOLOGY[row["technology"]]):
+            expected[(row["cell_id"], row["period_start"], name)] = (row[measurement], row["vendor"])
     got = {(r["cell_id"], r["period_start"], r["counter_name"]): (r["value"], r["vendor"], r["granularity_s"])
            for r in back.to_pylist()}
-    assert back.num_rows == len(expected) == len(got) == table.num_rows * 13
+    assert back.num_rows == len(expected) == len(got) == table.num_rows * 14
+    assert set(got) == set(expected)
     for key, (value, vendor) in expected.items():
         v, got_vendor, gran = got[key]
         assert (got_vendor, gran) == (vendor, 900)
@@ -147,6 +166,30 @@ def test_round_trip_gives_back_every_canonical_value(written):
     assert beta_dn == "NE=ME-S00003,Cell=C000003-1-4G"
 
 
+def test_ingest_loads_every_file_into_the_lake_under_each_technologys_names(written, tmp_path):
+    """Through ``opencem ingest`` as an operator runs it (pm/<vendor>/ folders, bundled
+    dictionaries), the lake holds the simulator's values: 14 counters per cell and period, the
+    TS 28.552 ones on 5G cells, the TS 32.425 ones on 4G cells, none of the other's."""
+    from opencem.engines.duckdb import connect
+    from opencem.ingest.load import ingest
+    from opencem.lake import Lake
+
+    table, paths = written
+    lake = Lake(tmp_path / "lake")
+    report = ingest(lake, [paths[0].parents[2]])
+    assert report.count("rejected") == 0 and len(report.files) == len(paths)
+    rows = connect(lake).execute("SELECT object_dn, period_start, counter_name, value FROM pm_counters").fetchall()
+    got = {(dn.rsplit("=", 1)[-1], t, name): v for dn, t, name, v in rows}
+    want = {(r["cell_id"], r["period_start"], name): r[measurement] for r in table.to_pylist()
+            for measurement, name in zip(MEASUREMENTS, COUNTERS_BY_TECHNOLOGY[r["technology"]])}
+    assert len(rows) == len(got) == table.num_rows * 14 and set(got) == set(want)
+    assert all(got[k] == pytest.approx(v, rel=1e-6, abs=1e-9) for k, v in want.items())
+    nr_names = {name for (cell, _, name) in got if cell.endswith("-5G")}
+    lte_names = {name for (cell, _, name) in got if cell.endswith("-4G")}
+    assert nr_names == set(COUNTERS_BY_TECHNOLOGY["5G"]) and lte_names == set(COUNTERS_BY_TECHNOLOGY["4G"])
+    assert not {n for n in nr_names if n.startswith("ERAB.")} and not {n for n in lte_names if n.startswith("QF.")}
+
+
 def test_format_values_keeps_integers_plain_and_others_exact():
     text = format_values(pa.array([234.0, 0.1, 1e15, 123456789012.0, -0.0, None, 1 / 3, 1e300]))
     assert text.to_pylist() == ["234", "0.1", "1000000000000000", "123456789012", "0", "NIL",
@@ -155,8 +198,8 @@ def test_format_values_keeps_integers_plain_and_others_exact():
 
 def test_bad_tables_are_refused_with_the_reason(tmp_path):
     table = wide_counters(1)
-    with pytest.raises(ValueError, match="lacks column.*HO.ExeSucc"):
-        write_pm_files(table.drop_columns(["HO.ExeSucc"]), tmp_path)
+    with pytest.raises(ValueError, match="lacks column.*ho_successes"):
+        write_pm_files(table.drop_columns(["ho_successes"]), tmp_path)
     gamma = table.set_column(table.column_names.index("vendor"), "vendor",
                              pa.array(["gamma"] * table.num_rows))
     with pytest.raises(ValueError, match="No PM file format for vendor.*gamma"):

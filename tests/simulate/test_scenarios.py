@@ -176,3 +176,10 @@ def test_an_injected_hole_must_lie_where_people_are(tmp_path):
     with pytest.raises(Exception, match="greater than 0"):
         SimConfig(injections=({"fault": "olt_outage", "location": "OLT0000", "start": "2026-11-02T10:00",
                                "duration_h": 1, "severity": 0},))
+
+
+def test_an_outage_does_not_ramp(tmp_path):
+    _, con = _sim(tmp_path, "outages", subscribers=3000, days=2, seed=12, fault_rate=20)
+    shapes = {r[0] for r in con.execute("SELECT DISTINCT shape FROM faults WHERE fault_type IN "
+                                        "('cell_outage', 'olt_outage')").fetchall()}
+    assert shapes and "ramping" not in shapes

@@ -96,6 +96,7 @@ assert set(PRECEDENCE) == set(FAULT_TYPES) == set(DEFAULT_FAULTS)
 RANK = {name: i + 1 for i, name in enumerate(PRECEDENCE)}
 GRIDS = ("cell_down", "cell_sleep", "cell_interference", "cell_congestion", "site_backhaul", "province_core",
          "province_dns", "cdn", "source", "host", "olt")
+OUTAGES = ("cell_outage", "olt_outage")
 SUBSCRIBER_FAULTS = ("firmware", "volte_off", "wrong_apn", "throttle", "suspension")
 
 
@@ -265,10 +266,11 @@ class Planner:
             start = self.plan.start_ms + day * 86_400_000 + int(start_h * HOUR_MS)
         return start, min(self.end_ms, start + length)
 
-    def shape_of(self, spec: FaultSpec) -> str:
-        if spec.shape != "mixed":
-            return spec.shape
-        return str(self.rng.choice(["constant", "intermittent", "ramping"], p=[0.5, 0.25, 0.25]))
+    def shape_of(self, spec: FaultSpec, fault_type: str = "") -> str:
+        shape = spec.shape if spec.shape != "mixed" else \
+            str(self.rng.choice(["constant", "intermittent", "ramping"], p=[0.5, 0.25, 0.25]))
+        # an outage is on or off: it comes and goes, but it does not grow
+        return "constant" if shape == "ramping" and fault_type in OUTAGES else shape
 
     def free(self, grid: str, obj: int, start_ms: int, end_ms: int) -> bool:
         p0, p1 = self.periods(start_ms, end_ms)
@@ -322,7 +324,7 @@ class Planner:
                 start, end = self.window(spec)
                 if end > start and all(self.free(g, obj, start, end) for g in (kind.grid, *also_free)):
                     self.add(fault_type, names[obj], start, end, float(self.rng.uniform(*spec.severity)),
-                             self.shape_of(spec), float(self.rng.uniform(*spec.partial)), obj)
+                             self.shape_of(spec, fault_type), float(self.rng.uniform(*spec.partial)), obj)
                     break
 
 
@@ -465,7 +467,7 @@ def _inject(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan, plan
             first = datetime.fromtimestamp(plan.start_ms / 1000, timezone.utc).isoformat()
             raise ConfigError(f"{where}.start: {inj.start} is outside the simulated window (from {first}, "
                               f"{cfg.days} days)")
-        shape = "constant" if inj.fault in ("cell_outage", "olt_outage") and inj.shape == "ramping" else inj.shape
+        shape = "constant" if inj.fault in OUTAGES and inj.shape == "ramping" else inj.shape
         if kind.grid is not None:
             names = list(by_name[kind.grid])
             if inj.location not in names:

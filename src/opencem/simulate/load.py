@@ -6,7 +6,9 @@ leisure, as the sessions are drawn). A cell's load is its demand over its capaci
 capacity is calibrated once so that nine cells in ten stay under 85 % at their busiest hour
 (one in ten runs hot: ordinary busy-hour load, no fault). A cell that is down passes its
 users' demand to the cells they fall back to; a sleeping cell carries little; a congestion
-event multiplies the cell's demand.
+event multiplies the cell's demand. The subscribers each cell serves per period (where they
+are likely to be, whatever their usage) are kept too: PM counters model the phones' own
+signalling connections from them (network_pm.py).
 """
 
 from __future__ import annotations
@@ -34,26 +36,33 @@ def place_weights(has_job: np.ndarray, working: bool, evening: bool) -> np.ndarr
 
 def offered_load(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan) -> None:
     """Set ``plan.cell_load`` (cells x periods, 0..1), ``plan.cell_overload`` (demand over
-    capacity, unclipped) and ``plan.cell_demand`` (the expected data sessions a cell carries per
-    period)."""
+    capacity, unclipped), ``plan.cell_demand`` (the expected data sessions a cell carries per
+    period) and ``plan.cell_users`` (the expected subscribers it serves in the period)."""
     rng = rng_for(cfg.seed, "cell-load")
     n_cells = net.n_cells
     per_sub = cfg.services.data_per_day * pop.usage_factor * SEGMENT_DATA[pop.segment]
-    kinds = {}
+    kinds, present = {}, {}
     for working, evening in ((False, False), (True, False), (False, True)):
-        w = place_weights(pop.has_job, working, evening) * per_sub[:, None]
+        where = place_weights(pop.has_job, working, evening)
+        w = where * per_sub[:, None]
         kinds[(working, evening)] = sum(np.bincount(pop.link[a].cell, weights=w[:, a], minlength=n_cells)
                                         for a in range(3))
+        present[(working, evening)] = sum(np.bincount(pop.link[a].cell, weights=where[:, a], minlength=n_cells)
+                                          for a in range(3))
     demand = np.zeros((n_cells, plan.n_periods), np.float32)
+    users = np.zeros((n_cells, plan.n_periods), np.float32)
     for day in range(cfg.days):
         w, volume = hour_weights(cfg, day, "data")
         working, evening = working_hours(cfg, day)
         for h in range(24):
-            per_cell = kinds[(bool(working[h]), bool(evening[h]) and not working[h])]
+            kind = (bool(working[h]), bool(evening[h]) and not working[h])
             p = day * PERIODS_PER_DAY + 4 * h
-            demand[:, p:p + 4] = (per_cell * w[h] * volume / 4)[:, None]
+            demand[:, p:p + 4] = (kinds[kind] * w[h] * volume / 4)[:, None]
+            users[:, p:p + 4] = present[kind][:, None]
     demand *= rng.lognormal(0, 0.12, demand.shape).astype(np.float32)  # minute-to-minute variation
-    demand *= plan.cell_surge if plan.cell_surge is not None else 1.0
+    if plan.cell_surge is not None:  # a crowd: more people, each using more
+        demand *= plan.cell_surge
+        users *= plan.cell_surge
 
     # Capacity: 5G cells carry five times a 4G carrier (100 vs 20 MHz); a third of 4G cells
     # have a second carrier.
@@ -75,11 +84,14 @@ def offered_load(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan)
             row = fallback[order[bounds[c]:bounds[c + 1]]]
             targets, counts = np.unique(row, return_counts=True)
             share = counts / max(len(row), 1)
-            demand[np.ix_(targets, periods)] += share[:, None] * demand[c, periods][None, :]
-            demand[c, periods] = 0
+            for grid in (demand, users):
+                grid[np.ix_(targets, periods)] += share[:, None] * grid[c, periods][None, :]
+                grid[c, periods] = 0
     sleeping = plan.severity_grid["cell_sleep"]
     demand *= 1 - sleeping
+    users *= 1 - sleeping  # a sleeping cell still broadcasts, but phones barely get through it
     plan.cell_demand = demand
+    plan.cell_users = users
     plan.cell_overload = (demand / capacity[:, None]).astype(np.float32)
     # a congestion event exhausts the cell whatever its usual load: demand above capacity
     surge = plan.severity_grid["cell_congestion"]

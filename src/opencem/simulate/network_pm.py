@@ -1,7 +1,13 @@
-"""Cell PM counters aggregated from the sessions each cell carried, and FM alarms.
+"""Cell PM counters from the sessions each cell carried and the phones it serves, and FM alarms.
 
-Counters are computed per (cell, 15-minute period) with ``np.bincount`` over the session
-outcomes, so a fault that hurts sessions shows in the counters of the same cell and period.
+Counters are computed per (cell, 15-minute period). The sampled sessions (voice, data, video,
+IoT) are added with ``np.bincount``, so a fault that hurts sessions shows in the counters of
+the same cell and period. On top of them, every phone the cell serves opens connections of
+its own (push notifications, app syncs, keep-alives, periodic tracking-area updates, bursts
+split by the ~10 s inactivity timer), which is why a busy cell sees hundreds to thousands of
+RRC setups in 15 minutes. Those connections meet the same conditions as the sessions of the
+cell and period: they fail and drop with the sessions' mean probabilities. docs/simulator.md
+("PM counters") gives the model and its figures.
 """
 
 from __future__ import annotations
@@ -17,16 +23,35 @@ from .mobile import Outcome
 
 GRANULARITY_S = 900
 
+# A phone's own connections. They follow the phone's use over the day (push and app syncs come
+# with people's activity): CONNECTIONS_PER_SESSION per data session it is expected to make,
+# plus a floor whatever the hour (keep-alives, periodic TAU). 8 data sessions a day make
+# about 250 connections a day, 10 an hour; a busy cell's phones about 20 an hour each.
+CONNECTIONS_PER_SESSION = 22.0
+CONNECTIONS_PER_HOUR_FLOOR = 3.0
+SIGNALLING_ONLY_SHARE = 0.25  # tracking-area updates and the like: an RRC connection, no bearer
+CONNECTED_S_PER_CONNECTION = 11.0  # a burst of about 1 s, then the ~10 s inactivity timer
+# A connection of seconds meets a quarter of a data session's radio-link-failure risk, and half
+# of its drops have data in a buffer ("active", TS 32.425 4.2.2.6).
+DROP_EXPOSURE, ACTIVE_AT_DROP = 0.25, 0.5
+HO_PER_SESSION, HO_PER_CONNECTION = 0.3, 0.1  # outgoing handovers per connection set up
+BASE_SETUP_FAILURE = 0.003  # where a cell carried no phone session to take conditions from
+# Abnormal releases the core (MME, AMF) initiates while data is in flight: rare, more in a core fault.
+CORE_DROP, CORE_DROP_PER_SEVERITY = 0.0003, 0.02
+
 
 class CellTraffic:
     """Per (cell, 15-minute period) sums of what one day's sessions did, added service by
-    service so each service's session arrays can be freed before the next is generated."""
+    service so each service's session arrays can be freed before the next is generated. Besides
+    the outcomes it sums, over phone sessions, their setup-failure and drop probabilities: the
+    conditions the cell's own background connections meet in that period."""
 
     def __init__(self, n_cells: int, day: int):
         self.n_cells, self.p0 = n_cells, day * PERIODS_PER_DAY
         size = n_cells * PERIODS_PER_DAY
         self.sessions, self.failed, self.abnormal = np.zeros(size), np.zeros(size), np.zeros(size)
         self.kbit, self.transfer_ms, self.connected_s = np.zeros(size), np.zeros(size), np.zeros(size)
+        self.phones, self.failure_prob, self.drop_prob = np.zeros(size), np.zeros(size), np.zeros(size)
 
     def add(self, o: Outcome) -> None:
         key = o.frame.cell * PERIODS_PER_DAY + (o.frame.period - self.p0)
@@ -36,14 +61,30 @@ class CellTraffic:
                                (self.transfer_ms, o.transfer_ms), (self.connected_s, o.connected_s)):
             w = None if weights is None else np.asarray(weights, float)
             total += np.bincount(key, weights=w, minlength=size)
+        if o.frame.anchor is None:  # IoT modules (no daily place) are not the phones that chatter
+            return
+        for total, weights in ((self.phones, None), (self.failure_prob, o.frame.radio_failure_prob()),
+                               (self.drop_prob, o.frame.drop_prob())):
+            total += np.bincount(key, weights=weights, minlength=size)
 
     def grid(self, name: str) -> np.ndarray:
         return getattr(self, name).reshape(self.n_cells, PERIODS_PER_DAY)
 
+    def mean_prob(self, name: str, default: float) -> np.ndarray:
+        """(cells, periods) mean of a per-session probability over the period's phone sessions;
+        where there were none, the cell's mean over the day, else ``default``."""
+        n, total = self.grid("phones"), self.grid(name)
+        day = np.where(n.sum(axis=1) > 0, total.sum(axis=1) / np.maximum(n.sum(axis=1), 1), default)
+        return np.where(n > 0, total / np.maximum(n, 1), day[:, None])
+
 
 def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
                 rng: np.random.Generator) -> pa.Table:
-    """Wide counter table (one row per radio cell and period of ``day``) in canonical names."""
+    """Wide measurement table of ``day``: one row per radio cell and period, the key columns
+    (pm_files.KEY_COLUMNS) and one float64 column per measurement of pm_files.MEASUREMENTS,
+    which each cell reports under its technology's counter name (TS 32.425 on 4G cells,
+    TS 28.552 on 5G cells). Counts are whole numbers; every identity of a real cell holds
+    (successes <= attempts, drops <= releases <= successful setups)."""
     per_day = PERIODS_PER_DAY
     p0 = day * per_day
     n_cells = net.n_cells
@@ -54,15 +95,25 @@ def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
     down = plan.cell_down[:, p0:p0 + per_day]
     load = plan.cell_load[:, p0:p0 + per_day]
     up = ~down
-    # Signalling-only connections (TAU, keep-alives) ride on top of the sampled sessions.
-    background = rng.poisson(4 + 30 * load) * up
+    core = plan.province_core[net.site_province[net.cell_site]][:, p0:p0 + per_day]
+    # The phones' own connections, from the subscribers the cell serves and their expected use.
+    expected = (plan.cell_users[:, p0:p0 + per_day] * CONNECTIONS_PER_HOUR_FLOOR / 4
+                + plan.cell_demand[:, p0:p0 + per_day] * CONNECTIONS_PER_SESSION)
+    background = rng.poisson(expected) * up
+    bg_failed = rng.binomial(background, traffic.mean_prob("failure_prob", BASE_SETUP_FAILURE))
+    bg_setup = background - bg_failed
     rrc_att = sessions + background
-    rrc_fail = np.minimum(failed + rng.binomial(background, 0.003), rrc_att)
-    rrc_succ = rrc_att - rrc_fail
-    erab_fail = rng.binomial(rrc_succ.astype(np.int64), 0.002 + 0.2 * plan.province_core[
-        net.site_province[net.cell_site]][:, p0:p0 + per_day])
-    erab_succ = rrc_succ - erab_fail
-    ho_att = rng.poisson(0.3 * rrc_succ + 1) * up
+    rrc_succ = np.maximum(sessions - failed, 0) + bg_setup
+    bearer_att = rrc_succ - rng.binomial(bg_setup, SIGNALLING_ONLY_SHARE)
+    bearer_succ = bearer_att - rng.binomial(bearer_att.astype(np.int64), 0.002 + 0.2 * core)
+    # Drops: the sessions' own (radio link failures, active), then the background's.
+    drop_p = DROP_EXPOSURE * traffic.mean_prob("drop_prob", 0.0015)
+    bg_bearers = np.maximum(bearer_succ - (sessions - failed), 0).astype(np.int64)
+    bg_drops = rng.binomial(rng.binomial(bg_bearers, drop_p), ACTIVE_AT_DROP)
+    drops_ran = np.minimum(abnormal + bg_drops, bearer_succ)
+    drops = drops_ran + rng.binomial((bearer_succ - drops_ran).astype(np.int64),
+                                     CORE_DROP + CORE_DROP_PER_SEVERITY * core)
+    ho_att = rng.poisson(HO_PER_SESSION * np.maximum(sessions - failed, 0) + HO_PER_CONNECTION * bg_setup + 1) * up
     interfered = plan.cell_interference_db[:, p0:p0 + per_day] > 0
     ho_fail = rng.binomial(ho_att.astype(np.int64), np.where(interfered, 0.08, 0.01))
 
@@ -79,19 +130,22 @@ def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
         "vendor": rep(vendor),
         "period_start": timestamps_ms(np.tile(period_start, n_cells)),
         "granularity_s": np.full(size, GRANULARITY_S, np.int32),
-        "RRC.ConnEstabAtt": rrc_att,
-        "RRC.ConnEstabSucc": rrc_succ,
-        "ERAB.EstabInitAttNbr": rrc_succ,
-        "ERAB.EstabInitSuccNbr": erab_succ,
-        "ERAB.RelActNbr": erab_succ,
-        "ERAB.RelAbnormalEnbAct": np.minimum(abnormal, erab_succ),
-        "DRB.UEThpVolDl": np.round(kbit, 3),
-        "DRB.UEThpTimeDl": np.round(thp_ms),
-        "RRU.PrbTotDl": np.round(np.where(down, 0, load * 100), 2),
-        "RRC.ConnMean": np.round(connected_s / GRANULARITY_S + background * 0.05, 3),
-        "HO.ExeAtt": ho_att,
-        "HO.ExeSucc": ho_att - ho_fail,
-        "RRU.CellUnavailableTime": np.round(plan.covered_s("cell_down", p0, p0 + per_day)),
+        "rrc_setup_attempts": rrc_att,
+        "rrc_setup_successes": rrc_succ,
+        "bearer_setup_attempts": bearer_att,
+        "bearer_setup_successes": bearer_succ,
+        # Every bearer set up is released, counted in the period it was set up (TS 32.401's
+        # same-period rule; connections rarely outlive 15 minutes).
+        "bearer_releases": bearer_succ,
+        "bearer_drops_active": drops,
+        "bearer_drops_ran_active": drops_ran,
+        "thp_volume_dl_kbit": np.round(kbit, 3),
+        "thp_time_dl_ms": np.round(thp_ms),
+        "prb_usage_dl_pct": np.round(np.where(down, 0, load * 100), 2),
+        "rrc_connected_mean": np.round((connected_s + background * CONNECTED_S_PER_CONNECTION) / GRANULARITY_S, 3),
+        "ho_attempts": ho_att,
+        "ho_successes": ho_att - ho_fail,
+        "unavailable_s": np.round(plan.covered_s("cell_down", p0, p0 + per_day)),
     }
     for name, values in cols.items():
         if isinstance(values, np.ndarray) and values.ndim == 2:
