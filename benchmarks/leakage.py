@@ -27,6 +27,10 @@ and 95 % recall or more reads the label off one column: that is a leak unless a 
 carries the column with the same fidelity (``REAL_FIDELITY``: such a row says REAL, and the
 row after it gives the fault type's best rule without that column).
 
+The same search runs over what the OSS sees per object: every PM counter per (cell, 15
+minutes), labelled by the truth's ``cell_periods``, and every column of the hourly broadband line
+records, labelled by the broadband cases of OLT outages.
+
 Results go to <workdir>/results.json and are printed as a table.
 """
 
@@ -59,7 +63,14 @@ LEAK = 0.95
 # Columns a real system carries with the same fidelity for a fault type (docs/simulator.md says
 # why): a rule through one of them at 95/95 is how the real operator finds the fault, not a leak.
 # The table also gives that fault type's best rule without them.
-REAL_FIDELITY = {"bss:status": {"suspension"}}
+REAL_FIDELITY = {"bss:status": {"suspension"},
+                 # the cell's own unavailable-time counter (TS 32.425): an outage the OSS may not
+                 # alarm, but the cell still counts its seconds down
+                 "pm:RRU.CellUnavailableTime": {"cell_outage"},
+                 # ... and a cell out of service uses no PRBs: the same counters, the same fidelity
+                 "pm:RRU.PrbTotDl": {"cell_outage"},
+                 # the line's own outage seconds (CPE/TR-069): the line was down, whatever the cause
+                 "outage_s": {"olt_outage"}}
 # The account as BSS held it when the session started: the latest dated change, else the snapshot.
 BSS_AT_START = {"status": ("status_change", "u.status"),
                 "volte_enabled": ("volte_provisioning", "u.volte_enabled::VARCHAR")}
@@ -182,21 +193,64 @@ def leakage(ws) -> list[dict]:
     return rows
 
 
+def object_leakage(con) -> list[dict]:
+    """The same search over what the OSS sees per object rather than per session: every PM
+    counter per (cell, 15 minutes), labelled by ``truth.cell_periods``, and every column of the
+    hourly line records, labelled by the broadband cases."""
+    rows = []
+    names = [r[0] for r in con.execute("SELECT DISTINCT counter_name FROM pm_counters ORDER BY 1").fetchall()]
+    pivot = ", ".join(f"max(value) FILTER (counter_name = '{n}') AS \"pm:{n}\"" for n in names)
+    pm = con.sql(f"""
+        WITH wide AS (SELECT cell_id, period_start, {pivot} FROM pm_counters GROUP BY ALL)
+        SELECT w.*, list(DISTINCT t.fault_type) FILTER (t.fault_type IS NOT NULL) AS faults
+        FROM wide w LEFT JOIN truth.cell_periods t USING (cell_id, period_start) GROUP BY ALL""").to_arrow_table()
+    types = sorted({f for fs in pm.column("faults").to_pylist() if fs for f in fs})
+    lines = con.sql("""
+        SELECT b.*, (c.subscriber_id IS NOT NULL)::INT AS olt
+        FROM broadband_sessions b LEFT JOIN truth.cases c ON c.service = 'home_broadband'
+         AND c.fault_type = 'olt_outage' AND c.subscriber_id = b.subscriber_id AND c.hour_start = b.start_time""").to_arrow_table()
+    jobs = [("pm_counters", pm, [c for c in pm.column_names if c.startswith("pm:")],
+             {t: np.array([t in (fs or []) for fs in pm.column("faults").to_pylist()], float) for t in types}),
+            ("broadband_sessions", lines, [c for c in lines.column_names if c not in
+                                           ("line_id", "subscriber_id", "start_time", "cell_id", "olt")],
+             {"olt_outage": lines.column("olt").to_numpy().astype(float)})]
+    for table, data, features, labels in jobs:
+        for fault, y in labels.items():
+            if y.sum() == 0:
+                continue
+            scored = [(*best_rule(data.column(c), y), c) for c in features]
+            real = [r for r in scored if fault in REAL_FIDELITY.get(r[4], ())]
+            best = max(scored, key=lambda r: r[0])
+            picks = [best] if best not in real else [best, max((r for r in scored if r not in real),
+                                                              key=lambda r: r[0])]
+            for f1, rule, precision, recall, column in picks:
+                carried = fault in REAL_FIDELITY.get(column, ())
+                rows.append({"fault_type": fault, "table": table, "column": column, "rule": f"{column} {rule}",
+                             "precision": precision, "recall": recall, "f1": f1, "affected": int(y.sum()),
+                             "sessions": len(y), "real_fidelity": carried,
+                             "leak": precision >= LEAK and recall >= LEAK and not carried})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     operator_args(ap)
     ap.add_argument("--workdir", type=Path, default=HERE / "out" / "leakage")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    rows = leakage(simulated_workspace(args.workdir, args))
+    ws = simulated_workspace(args.workdir, args)
+    rows = leakage(ws)
+    from opencem.simulate.truth import connect_with_truth
+
+    rows += object_leakage(connect_with_truth(ws.lake, ws.truth_dir))
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"Leakage: the best one-column rule per fault type, {args.subscribers:,} subscribers x {args.days} days, "
           f"seed {args.seed}, fault rate {args.fault_rate:g} (LEAK: precision and recall both >= {LEAK:.0%}; "
           f"REAL: a column a real system carries with that fidelity, then the best rule without it)")
-    print(f"{'fault type':22} {'sessions of':11} {'best one-column rule':46} {'prec':>6} {'recall':>6} {'affected':>9}")
+    print(f"{'fault type':22} {'rows of':18} {'best one-column rule':46} {'prec':>6} {'recall':>6} {'affected':>9}")
     for r in sorted(rows, key=lambda r: (r["fault_type"], r["table"], -r["f1"])):
         flag = "  LEAK" if r["leak"] else "  REAL" if r["real_fidelity"] else ""
-        print(f"{r['fault_type']:22} {r['table']:11} {r['rule'][:46]:46} {r['precision']:6.1%} {r['recall']:6.1%} "
+        print(f"{r['fault_type']:22} {r['table']:18} {r['rule'][:46]:46} {r['precision']:6.1%} {r['recall']:6.1%} "
               f"{r['affected']:9,}{flag}")
 
 
