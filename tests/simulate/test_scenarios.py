@@ -183,3 +183,16 @@ def test_an_outage_does_not_ramp(tmp_path):
     shapes = {r[0] for r in con.execute("SELECT DISTINCT shape FROM faults WHERE fault_type IN "
                                         "('cell_outage', 'olt_outage')").fetchall()}
     assert shapes and "ramping" not in shapes
+
+
+def test_a_territory_of_three_provinces_and_its_own_vendors(tmp_path):
+    # the review's crash: PM and alarms used the default towns' two provinces and vendors
+    towns = ({"name": "A", "province": "P1", "x_km": 0, "y_km": 0, "radius_km": 3, "weight": 2, "vendor": "beta"},
+             {"name": "B", "province": "P2", "x_km": 25, "y_km": 0, "radius_km": 2, "weight": 1, "vendor": "alpha"},
+             {"name": "C", "province": "P3", "x_km": 0, "y_km": 25, "radius_km": 2, "weight": 1, "vendor": "beta"})
+    out, con = _sim(tmp_path, "three", subscribers=3000, days=1, seed=3, towns=towns)
+    by_province = dict(con.execute("SELECT province, string_agg(DISTINCT vendor) FROM cells "
+                                   "WHERE technology <> 'FTTH-OLT' GROUP BY 1").fetchall())
+    assert by_province == {"P1": "beta", "P2": "alpha", "P3": "beta"}
+    assert sorted(p.name for p in (out / "pm").iterdir()) == ["alpha", "beta"]
+    assert {r[0] for r in con.execute("SELECT DISTINCT city FROM subscribers").fetchall()} == {"A", "B", "C"}

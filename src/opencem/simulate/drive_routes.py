@@ -22,7 +22,7 @@ from ..schema.network import DRIVE_TESTS
 from .config import SimConfig, rng_for
 from .faults import HOLE_RESOLUTION, PERIOD_MS, FaultPlan
 from .frame import capacity_kbps, cqi_of, day_start_ms, sinr_db
-from .geography import TOWNS, Network, serve, territory_scale, to_latlon
+from .geography import Network, serve, territory_scale, to_latlon
 from .ids import take, timestamps_ms
 
 SPEED_KMH = 30.0
@@ -103,7 +103,7 @@ def drive_tests(cfg: SimConfig, net: Network, plan: FaultPlan, day: int) -> pa.T
     rng = rng_for(cfg.seed, f"drive-test-day-{day}")
     scale = territory_scale(cfg.subscribers)
     runs = []
-    for t, town in enumerate(getattr(net, "towns", TOWNS)):  # a scenario's towns, where the network has them
+    for t, town in enumerate(net.towns):
         roads = Roads.around(town.x_km * scale, town.y_km * scale, town.radius_km * scale)
         wx, wy = route(roads, net, route_rng)
         along = np.r_[0, np.cumsum(np.hypot(np.diff(wx), np.diff(wy)))]

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..schema.network import ALARMS
 from .faults import PERIOD_MS, PERIODS_PER_DAY, FaultPlan
-from .geography import PROVINCES, VENDOR_BY_PROVINCE, Network
+from .geography import Network
 from .ids import ids, timestamps_ms
 from .mobile import Outcome
 
@@ -119,7 +119,7 @@ def pm_counters(net: Network, plan: FaultPlan, traffic: CellTraffic, day: int,
 
     period_start = plan.start_ms + (p0 + np.arange(per_day)) * PERIOD_MS
     cell_province = net.site_province[net.cell_site]
-    vendor = np.array([VENDOR_BY_PROVINCE[p] for p in PROVINCES])[cell_province]
+    vendor = net.province_vendor[cell_province]
     site_ids = net.site_ids[net.cell_site]
     rep = lambda a: np.repeat(a, per_day)  # noqa: E731 - per-cell value on every period row
     cols = {
@@ -184,10 +184,8 @@ FAULT_ALARMS = {  # probable cause: (severity, alarm text)
 
 
 def fault_window_ms(plan: FaultPlan, fault) -> tuple[int, int]:
-    """When ``fault`` began and ended (epoch ms): its exact times where the plan keeps them,
-    else the start of its first period and of the period after its last."""
-    return (getattr(fault, "start_ms", plan.period_ms(fault.start_period)),
-            getattr(fault, "end_ms", plan.period_ms(fault.end_period)))
+    """When ``fault`` began and ended (epoch ms)."""
+    return fault.start_ms, fault.end_ms
 
 
 def alarm_delays_ms(rng: np.random.Generator, median_ms: float, max_ms: float, n: int | None = None):
@@ -219,8 +217,8 @@ def alarms(net: Network, plan: FaultPlan, days: int, rng: np.random.Generator) -
     cell_index = {c: i for i, c in enumerate(net.cell_ids)}
     olt_index = {c: i for i, c in enumerate(net.olt_ids)}
     site_index = {s: i for i, s in enumerate(net.site_ids)}
-    site_vendor = np.array([VENDOR_BY_PROVINCE[p] for p in PROVINCES])[net.site_province]
-    olt_vendor = np.array([VENDOR_BY_PROVINCE[p] for p in PROVINCES])[net.olt_province]
+    site_vendor = net.province_vendor[net.site_province]
+    olt_vendor = net.province_vendor[net.olt_province]
     rows = []
 
     def add(t0, t1, severity, probable, alarm_text, dn, site_id, cell_id, vendor):
