@@ -103,3 +103,13 @@ def test_demo_runs_end_to_end_and_puts_faults_beside_the_worst_cells(tmp_path):
     hidden = run("-w", str(ws), "sql", "SELECT count(*) FROM truth.faults")
     assert hidden.exit_code != 0 and "truth" in hidden.output
     assert row["cei"] < 60 and row["faults"] >= 1, row
+
+
+def test_an_impossible_injection_names_its_scenario_file(tmp_path):
+    scenario = tmp_path / "works.yaml"
+    scenario.write_text("subscribers: 500\ndays: 1\ninjections:\n"
+                        "  - {fault: cell_outage, location: C99999-1-4G, start: 2026-11-02T10:00, duration_h: 1}\n")
+    out = run("simulate", "--scenario", str(scenario), "--out", str(tmp_path / "sim"))
+    assert out.exit_code == 2
+    assert "Scenario works.yaml, field injections[0].location: no cell 'C99999-1-4G'" in out.output
+    assert "Traceback" not in out.output

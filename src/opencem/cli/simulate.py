@@ -21,15 +21,22 @@ APPS = [(app, None), (truth_app, "truth", "Data")]
 def simulate_into(out: Path, force: bool = False, quiet: bool = False, **options) -> object:
     """Simulate behind a progress bar and print what was written (used by ``demo`` too);
     ``quiet`` leaves out the table of rows (the stream prints its own)."""
+    from ..errors import ConfigError
     from ..simulate.config import make_config
-
     from ..simulate.run import simulate, total_steps
 
     cfg = make_config(**{k: v for k, v in options.items() if v is not None})
     started = time.perf_counter()
-    with output.progress("simulating") as update:
-        update(total=total_steps(cfg))
-        result = simulate(cfg, out, lambda msg: update(advance=1, description=msg), force=force)
+    try:
+        with output.progress("simulating") as update:
+            update(total=total_steps(cfg))
+            result = simulate(cfg, out, lambda msg: update(advance=1, description=msg), force=force)
+    except ConfigError as err:
+        if options.get("scenario") and str(err).startswith("injections"):  # say which file
+            from ..simulate.config import scenario_path
+
+            raise ConfigError(f"Scenario {scenario_path(options['scenario']).name}, field {err}") from None
+        raise
     elapsed = time.perf_counter() - started
     rows = sum(v for k, v in result.rows.items() if k != "pm_counter_values")
     table = output.arrow([{"table": name, "rows": n} for name, n in sorted(result.rows.items())]
