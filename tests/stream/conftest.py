@@ -24,14 +24,15 @@ def day(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def batch(day) -> Path:
-    """A workspace holding the batch output of the day, its streamed cubes evaluated."""
+    """A workspace holding the batch output of the day (tables and PM files), its streamed cubes evaluated."""
     from opencem.indicators.catalog import load_catalog
     from opencem.indicators.evaluate import evaluate
     from opencem.ingest.load import ingest
     from opencem.workspace import Workspace
 
     ws = Workspace.resolve(day / "batch-ws")
-    ingest(ws.lake, [day / "sim" / "tables"])
+    report = ingest(ws.lake, [day / "sim" / "tables", day / "sim" / "pm"])
+    assert report.rows().get("pm_counters"), "the day should have PM counters"
     ws = Workspace.resolve(day / "batch-ws")
     evaluate(ws.lake, load_catalog(ws.tables(), []), only=STREAMED)
     return ws.root

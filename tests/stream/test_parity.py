@@ -13,6 +13,10 @@ from opencem.workspace import Workspace
 
 from .conftest import STREAMED
 
+# KPIs computed from PM counters (the stream reads the PM files with ingest's readers)
+PM_KPIS = {"cube_cell_15min": ["rrc_setup_success_pct", "prb_utilisation_dl_pct", "cell_availability_pct"],
+           "cube_city_15min": ["rrc_setup_success_pct", "prb_utilisation_dl_pct"]}
+
 
 def assert_equal_windows(batch, stream, table: str) -> None:
     assert batch.column_names == stream.column_names, table
@@ -42,6 +46,13 @@ def test_stream_equals_batch_window_by_window(day, batch, tmp_path):
         expected = lake.sql(f"SELECT * FROM {table} ORDER BY {keys}").to_arrow_table()
         got = con.sql(f"SELECT * EXCLUDE (definition_version) FROM {table} ORDER BY {keys}").to_arrow_table()
         assert expected.num_rows > 100
+        for kpi in PM_KPIS.get(table, []):
+            assert got[kpi].null_count < got.num_rows / 2, (table, kpi)
         assert_equal_windows(expected, got, table)
     dup = con.sql("SELECT sum(duplicates), sum(late) FROM counts").fetchall()[0]
     assert dup[0] > 0 and dup[1] == 0
+    # Every PM file of the landing folder was read once; a re-sent copy counted as duplicates.
+    pm = con.sql("SELECT count(*), sum(copies) FROM pm_files").fetchall()[0]
+    landed = sorted(p.name for p in (day / "land" / "pm").glob("*/*"))
+    assert pm[0] == sum(1 for n in landed if "_resent" not in n) and pm[1] == len(landed)
+    assert con.sql("SELECT count(*) FROM rejected_records").fetchall()[0][0] == 0

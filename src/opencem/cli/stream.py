@@ -83,7 +83,8 @@ def run_cmd(
         source = NatsSource(nats, run, tables)
     config = StreamConfig(window=window, lateness_s=seconds(lateness, "--lateness"), cubes=cube or None,
                           kpis=kpi or None, max_records=max_records, until_finished=until_finished,
-                          idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None)
+                          idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None,
+                          dictionaries=ws.dictionaries_dir)
     stopping = []
     previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     try:

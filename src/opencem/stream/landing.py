@@ -5,7 +5,9 @@ hidden temporary file and renames it when complete) fills: ``DIR/tables/<table>_
 (or ``<table>.parquet`` files directly in DIR/tables). Files are taken in order of their delivery
 stamp, then name; a file's name is its token, so a committed file is never read again and an
 uncommitted one is read again whole after a restart. ``DIR/manifest.json`` with ``complete: true``
-says the feed has ended. PM files (``DIR/pm/``) are not read yet (docs/stream.md).
+says the feed has ended. PM files (``DIR/pm/<vendor>/<file>``, as the OSS hands them over) are
+taken in the order they arrived (modification time, then name; their names carry no delivery
+stamp), after the batch's table files; their token is ``pm/<vendor>/<file>``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..schema import Table
-from .sources import Batch, Delivery
+from .sources import Batch, Delivery, PMFile
 
 STAMPED = re.compile(r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<stamp>\d{8}T\d{6})\.parquet$")
 PLAIN = re.compile(r"^(?P<table>[a-z][a-z0-9_]*)\.parquet$")
+PM_BYTES_PER_ROW = 64  # a PM file counts this many bytes per row towards a batch's max_records
 
 
 class LandingSource:
@@ -52,11 +55,22 @@ class LandingSource:
             found.append((m.groupdict().get("stamp") or "", path.name, path))
         return sorted(found)
 
+    def pending_pm(self) -> list[tuple[int, str, Path]]:
+        """(mtime_ns, token, path) of PM files not consumed yet, in arrival order."""
+        found = []
+        folder = self.folder / "pm"
+        for path in folder.glob("*/*") if folder.is_dir() else ():
+            token = f"pm/{path.parent.name}/{path.name}"
+            if path.name.startswith(".") or path.parent.name.startswith(".") or token in self.done or not path.is_file():
+                continue
+            found.append((path.stat().st_mtime_ns, token, path))
+        return sorted(found)
+
     def poll(self, max_records: int, timeout_s: float) -> Batch | None:
         deadline = time.monotonic() + timeout_s
         while True:
-            files = self.pending()
-            if files:
+            files, pm = self.pending(), self.pending_pm()
+            if files or pm:
                 break
             if time.monotonic() >= deadline or self.finished():
                 return None
@@ -70,6 +84,13 @@ class LandingSource:
             rows += records.num_rows
             if rows >= max_records:
                 break
+        for _, token, path in pm:  # after the table files: the cells snapshot comes before them
+            if rows >= max_records:
+                break
+            data = path.read_bytes()
+            deliveries.append(PMFile(path.parent.name, path.name, data))
+            tokens.append(token)
+            rows += max(1, len(data) // PM_BYTES_PER_ROW)
         return Batch(deliveries, tokens)
 
     def ack(self, batch: Batch) -> None:

@@ -5,14 +5,16 @@ One durable pull consumer per run (``opencem-stream``, on stream ``OPENCEM_<run>
 position committed with the window state is the last stream sequence a batch held
 (``nats:<seq>``); on start the consumer is re-created to deliver from the next sequence, so a
 restart reads again exactly what was not committed, in the same order. Messages are
-acknowledged (ack policy *all*: the batch's last message) only after the commit. PM files
-(``opencem.<run>.pm.<vendor>``) are not read yet; ``opencem.<run>.control``'s ``end`` message
-marks the end of the feed.
+acknowledged (ack policy *all*: the batch's last message) only after the commit. A PM file is
+one message on ``opencem.<run>.pm.<vendor>``, its name in the ``Opencem-File`` header, gzip'd
+when ``Content-Encoding: gzip`` says so. ``opencem.<run>.control``'s ``end`` message marks the
+end of the feed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 
@@ -21,7 +23,7 @@ import pyarrow.json as pajson
 
 from ..errors import MissingDependency
 from ..schema import Table
-from .sources import Batch, Delivery, StreamError
+from .sources import Batch, Delivery, PMFile, StreamError
 
 CONSUMER = "opencem-stream"
 FETCH = 5_000  # messages per pull request
@@ -87,10 +89,14 @@ class NatsSource:
             return None
         by_table: dict[str, list[bytes]] = {}
         order: list[str] = []
+        pm_files: list[PMFile] = []
         for msg in messages:
             table = msg.subject.removeprefix(self.prefix + ".")
             if table == "control":
                 self.ended = self.ended or json.loads(msg.data).get("event") == "end"
+                continue
+            if table.startswith("pm."):
+                pm_files.append(self._pm_file(table.removeprefix("pm."), msg))
                 continue
             if table not in self.tables:
                 self.skipped[table] = self.skipped.get(table, 0) + 1
@@ -100,7 +106,7 @@ class NatsSource:
             by_table.setdefault(table, []).append(msg.data)
         # Within a batch, each table's records keep their arrival order (the watermark is
         # advanced record by record, so lateness does not depend on how batches are cut).
-        deliveries = [Delivery(t, self._records(t, by_table[t])) for t in order]
+        deliveries = [Delivery(t, self._records(t, by_table[t])) for t in order] + pm_files
         last = messages[-1].metadata.sequence.stream
         return Batch(deliveries, [f"nats:{last:020d}"], handle=messages[-1])
 
@@ -116,6 +122,13 @@ class NatsSource:
                 break
             timeout = 0.05  # once messages come, take what is already there, then stop
         return got
+
+    @staticmethod
+    def _pm_file(vendor: str, msg) -> PMFile:
+        headers = msg.headers or {}
+        name = headers.get("Opencem-File") or f"{msg.metadata.sequence.stream}.xml"
+        data = gzip.decompress(msg.data) if headers.get("Content-Encoding") == "gzip" else msg.data
+        return PMFile(vendor, name, data)
 
     def _records(self, table: str, bodies: list[bytes]) -> pa.Table:
         # Every column optional here: a record may leave one out (canonical() fills it with null).

@@ -23,7 +23,7 @@ from ..indicators.catalog import Catalog
 from ..indicators.evaluate import _lookups
 from ..lake import Lake
 from ..schema import Table
-from .sources import Batch, Source, StreamError
+from .sources import Batch, PMFile, Source, StreamError
 from .state import StreamState, canonical
 from .windows import StreamCube, stream_cubes
 
@@ -38,6 +38,7 @@ class StreamConfig:
     poll_s: float = 1.0
     idle_exit_s: float | None = None  # stop after this long without records (None: run until stopped)
     until_finished: bool = False  # stop when the source says the feed has ended and all is taken
+    dictionaries: Path | None = None  # the workspace's own counter dictionaries (win over the bundled ones)
 
     def settings(self, cubes: list[StreamCube]) -> dict:
         return {"window": self.window, "lateness_s": self.lateness_s,
@@ -65,6 +66,8 @@ def open_state(path: Path, cat: Catalog, tables: dict[str, Table], config: Strea
                           "named with --cube")
     sources = {s for c in cubes for s in c.plan.sources}
     lookups = {name for c in cubes for name in _lookups(c.plan)}
+    if "pm_counters" in sources:
+        lookups.add("cells")  # PM object DNs are keyed to the cells inventory, as ingest keys them
     state = StreamState(path, tables, sources, lookups)
     kept = state.check_meta(config.settings(cubes))
     if kept is not None:
@@ -128,13 +131,25 @@ def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog
     window_s = GRAINS[config.window]
     changed: dict[str, list] = {}
     by_table: dict[str, list[pa.Table]] = {}
+    pm_files = [d for d in batch.deliveries if isinstance(d, PMFile)]
     for d in batch.deliveries:  # a table's deliveries in arrival order: lateness is per source
-        if d.table in state.tables:
+        if not isinstance(d, PMFile) and d.table in state.tables:
             by_table.setdefault(d.table, []).append(d.records)
+    for name, parts in by_table.items():  # snapshots first: the batch's PM files are keyed to its cells
+        if name in state.lookups and state.tables[name].is_snapshot:
+            state.snapshot(name, parts[-1])
+    if pm_files and "pm_counters" in state.sources:
+        from .pm import read_pm_files
+
+        read = read_pm_files(state, pm_files, state.cells(lake_lookups.get("cells")), config.dictionaries)
+        if read:  # none when every file was a re-sent copy
+            by_table.setdefault("pm_counters", []).extend(read)
+    elif pm_files:  # no streamed cube reads PM counters: the files are counted, not read
+        state.ignore("pm_files", len(pm_files))
     for name, parts in by_table.items():
         spec = state.tables[name]
         if name in state.lookups and spec.is_snapshot:
-            state.snapshot(name, parts[-1])
+            continue
         elif name in state.sources:
             rows = pa.concat_tables([canonical(p, spec) for p in parts])
             changed.setdefault(name, []).append(state.add(name, rows, window_s, config.lateness_s))

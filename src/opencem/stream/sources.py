@@ -31,14 +31,29 @@ class Delivery:
 
 
 @dataclass
+class PMFile:
+    """One PM file as delivered (a landing folder's ``pm/<vendor>/<name>``, a NATS
+    ``pm.<vendor>`` message): read by the runner with ingest's PM readers and dictionaries."""
+
+    vendor: str
+    name: str
+    data: bytes = field(repr=False)
+
+    @property
+    def table(self) -> str:
+        return "pm_counters"
+
+
+@dataclass
 class Batch:
-    deliveries: list[Delivery]
+    deliveries: list[Delivery | PMFile]
     tokens: list[str]  # what this batch consumed (file names, a stream sequence), committed with it
     handle: object = field(default=None, repr=False)  # the source's own (messages to ack)
 
     @property
     def records(self) -> int:
-        return sum(d.records.num_rows for d in self.deliveries)
+        """Records of the tables delivered (a PM file's rows are counted once it is read)."""
+        return sum(d.records.num_rows for d in self.deliveries if isinstance(d, Delivery))
 
 
 class Source(Protocol):

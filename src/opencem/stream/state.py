@@ -57,6 +57,11 @@ class StreamState:
                   + ", ".join(f"{n} BIGINT DEFAULT 0" for n in COUNTS) + ")")
         c.execute("CREATE TABLE IF NOT EXISTS late_records (source VARCHAR, record_id VARCHAR, event_time TIMESTAMPTZ, "
                   "window_start TIMESTAMPTZ, watermark TIMESTAMPTZ, filled INTEGER, record VARCHAR)")
+        # PM files by load key (content and dictionary digests): a re-sent file is read once.
+        c.execute("CREATE TABLE IF NOT EXISTS pm_files (load_key VARCHAR PRIMARY KEY, first_name VARCHAR, "
+                  "rows BIGINT, copies BIGINT)")
+        c.execute("CREATE TABLE IF NOT EXISTS rejected_records (source VARCHAR, file VARCHAR, row_number BIGINT, "
+                  "reason VARCHAR, record VARCHAR)")
         for name in self.sources:
             self._empty_like(f"rec_{name}", self.tables[name].schema, "_id VARCHAR, _filled INTEGER, _t BIGINT")
         for name in self.lookups:
@@ -161,6 +166,39 @@ class StreamState:
                   [name, self.watermarks.get(name)])
         changed = c.execute("SELECT _t FROM _win UNION ALL SELECT _old_t FROM _win WHERE _old_t IS NOT NULL").fetchnumpy()
         return changed["_t"].astype(np.int64) if len(changed["_t"]) else np.array([], np.int64)
+
+    def cells(self, lake_files: list[Path] | None) -> pa.Table | None:
+        """The cells inventory PM files are keyed to: the snapshot the stream carried, else the lake's."""
+        if "cells" in self.lookups and self.con.execute("SELECT count(*) FROM snap_cells").fetchall()[0][0]:
+            return self.con.sql("SELECT * FROM snap_cells").to_arrow_table()
+        if lake_files:
+            import pyarrow.parquet as pq
+
+            return pa.concat_tables([pq.read_table(p) for p in lake_files], promote_options="default")
+        return None
+
+    def pm_file(self, key: str) -> int | None:
+        """The rows of the PM file taken before under this load key, or None."""
+        row = self.con.execute("SELECT rows FROM pm_files WHERE load_key = ?", [key]).fetchall()
+        return row[0][0] if row else None
+
+    def pm_file_taken(self, key: str, name: str, rows: int) -> None:
+        self.con.execute("INSERT INTO pm_files VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE SET copies = pm_files.copies + 1",
+                         [key, name, rows])
+
+    def reject(self, source: str, file: str, row_numbers: list, reasons: list[str], records: list) -> None:
+        """Records (a row number of None: the whole file) that could not be read or validated."""
+        if not reasons:
+            return
+        n = len(reasons)
+        self.con.register("_rejected", pa.table({
+            "source": [source] * n, "file": [file] * n, "row_number": pa.array(row_numbers, pa.int64()),
+            "reason": pa.array(reasons, pa.string()), "record": pa.array(records, pa.string())}))
+        self.con.execute("INSERT INTO rejected_records SELECT * FROM _rejected")
+        self.con.unregister("_rejected")
+
+    def count(self, name: str, **counts: int) -> None:
+        self._count(name, **counts)
 
     def ignore(self, name: str, rows: int) -> None:
         """Records of a table no streamed cube reads: counted, not kept."""

@@ -1,0 +1,83 @@
+"""PM files in the stream: read with the very readers and vendor counter dictionaries
+``opencem ingest`` uses (``ingest/load.py``'s ``read_parts``, ``ingest/vendors.py``'s choice,
+the cells inventory's keying, ``ingest/validate.py``'s ``conform``), so that a PM file
+streamed gives the ``pm_counters`` rows its batch load gives.
+
+A file is known by its load key (content digest and dictionary digest, as ingest's): a file
+whose key was taken before (a re-sent PM file: same bytes) is not read again, and its rows
+count as duplicates. The rows then enter the state like any other table's records: record id
+``object_dn|period_start|counter_name``, lateness on ``period_start``, one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..ingest.cells import CellInventory
+from ..ingest.dictionary import DictionaryError
+from ..ingest.load import SourceFile, discover, load_key, read_parts
+from ..ingest.pm_xml_rows import PMFileError
+from ..ingest.validate import IngestError, conform
+from ..ingest.vendors import choose_dictionary
+from ..specfile import SpecError
+from .sources import PMFile
+
+PM = "pm_counters"
+UNREADABLE = (IngestError, PMFileError, DictionaryError, SpecError, pa.ArrowException, OSError, ValueError,
+              UnicodeError, OverflowError)
+
+
+def read_pm_files(state, files: list[PMFile], cells: pa.Table | None, dictionaries: Path | None) -> list[pa.Table]:
+    """``files`` (in arrival order) as conformed ``pm_counters`` rows, one table per file
+    read, object DNs keyed to ``cells`` as ingest keys them. A file taken before is counted
+    as duplicates; rows that fail validation and files that cannot be read go to the state's
+    ``rejected_records`` (nothing is dropped silently)."""
+    spec = state.tables[PM]
+    inventory = CellInventory()
+    if cells is not None:
+        inventory.add(cells)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="opencem-pm-") as tmp:
+        for f in files:
+            label = f"pm/{f.vendor}/{f.name}"
+            # Under pm/<vendor>/, so that ingest's discovery names the vendor and the reader.
+            path = Path(tmp) / "pm" / f.vendor / Path(f.name).name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f.data)
+            try:
+                (src,), _ = discover([path], state.tables)
+                if src.table != PM:
+                    raise IngestError(f"{label}: not a PM file (.xml, .xml.gz or .csv under pm/<vendor>/)")
+                choice = choose_dictionary(src, dictionaries)
+                key = load_key(hashlib.sha256(f.data).hexdigest(), dictionary=choice.key)
+                known = state.pm_file(key)
+                if known is not None:  # the same content again: counted once
+                    state.count(PM, delivered=known, duplicates=known)
+                    state.pm_file_taken(key, label, known)
+                    continue
+                rows = _rows(src, choice, state.tables, inventory, spec, label, state)
+            except UNREADABLE as err:
+                inventory.file_done(loaded=False)
+                state.reject(PM, label, [None], [f"{label}: cannot be read ({str(err).splitlines()[0]})"], [None])
+                continue
+            inventory.file_done(loaded=True)
+            state.pm_file_taken(key, label, rows.num_rows)
+            out.append(rows)
+    return out
+
+
+def _rows(src: SourceFile, choice, tables, inventory: CellInventory, spec, label: str, state) -> pa.Table:
+    parts = []
+    for part in read_parts(src, choice=choice, tables=tables):
+        if part.table != PM:
+            continue
+        c = conform(inventory.key_cells(part.data), spec, label)
+        state.reject(PM, label, [r.row_number for r in part.rejects], [r.reason for r in part.rejects],
+                     [r.record_text for r in part.rejects])
+        state.reject(PM, label, part.source_row_numbers()[c.rejected_rows].tolist(), c.reasons, c.records_json)
+        parts.append(c.accepted)
+    return pa.concat_tables(parts) if parts else spec.schema.empty_table()
