@@ -167,6 +167,23 @@ def best_rule(values, y: np.ndarray) -> tuple[float, str, float, float]:
     return best
 
 
+def best_rules(fault: str, table: str, data, features: list[str], y: np.ndarray) -> list[dict]:
+    """The fault type's best one-column rule over ``features`` of ``data`` (rows labelled
+    ``y``), and when that column is one a real system carries as exactly, the best without it."""
+    scored = [(*best_rule(data.column(c), y), c) for c in features]
+    real = [r for r in scored if fault in REAL_FIDELITY.get(r[4], ())]
+    best = max(scored, key=lambda r: r[0])
+    picks = [best] if best not in real else [best, max((r for r in scored if r not in real), key=lambda r: r[0])]
+    out = []
+    for f1, rule, precision, recall, column in picks:
+        carried = fault in REAL_FIDELITY.get(column, ())
+        out.append({"fault_type": fault, "table": table, "column": column, "rule": f"{column} {rule}",
+                    "precision": precision, "recall": recall, "f1": f1, "affected": int(y.sum()),
+                    "sessions": len(y), "real_fidelity": carried,
+                    "leak": precision >= LEAK and recall >= LEAK and not carried})
+    return out
+
+
 def leakage(ws) -> list[dict]:
     from opencem.simulate.truth import connect_with_truth
 
@@ -179,17 +196,7 @@ def leakage(ws) -> list[dict]:
             y = data.column(f"truth:{fault}").to_numpy(zero_copy_only=False).astype(float)
             if y.sum() == 0:
                 continue
-            scored = [(*best_rule(data.column(c), y), c) for c in features]
-            real = [r for r in scored if fault in REAL_FIDELITY.get(r[4], ())]
-            best = max(scored, key=lambda r: r[0])
-            picks = [best] if best not in real else [best, max((r for r in scored if r not in real),
-                                                              key=lambda r: r[0])]
-            for f1, rule, precision, recall, column in picks:
-                carried = fault in REAL_FIDELITY.get(column, ())
-                rows.append({"fault_type": fault, "table": table, "column": column, "rule": f"{column} {rule}",
-                             "precision": precision, "recall": recall, "f1": f1, "affected": int(y.sum()),
-                             "sessions": len(y), "real_fidelity": carried,
-                             "leak": precision >= LEAK and recall >= LEAK and not carried})
+            rows += best_rules(fault, table, data, features, y)
     return rows
 
 
@@ -218,17 +225,7 @@ def object_leakage(con) -> list[dict]:
         for fault, y in labels.items():
             if y.sum() == 0:
                 continue
-            scored = [(*best_rule(data.column(c), y), c) for c in features]
-            real = [r for r in scored if fault in REAL_FIDELITY.get(r[4], ())]
-            best = max(scored, key=lambda r: r[0])
-            picks = [best] if best not in real else [best, max((r for r in scored if r not in real),
-                                                              key=lambda r: r[0])]
-            for f1, rule, precision, recall, column in picks:
-                carried = fault in REAL_FIDELITY.get(column, ())
-                rows.append({"fault_type": fault, "table": table, "column": column, "rule": f"{column} {rule}",
-                             "precision": precision, "recall": recall, "f1": f1, "affected": int(y.sum()),
-                             "sessions": len(y), "real_fidelity": carried,
-                             "leak": precision >= LEAK and recall >= LEAK and not carried})
+            rows += best_rules(fault, table, data, features, y)
     return rows
 
 

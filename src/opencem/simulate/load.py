@@ -60,6 +60,7 @@ def offered_load(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan)
             demand[:, p:p + 4] = (kinds[kind] * w[h] * volume / 4)[:, None]
             users[:, p:p + 4] = present[kind][:, None]
     demand *= rng.lognormal(0, 0.12, demand.shape).astype(np.float32)  # minute-to-minute variation
+    usual_peak = demand.max(axis=1)  # before any crowd: capacity is built for the usual busy hour
     if plan.cell_surge is not None:  # a crowd: more people, each using more
         demand *= plan.cell_surge
         users *= plan.cell_surge
@@ -67,8 +68,7 @@ def offered_load(cfg: SimConfig, net: Network, pop: Population, plan: FaultPlan)
     # Capacity: 5G cells carry five times a 4G carrier (100 vs 20 MHz); a third of 4G cells
     # have a second carrier.
     carriers = np.where(net.cell_tech == 1, 5.0, np.where(rng.random(n_cells) < 0.33, 2.0, 1.0))
-    busiest = (demand / plan.cell_surge).max(axis=1) / carriers if plan.cell_surge is not None else \
-        demand.max(axis=1) / carriers
+    busiest = usual_peak / carriers
     unit = np.quantile(busiest[busiest > 0], 1 - HOT_SHARE) / (HOT_LOAD - CONTROL_LOAD) if (busiest > 0).any() else 1.0
     capacity = carriers * unit
 

@@ -32,8 +32,6 @@ class Outcome:
     transfer_ms: np.ndarray
     connected_s: np.ndarray
     poor: np.ndarray  # a session the customer would call bad
-    cdn: np.ndarray | None = None  # video: the CDN node and program source that served it
-    source: np.ndarray | None = None
 
 
 def _common(frame: Frame, net: Network, pop: Population, id_prefix: str, first_id: int) -> dict:
@@ -301,4 +299,4 @@ def video_sessions(frame: Frame, net: Network, pop: Population, plan: FaultPlan,
                        "cdn": cdn_fault, "source": src_fault, "dns": np.where(dns_fail, dns_fault, -1)})
     net_fail = start_fail & ~blocked & (src_sev == 0) & (cdn_sev == 0)
     return table, Outcome(frame, net_fail, np.zeros(n, bool), bytes_dl,
-                          bytes_dl * 8 / np.maximum(cap, 1), play_s, poor, cdn=cdn, source=source)
+                          bytes_dl * 8 / np.maximum(cap, 1), play_s, poor)
