@@ -46,6 +46,28 @@ class StreamConfig:
 
 
 @dataclass
+class BatchChanges:
+    """What one batch changed, handed to ``on_batch`` inside the batch's open transaction (the
+    rules run there, so their state and alerts commit with the windows). ``spans``: per cube
+    table, its span length in seconds and the span numbers (epoch seconds // span) evaluated
+    again; ``records``: per source, the temporary table (``_id``, ``_t`` epoch ms) of the
+    records the batch kept or replaced, whose full rows are in ``rec_<source>``."""
+
+    state: StreamState
+    cubes: list[StreamCube]
+    spans: dict[str, tuple[int, set[int]]]
+    records: dict[str, str]
+
+    @property
+    def con(self):
+        return self.state.con
+
+    @property
+    def watermarks(self) -> dict[str, int]:
+        return dict(self.state.watermarks)
+
+
+@dataclass
 class StreamReport:
     state: Path
     batches: int = 0
@@ -80,9 +102,11 @@ def open_state(path: Path, cat: Catalog, tables: dict[str, Table], config: Strea
 
 def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str, Table],
                config: StreamConfig, lake: Lake | None = None, stop: Callable[[], bool] = lambda: False,
-               progress: Callable[[StreamReport], None] | None = None) -> StreamReport:
+               progress: Callable[[StreamReport], None] | None = None,
+               on_batch: Callable[[BatchChanges], None] | None = None) -> StreamReport:
     """Consume ``source`` into the state at ``state_path`` until stopped, idle or finished
-    (per ``config``); ``lake`` supplies snapshot lookups the stream did not carry."""
+    (per ``config``); ``lake`` supplies snapshot lookups the stream did not carry. ``on_batch``
+    runs inside each batch's transaction after its windows are evaluated (the rules)."""
     state, cubes = open_state(state_path, cat, tables, config)
     report = StreamReport(state_path, cubes=[c.table for c in cubes])
     lake_lookups = {}
@@ -104,7 +128,10 @@ def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str,
             idle_since = time.monotonic()
             took = time.perf_counter()
             with state.transaction():
-                report.rows_written += take(state, cubes, batch, cat, config, lake_lookups, report.cube_s)
+                spans: dict[str, tuple[int, set[int]]] = {}
+                report.rows_written += take(state, cubes, batch, cat, config, lake_lookups, report.cube_s, spans)
+                if on_batch is not None:
+                    on_batch(BatchChanges(state, cubes, spans, {n: f"_changed_{n}" for n in sorted(state.changed)}))
                 state.consume(batch.tokens)
             source.ack(batch)  # only now: the batch's effects are committed
             report.evaluate_s += time.perf_counter() - took
@@ -121,7 +148,7 @@ def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str,
 
 
 def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog, config: StreamConfig,
-         lake_lookups: dict, timings: dict[str, float]) -> int:
+         lake_lookups: dict, timings: dict[str, float], spans_out: dict | None = None) -> int:
     """One batch into the open transaction: records, then the spans they changed evaluated."""
     from ..indicators.spec import GRAINS
 
@@ -163,6 +190,8 @@ def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog
             continue
         spans = set(np.unique(np.floor_divide(np.concatenate(times), cube.span_s * 1000)).tolist())
         took = time.perf_counter()
+        if spans_out is not None:
+            spans_out[cube.table] = (cube.span_s, spans)
         rows += state.evaluate(cube, spans, cat, lake_lookups)
         timings[cube.table] = timings.get(cube.table, 0.0) + time.perf_counter() - took
     return rows

@@ -45,6 +45,7 @@ class StreamState:
         self.con = duckdb.connect(str(path))
         self.con.execute("SET TimeZone = 'UTC'")
         self._create()
+        self.changed: set[str] = set()  # sources with records kept or replaced in the open transaction
         self.watermarks: dict[str, int] = dict(self.con.execute("SELECT source, max_event_ms FROM watermarks").fetchall())
 
     # -- schema ---------------------------------------------------------------------------
@@ -91,6 +92,9 @@ class StreamState:
     def transaction(self):
         self.con.execute("BEGIN TRANSACTION")
         saved = dict(self.watermarks)
+        for name in self.changed:
+            self.con.execute(f"DROP TABLE IF EXISTS {q('_changed_' + name)}")
+        self.changed: set[str] = set()
         try:
             yield self
             self.con.execute("COMMIT")
@@ -164,6 +168,12 @@ class StreamState:
                     duplicates=n - accepted - updates - late_n)
         c.execute("INSERT INTO watermarks VALUES (?, ?) ON CONFLICT DO UPDATE SET max_event_ms = excluded.max_event_ms",
                   [name, self.watermarks.get(name)])
+        # The batch's kept and replaced records, by id, for what runs after the cubes (rules).
+        changed_table = q(f"_changed_{name}")
+        if name not in self.changed:
+            c.execute(f"CREATE OR REPLACE TEMP TABLE {changed_table} (_id VARCHAR, _t BIGINT)")
+            self.changed.add(name)
+        c.execute(f"INSERT INTO {changed_table} SELECT _id, _t FROM _win")
         changed = c.execute("SELECT _t FROM _win UNION ALL SELECT _old_t FROM _win WHERE _old_t IS NOT NULL").fetchnumpy()
         return changed["_t"].astype(np.int64) if len(changed["_t"]) else np.array([], np.int64)
 
