@@ -5,7 +5,8 @@ still being written is never seen), and queries come back as Arrow. The session 
 UTC with ANSI SQL on, so the SQL opencem renders gives DuckDB's answers; the renderer
 guards divisions because ANSI Spark raises on a zero divisor where DuckDB gives infinity.
 
-One local-mode session per process (``OPENCEM_SPARK_MASTER`` points it at a cluster). The
+One local-mode session per process (``OPENCEM_SPARK_MASTER`` points it at a cluster;
+``OPENCEM_SPARK_PACKAGES`` adds Maven packages, e.g. the Kafka source of ``opencem stream spark``). The
 JVM's stderr goes to a log file (:func:`log_path`), so Spark's startup chatter and task
 stack traces stay out of the console; errors still reach Python as :class:`EngineError`.
 """
@@ -120,6 +121,8 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         # string literals of a user's definition; opencem's SQL never uses variables.
         ("spark.sql.variable.substitute", "false"),
     ])
+    if os.environ.get("OPENCEM_SPARK_PACKAGES"):  # fetched by the JVM at start (Kafka for streams)
+        conf.set("spark.jars.packages", os.environ["OPENCEM_SPARK_PACKAGES"])
     if shuffle_partitions or not cluster:
         # Spark's 200 default makes hundreds of tiny tasks for our per-cell aggregates.
         conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * cores))
@@ -127,6 +130,9 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         # A sandbox hostname often resolves oddly; loopback is all local mode needs.
         conf.setAll([("spark.driver.host", "127.0.0.1"), ("spark.driver.bindAddress", "127.0.0.1"),
                      ("spark.pyspark.python", sys.executable)])
+        # SparkContext starts Python workers (the stream's stateful counters) with $PYSPARK_PYTHON,
+        # else "python3" of the PATH, which lacks opencem and pyarrow; the conf above is spark-submit's.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     gateway = None
     if SparkContext._gateway is None:  # first start in this process: launch the JVM
         start = 0
@@ -140,7 +146,7 @@ def spark_session(threads: int | None = None, shuffle_partitions: int | None = N
         if not os.environ.get("OPENCEM_SPARK_LOG"):
             atexit.register(log_path().unlink, missing_ok=True)
     try:
-        with _quiet_pandas():
+        with quiet_pandas():
             SparkContext(conf=conf, gateway=gateway)
         _session = SparkSession.builder.getOrCreate()
     except (PySparkException, Py4JError, ValueError) as err:  # ValueError: another context runs
@@ -191,6 +197,11 @@ def register_files(spark: SparkSession, name: str, paths: list[Path], schema: pa
         raise EngineError(f"table {name} cannot be registered: {_first_line(err)}") from None
 
 
+def hadoop_path(path: Path) -> str:
+    """A local file or folder as Spark reads and writes it, literally (no glob)."""
+    return _hadoop_path(Path(path).resolve())
+
+
 def _hadoop_path(path: Path) -> str:
     # Spark reads every path as a Hadoop glob, so escape '[', '*', ... to keep an odd folder
     # name literal (its internal no-glob option read such files many times over). "file:"
@@ -201,7 +212,7 @@ def _hadoop_path(path: Path) -> str:
 def register_arrow(spark: SparkSession, name: str, table: pa.Table) -> None:
     """A temp view over a small Arrow table built in Python (a dimension, e.g. cell -> H3)."""
     try:
-        with _quiet_pandas():
+        with quiet_pandas():
             spark.createDataFrame(table).createOrReplaceTempView(name)
     except PySparkException as err:
         raise EngineError(f"view {name} cannot be made from Arrow: {_first_line(err)}") from None
@@ -211,7 +222,7 @@ def run(spark: SparkSession, sql: str) -> pa.Table:
     """Run one query; the result as Arrow, timestamps as ``timestamp[us, tz=UTC]``."""
     try:
         spark.conf.set("spark.sql.variable.substitute", "false")  # also on a session opencem did not start
-        with _quiet_pandas():
+        with quiet_pandas():
             return spark.sql(sql).toArrow()
     except PySparkException as err:
         raise EngineError(_first_line(err)) from None
@@ -220,7 +231,7 @@ def run(spark: SparkSession, sql: str) -> pa.Table:
 
 
 @contextmanager
-def _quiet_pandas():
+def quiet_pandas():
     # PySpark warns about pandas 3 when it first loads its pandas glue; these paths skip pandas.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
