@@ -10,7 +10,6 @@ the same every time it is produced, which makes applying it to the operational s
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,9 +17,12 @@ from typing import Any
 from ..store.models import AlertState
 
 
-def fingerprint(rule_name: str, labels: dict[str, str]) -> str:
-    """The identity of one series of a rule: the rule and its label set, hashed (16 hex)."""
-    text = json.dumps([rule_name, sorted(labels.items())], separators=(",", ":"))
+def fingerprint(rule_name: str, series: dict[str, str]) -> str:
+    """The identity of one series of a rule: the rule and the series' own labels (its object:
+    ``cell_id``, ``subscriber_id``...), hashed to 16 hex digits. The rule's fixed labels are
+    left out (they are the same for every series). Evaluation computes the same value in SQL:
+    ``sha256(rule || chr(31) || 'cell_id=C1' || chr(31) || ...)`` with the names sorted."""
+    text = "\x1f".join([rule_name, *(f"{k}={v}" for k, v in sorted(series.items()))])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
