@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from ..store.models import AlertState
-from .evaluate import _fingerprint_sql, lit, q
+from .sql import fingerprint_sql, lit, q
 
 
 def count_step(engine, cr, clock: int | None) -> list:
@@ -32,7 +32,7 @@ def count_step(engine, cr, clock: int | None) -> list:
     else:
         touched = (f"SELECT {', '.join('r.' + q(b) for b in by)}, min(r._t) AS lo FROM {rel} r "
                    f"JOIN {changed} c ON r._id = c._id WHERE ({flt}) AND {not_null} GROUP BY ALL")
-    fp = _fingerprint_sql(rule.name, by)
+    fp = fingerprint_sql(rule.name, by)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cnt AS
         WITH touched AS ({touched}),

@@ -29,6 +29,8 @@ from ..store.models import AlertState
 from .catalog import CheckedRule
 from .events import AlertEvent
 from .expr import BURST_MIN_EVENTS, TOPOLOGY, CountQuery, CubeQuery
+from .counts import count_step
+from .sql import fingerprint_sql, lit, q
 from .templates import render
 
 DAY_MS = 86_400_000
@@ -38,18 +40,6 @@ MIN_POINTS = 8              # values a baseline needs
 BURST_DAYS = 7
 IQR_TO_SIGMA = 1.349        # IQR of a normal distribution in standard deviations
 PEER_FLOOR = 0.25           # an object's scale is at least this share of its peers' scale
-
-
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
 
 
 @dataclass
@@ -164,7 +154,7 @@ class RuleEngine:
         rule, query = cr.rule, cr.query
         dims = list(query.dimensions if isinstance(query, CubeQuery) else query.by)
         samples = self._cube_samples(cr, w) if isinstance(query, CubeQuery) else self._burst_samples(cr, w, window_ms)
-        fp = _fingerprint_sql(rule.name, dims)
+        fp = fingerprint_sql(rule.name, dims)
         obj_type = lit("+".join(d.removesuffix("_id") for d in dims))
         obj_id = "concat_ws('|', " + ", ".join(f"CAST({q(d)} AS VARCHAR)" for d in dims) + ")"
         labels = "to_json(struct_pack(" + ", ".join(f"{q(d)} := CAST({q(d)} AS VARCHAR)" for d in dims) + "))"
@@ -341,8 +331,6 @@ class RuleEngine:
 
     # -- count rules ----------------------------------------------------------------------
     def _count_step(self, cr: CheckedRule, clock: int | None) -> list[AlertEvent]:
-        from .counts import count_step
-
         return count_step(self, cr, clock)
 
     # -- events ---------------------------------------------------------------------------
@@ -405,11 +393,6 @@ class RuleEngine:
 
 def _columns_of(con, relation: str) -> set[str]:
     return {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-
-
-def _fingerprint_sql(rule_name: str, dims: list[str]) -> str:
-    parts = [lit(rule_name), *(f"{lit(d + '=')} || CAST({q(d)} AS VARCHAR)" for d in sorted(dims))]
-    return f"substr(sha256(concat_ws(chr(31), {', '.join(parts)})), 1, 16)"
 
 
 def _dt(ms: int) -> datetime:

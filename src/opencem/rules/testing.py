@@ -38,7 +38,8 @@ from pydantic import Field, field_validator
 
 from ..specfile import Issue, SpecError, issue_of, read_yaml
 from .catalog import RuleContext, load_rules
-from .evaluate import Relations, RuleEngine, q
+from .evaluate import Relations, RuleEngine
+from .sql import q
 from .expr import CubeQuery
 from .spec import Strict, parse_duration
 
