@@ -42,6 +42,14 @@ def run_cmd(
     nats: Annotated[str | None, typer.Option(metavar="URL", help=(
         "NATS server with JetStream, e.g. nats://127.0.0.1:4222: the run's subjects opencem.RUN.<table>."))] = None,
     run: Annotated[str, typer.Option(metavar="NAME", help="The run on NATS (stream OPENCEM_NAME).")] = "twin",
+    http: Annotated[str | None, typer.Option(metavar="HOST:PORT", help=(
+        "Listen for POST /v1/records/<table> (JSON Lines or Arrow IPC stream), POST /v1/pm/<vendor>/<file> "
+        "and POST /v1/end; a bare PORT listens on 127.0.0.1. Each reply is sent after its commit."))] = None,
+    http_token_file: Annotated[Path | None, typer.Option(metavar="FILE", help=(
+        "A file holding the bearer token every POST must carry (Authorization: Bearer TOKEN); "
+        "required to listen beyond this machine."))] = None,
+    http_max_mib: Annotated[int, typer.Option(min=1, metavar="MIB", help=(
+        "Largest request body, in MiB (also once gunzipped); larger ones get 413."))] = 64,
     state: Annotated[Path | None, typer.Option(metavar="FILE", help=(
         "The stream's state and window outputs (DuckDB); default WORKSPACE/stream/<landing|RUN>.duckdb."))] = None,
     window: Annotated[str, typer.Option(metavar="GRAIN", help="Window length: 1min, 5min, 15min or hour.")] = "15min",
@@ -63,24 +71,26 @@ def run_cmd(
     from ..stream import StreamConfig, run_stream
     from .indicators import print_issues, workspace_catalog
 
-    if (folder is None) == (nats is None):
-        output.fail("give one source: --from DIR or --nats URL")
+    if sum(x is not None for x in (folder, nats, http)) != 1:
+        output.fail("give one source: --from DIR, --nats URL or --http HOST:PORT")
     ws = workspace(ctx)
     tables = ws.tables()
     cat = workspace_catalog(ws)
     print_issues(cat)
-    path = _state_path(ws, state, "landing" if folder is not None else run)
-    if reset:
-        for p in (path, path.with_name(path.name + ".wal")):
-            p.unlink(missing_ok=True)
+    path = _state_path(ws, state, "landing" if folder is not None else "http" if http is not None else run)
     if folder is not None:
         from ..stream.landing import LandingSource
 
         source = LandingSource(folder, tables)
+    elif http is not None:
+        source = _http_source(http, http_token_file, http_max_mib, tables)
     else:
         from ..stream.nats import NatsSource
 
         source = NatsSource(nats, run, tables)
+    if reset:
+        for p in (path, path.with_name(path.name + ".wal")):
+            p.unlink(missing_ok=True)
     config = StreamConfig(window=window, lateness_s=seconds(lateness, "--lateness"), cubes=cube or None,
                           kpis=kpi or None, max_records=max_records, until_finished=until_finished,
                           idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None,
@@ -100,6 +110,25 @@ def run_cmd(
         output.note(f"{n:,} {table} file(s) or message(s) not read (not a table the stream reads)")
     if stopping:
         raise typer.Exit(130)
+
+
+def _http_source(address: str, token_file: Path | None, max_mib: int, tables):
+    from ..stream.http import HttpSource, is_loopback, parse_address
+
+    host, port = parse_address(address)
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except (OSError, UnicodeError) as err:
+            output.fail(f"--http-token-file {token_file} cannot be read ({getattr(err, 'strerror', None) or err})")
+        if len(token) < 16:
+            output.fail(f"--http-token-file {token_file} holds {len(token)} characters; a token needs at least 16")
+    elif not is_loopback(host):
+        output.fail(f"--http {address} listens beyond this machine; give --http-token-file so that only holders "
+                    "of the token can post records (or listen on 127.0.0.1)")
+    return HttpSource(host, port, tables, token=token, max_request_bytes=max_mib << 20,
+                      on_listening=lambda a: output.say(f"listening on http://{a}/v1/", stderr=True))
 
 
 @app.command("status")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,16 +32,27 @@ UNREADABLE = (IngestError, PMFileError, DictionaryError, SpecError, pa.ArrowExce
               UnicodeError, OverflowError)
 
 
-def read_pm_files(state, files: list[PMFile], cells: pa.Table | None, dictionaries: Path | None) -> list[pa.Table]:
-    """``files`` (in arrival order) as conformed ``pm_counters`` rows, one table per file
-    read, object DNs keyed to ``cells`` as ingest keys them. A file taken before is counted
-    as duplicates; rows that fail validation and files that cannot be read go to the state's
+@dataclass
+class PMRead:
+    """What became of one PM file: its rows (None: a copy taken before, or unreadable), the
+    rows of the earlier copy it repeats, the rows rejected, and why it could not be read."""
+
+    rows: pa.Table | None = None
+    duplicates: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+
+def read_pm_files(state, files: list[PMFile], cells: pa.Table | None, dictionaries: Path | None) -> list[PMRead]:
+    """``files`` (in arrival order) as conformed ``pm_counters`` rows, one result per file,
+    object DNs keyed to ``cells`` as ingest keys them. A file taken before is counted as
+    duplicates; rows that fail validation and files that cannot be read go to the state's
     ``rejected_records`` (nothing is dropped silently)."""
     spec = state.tables[PM]
     inventory = CellInventory()
     if cells is not None:
         inventory.add(cells)
-    out = []
+    out: list[PMRead] = []
     with tempfile.TemporaryDirectory(prefix="opencem-pm-") as tmp:
         for f in files:
             label = f"pm/{f.vendor}/{f.name}"
@@ -58,20 +70,23 @@ def read_pm_files(state, files: list[PMFile], cells: pa.Table | None, dictionari
                 if known is not None:  # the same content again: counted once
                     state.count(PM, delivered=known, duplicates=known)
                     state.pm_file_taken(key, label, known)
+                    out.append(PMRead(duplicates=known))
                     continue
-                rows = _rows(src, choice, state.tables, inventory, spec, label, state)
+                rows, rejected = _rows(src, choice, state.tables, inventory, spec, label, state)
             except UNREADABLE as err:
                 inventory.file_done(loaded=False)
-                state.reject(PM, label, [None], [f"{label}: cannot be read ({str(err).splitlines()[0]})"], [None])
+                reason = f"{label}: cannot be read ({str(err).splitlines()[0]})"
+                state.reject(PM, label, [None], [reason], [None])
+                out.append(PMRead(error=reason))
                 continue
             inventory.file_done(loaded=True)
             state.pm_file_taken(key, label, rows.num_rows)
-            out.append(rows)
+            out.append(PMRead(rows=rows, rejected=rejected))
     return out
 
 
-def _rows(src: SourceFile, choice, tables, inventory: CellInventory, spec, label: str, state) -> pa.Table:
-    parts = []
+def _rows(src: SourceFile, choice, tables, inventory: CellInventory, spec, label: str, state) -> tuple[pa.Table, int]:
+    parts, rejected = [], 0
     for part in read_parts(src, choice=choice, tables=tables):
         if part.table != PM:
             continue
@@ -79,5 +94,6 @@ def _rows(src: SourceFile, choice, tables, inventory: CellInventory, spec, label
         state.reject(PM, label, [r.row_number for r in part.rejects], [r.reason for r in part.rejects],
                      [r.record_text for r in part.rejects])
         state.reject(PM, label, part.source_row_numbers()[c.rejected_rows].tolist(), c.reasons, c.records_json)
+        rejected += len(part.rejects) + len(c.reasons)
         parts.append(c.accepted)
-    return pa.concat_tables(parts) if parts else spec.schema.empty_table()
+    return (pa.concat_tables(parts) if parts else spec.schema.empty_table()), rejected

@@ -24,7 +24,7 @@ from ..indicators.evaluate import _lookups
 from ..lake import Lake
 from ..schema import Table
 from .sources import Batch, PMFile, Source, StreamError
-from .state import StreamState, canonical
+from .state import COUNTS, StreamState, canonical
 from .windows import StreamCube, stream_cubes
 
 
@@ -149,7 +149,8 @@ def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str,
 
 def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog, config: StreamConfig,
          lake_lookups: dict, timings: dict[str, float], spans_out: dict | None = None) -> int:
-    """One batch into the open transaction: records, then the spans they changed evaluated."""
+    """One batch into the open transaction: records, then the spans they changed evaluated.
+    When the source asks, ``batch.receipts`` gets each delivery's counts."""
     from ..indicators.spec import GRAINS
 
     import numpy as np
@@ -157,31 +158,47 @@ def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog
 
     window_s = GRAINS[config.window]
     changed: dict[str, list] = {}
-    by_table: dict[str, list[pa.Table]] = {}
-    pm_files = [d for d in batch.deliveries if isinstance(d, PMFile)]
-    for d in batch.deliveries:  # a table's deliveries in arrival order: lateness is per source
+    receipts: list[dict] = [dict.fromkeys(COUNTS, 0) for _ in batch.deliveries]
+    by_table: dict[str, list[tuple[int, pa.Table]]] = {}  # (delivery number, records) per table
+    pm_files = [(i, d) for i, d in enumerate(batch.deliveries) if isinstance(d, PMFile)]
+    for i, d in enumerate(batch.deliveries):  # a table's deliveries in arrival order: lateness is per source
         if not isinstance(d, PMFile) and d.table in state.tables:
-            by_table.setdefault(d.table, []).append(d.records)
+            by_table.setdefault(d.table, []).append((i, d.records))
     for name, parts in by_table.items():  # snapshots first: the batch's PM files are keyed to its cells
         if name in state.lookups and state.tables[name].is_snapshot:
-            state.snapshot(name, parts[-1])
+            state.snapshot(name, parts[-1][1])
     if pm_files and "pm_counters" in state.sources:
         from .pm import read_pm_files
 
-        read = read_pm_files(state, pm_files, state.cells(lake_lookups.get("cells")), config.dictionaries)
-        if read:  # none when every file was a re-sent copy
-            by_table.setdefault("pm_counters", []).extend(read)
+        reads = read_pm_files(state, [d for _, d in pm_files], state.cells(lake_lookups.get("cells")), config.dictionaries)
+        for (i, _), read in zip(pm_files, reads):
+            receipts[i].update(delivered=read.duplicates, duplicates=read.duplicates, rejected=read.rejected)
+            if read.error:
+                receipts[i]["error"] = read.error
+            if read.rows is not None:
+                by_table.setdefault("pm_counters", []).append((i, read.rows))
     elif pm_files:  # no streamed cube reads PM counters: the files are counted, not read
         state.ignore("pm_files", len(pm_files))
+        for i, _ in pm_files:
+            receipts[i]["ignored"] = True
     for name, parts in by_table.items():
         spec = state.tables[name]
         if name in state.lookups and spec.is_snapshot:
-            continue
+            for i, p in parts:
+                receipts[i].update(delivered=p.num_rows, snapshot=True)
         elif name in state.sources:
-            rows = pa.concat_tables([canonical(p, spec) for p in parts])
-            changed.setdefault(name, []).append(state.add(name, rows, window_s, config.lateness_s))
+            rows = pa.concat_tables([canonical(p, spec) for _, p in parts])
+            sizes = [p.num_rows for _, p in parts] if batch.want_receipts else None
+            times, counts = state.add(name, rows, window_s, config.lateness_s, sizes)
+            changed.setdefault(name, []).append(times)
+            for (i, _), part in zip(parts, counts or []):
+                receipts[i].update({k: receipts[i][k] + part[k] for k in COUNTS})
         else:
-            state.ignore(name, sum(p.num_rows for p in parts))
+            state.ignore(name, sum(p.num_rows for _, p in parts))
+            for i, p in parts:
+                receipts[i].update(delivered=p.num_rows, ignored=True)
+    if batch.want_receipts:
+        batch.receipts = receipts
 
     rows = 0
     for cube in cubes:

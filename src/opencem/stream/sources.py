@@ -1,5 +1,5 @@
 """The source interface: what the stream runner asks of a feed (a landing folder, NATS
-JetStream; Kafka or an HTTP endpoint would be one more module each).
+JetStream, an HTTP endpoint; Kafka would be one more module).
 
 A source hands over :class:`Batch` es of records in arrival order. Each batch names what it
 consumed in ``tokens``; the runner commits those tokens in the same transaction as the window
@@ -49,6 +49,10 @@ class Batch:
     deliveries: list[Delivery | PMFile]
     tokens: list[str]  # what this batch consumed (file names, a stream sequence), committed with it
     handle: object = field(default=None, repr=False)  # the source's own (messages to ack)
+    # A source that answers each delivery (HTTP) asks for receipts: the runner then fills
+    # ``receipts`` with one dict of counts per delivery, in order, before the commit.
+    want_receipts: bool = False
+    receipts: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def records(self) -> int:

@@ -118,11 +118,13 @@ class StreamState:
         self.con.execute(f"INSERT INTO {q('snap_' + name)} BY NAME SELECT * FROM _snap")
         self.con.unregister("_snap")
 
-    def add(self, name: str, rows: pa.Table, window_s: int, lateness_s: int) -> np.ndarray:
+    def add(self, name: str, rows: pa.Table, window_s: int, lateness_s: int,
+            parts: list[int] | None = None) -> tuple[np.ndarray, list[dict] | None]:
         """Take one delivery of an event table: records late past ``lateness_s`` (their window
         closed for that long by the source's watermark, judged record by record in arrival
         order) go to ``late_records``; of the rest, a new id or a fuller copy is kept. Returns
-        the event times (epoch ms) of the records kept or replaced: their windows changed."""
+        the event times (epoch ms) of the records kept or replaced (their windows changed) and,
+        when ``parts`` gives the row counts of the deliveries ``rows`` joins, counts per part."""
         spec = self.tables[name]
         rows = canonical(rows, spec)
         n = rows.num_rows
@@ -137,6 +139,8 @@ class StreamState:
             self.watermarks[name] = int(before[-1])
         inc = rows.append_column("_ord", pa.array(np.arange(n))).append_column("_t", pa.array(t)) \
                   .append_column("_late", pa.array(late)).append_column("_wm", pa.array(before[:-1]))
+        part = np.repeat(np.arange(len(parts)), parts) if parts else np.zeros(n, np.int64)
+        inc = inc.append_column("_part", pa.array(part, pa.int64()))
         c, rec = self.con, q(f"rec_{name}")
         keys = ", ".join(f"coalesce(CAST({q(k)} AS VARCHAR), '')" for k in spec.keys)
         filled = " + ".join(f"CAST({q(f)} IS NOT NULL AS INTEGER)" for f in spec.schema.names)
@@ -153,17 +157,19 @@ class StreamState:
         c.execute(f"INSERT INTO {rec} SELECT {cols}, _id, _filled, _t FROM _win")
         struct = ", ".join(f"{q(f)} := i.{q(f)}" for f in spec.schema.names)
         # Late: an id not kept (or a fuller copy than the one kept), once per id and copy.
-        late_n = c.execute(f"""
-            INSERT INTO late_records
-            SELECT ?, i._id, CASE WHEN i._t = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz(i._t * 1000) END,
+        c.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _late AS
+            SELECT ? AS source, i._id, CASE WHEN i._t = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz(i._t * 1000) END,
                    CASE WHEN i._t = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz((i._t // {window_ms}) * {window_ms} * 1000) END,
                    CASE WHEN i._wm = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz(i._wm * 1000) END,
-                   i._filled, to_json(struct_pack({struct}))
+                   i._filled, to_json(struct_pack({struct})), i._part
             FROM _inc i LEFT JOIN {rec} r USING (_id)
             WHERE i._late AND (r._id IS NULL OR i._filled > r._filled)
               AND NOT EXISTS (SELECT 1 FROM late_records l WHERE l.source = ? AND l.record_id = i._id AND l.filled >= i._filled)
-            QUALIFY row_number() OVER (PARTITION BY i._id ORDER BY i._filled DESC, i._ord) = 1""", [name, name]).fetchall()[0][0]
+            QUALIFY row_number() OVER (PARTITION BY i._id ORDER BY i._filled DESC, i._ord) = 1""", [name, name])
+        late_n = c.execute("INSERT INTO late_records SELECT * EXCLUDE (_part) FROM _late").fetchall()[0][0]
         accepted = c.execute("SELECT count(*) FROM _win").fetchall()[0][0] - updates
+        receipts = self._receipts(parts) if parts else None
         self._count(name, delivered=n, accepted=accepted, updates=updates, late=late_n,
                     duplicates=n - accepted - updates - late_n)
         c.execute("INSERT INTO watermarks VALUES (?, ?) ON CONFLICT DO UPDATE SET max_event_ms = excluded.max_event_ms",
@@ -175,7 +181,19 @@ class StreamState:
             self.changed.add(name)
         c.execute(f"INSERT INTO {changed_table} SELECT _id, _t FROM _win")
         changed = c.execute("SELECT _t FROM _win UNION ALL SELECT _old_t FROM _win WHERE _old_t IS NOT NULL").fetchnumpy()
-        return changed["_t"].astype(np.int64) if len(changed["_t"]) else np.array([], np.int64)
+        return (changed["_t"].astype(np.int64) if len(changed["_t"]) else np.array([], np.int64)), receipts
+
+    def _receipts(self, parts: list[int]) -> list[dict]:
+        """Counts per part of the delivery just taken (``_win``: kept, ``_late``: late)."""
+        out = [{"delivered": int(k), "accepted": 0, "updates": 0, "duplicates": 0, "late": 0} for k in parts]
+        for p, accepted, updates in self.con.execute(
+                "SELECT _part, count(*) FILTER (WHERE _old_t IS NULL), count(_old_t) FROM _win GROUP BY 1").fetchall():
+            out[p]["accepted"], out[p]["updates"] = accepted, updates
+        for p, late in self.con.execute("SELECT _part, count(*) FROM _late GROUP BY 1").fetchall():
+            out[p]["late"] = late
+        for r in out:
+            r["duplicates"] = r["delivered"] - r["accepted"] - r["updates"] - r["late"]
+        return out
 
     def cells(self, lake_files: list[Path] | None) -> pa.Table | None:
         """The cells inventory PM files are keyed to: the snapshot the stream carried, else the lake's."""
