@@ -112,6 +112,9 @@ class Alert(Base):
               postgresql_where=text("state IN ('pending', 'firing')")),
         CheckConstraint("(state = 'resolved') = (resolved_at IS NOT NULL)", name="resolved_at_iff_resolved"),
         CheckConstraint("window_minutes > 0", name="window_minutes_positive"),
+        # 0003: one row per episode an AlertEvent names (old rows have no episode_start)
+        Index("uq_alerts_fingerprint_episode_start", "fingerprint", "episode_start", unique=True),
+        Index("ix_alerts_fired_at", "fired_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -128,6 +131,18 @@ class Alert(Base):
     value_unit: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    # 0003: what routing needs. The episode (fingerprint, episode_start) is the identity an
+    # AlertEvent names, so applying an event twice finds its row; the evidence is the rule, its
+    # operands and the window as evaluation gave them. Times are event time.
+    episode_start: Mapped[datetime | None]  # None for alerts raised before 0003
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=no_labels, server_default=text("'{}'"))
+    fired_at: Mapped[datetime | None]       # when it went from pending to firing
+    updated_at: Mapped[datetime | None]     # event time of the last change applied
+    # The last flush that left it out of a notification says why (ids, no foreign key: a
+    # column added to SQLite cannot take one without copying the table).
+    inhibited_by: Mapped[int | None]        # the firing alert that inhibited it
+    silenced_by: Mapped[int | None]         # the silence that muted it
+
 
 
 class RuleState(Base):
@@ -180,6 +195,41 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # 0003: what a gateway sends, decided and rendered when the notification was queued.
+    group_id: Mapped[int | None] = mapped_column(index=True)  # the notification group; None: a customer message
+    payload: Mapped[dict[str, Any]] = mapped_column(default=no_labels, server_default=text("'{}'"))
+    scheduled_at: Mapped[datetime | None]  # event time the flush decided it
+    sent_at: Mapped[datetime | None]       # dispatch clock when a gateway took it
+
+
+class NotificationGroup(Base):
+    """Alerts one route groups together (by its ``group_by`` labels), and when the group is
+    flushed next: Alertmanager's aggregation group and notification log in one row. Times are
+    the event-time clock ``apply_events`` is given."""
+
+    __tablename__ = "notification_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(LABEL_LENGTH), unique=True)  # route and labels, hashed
+    route_id: Mapped[str] = mapped_column(String(LABEL_LENGTH))
+    receiver: Mapped[str] = mapped_column(String(64))
+    group_labels: Mapped[dict[str, Any]] = mapped_column(default=no_labels)
+    anchor_at: Mapped[datetime | None]      # first flush of the active period; later ones every group_interval
+    flush_at: Mapped[datetime | None] = mapped_column(index=True)  # next flush; None: idle
+    last_flush_at: Mapped[datetime | None]
+    notified: Mapped[dict[str, Any]] = mapped_column(default=no_labels)  # per channel: alert ids told firing, when
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class GroupMember(Base):
+    """An alert in a notification group (from when it fires until a flush after it resolves)."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (Index("uq_group_members_group_id_alert_id", "group_id", "alert_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("notification_groups.id", ondelete="CASCADE"))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
 
 
 class Action(Base):
@@ -196,6 +246,15 @@ class Action(Base):
     status: Mapped[ActionStatus] = mapped_column(_states(ActionStatus, "status"),
                                                  default=ActionStatus.requested)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # 0003: the decision and its evidence; work orders are retried like notifications.
+    decided_at: Mapped[datetime | None]          # event time of the flush that decided it (cool-down counts it)
+    notification_id: Mapped[int | None] = mapped_column(index=True)  # the message that carries it
+    detail: Mapped[dict[str, Any]] = mapped_column(default=no_labels, server_default=text("'{}'"))
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_ref: Mapped[str | None] = mapped_column(String(LABEL_LENGTH))  # a ticket id, a gateway's message id
+    updated_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
