@@ -274,6 +274,7 @@ class _Run:
     def _work_order(self, group, integration: Integration, new: list[Alert], at: datetime) -> None:
         key = fit(f"wo|{group.group_key}|{integration.channel}|{at.isoformat()}", LABEL_LENGTH)
         detail = {"sink": integration.sink, "queue": integration.queue, "priority": integration.priority,
+                  "max_attempts": integration.max_attempts,
                   "receiver": group.receiver, "group_labels": group.group_labels,
                   "alerts": [_alert_json(a, at) for a in new[:100]], "evidence": new[0].evidence}
         initial = {"status": ActionStatus.requested, "decided_at": at, "detail": detail, "updated_at": at,
