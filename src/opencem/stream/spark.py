@@ -37,121 +37,12 @@ from ..indicators.spec import GRAINS
 from ..lake import Lake
 from ..schema import Table
 from .sources import PMFile, StreamError
+from .spark_sources import FileSource, KafkaSource, record_streams, table_stream
 from .spark_store import SparkStreamStore, write_parquet
 from .windows import StreamCube, stream_cubes
 
 PM = "pm_counters"
-PM_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
-STAMP = r"_(\d{8}T\d{6})\.parquet$"
-KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13"  # + ":<your Spark version>"
-
-
-# -- sources: the one place the feed is chosen -------------------------------------------------
-@dataclass(frozen=True)
-class FileSource:
-    """A landing folder: DIR/tables/<table>_<stamp>.parquet (or <table>.parquet) and DIR/pm/<vendor>/<file>."""
-
-    folder: Path
-    max_files: int = 1000  # per table (and for PM files) per micro-batch
-
-    def finished(self) -> bool:
-        import json
-
-        try:
-            return bool(json.loads((Path(self.folder) / "manifest.json").read_text()).get("complete"))
-        except (OSError, ValueError):
-            return False
-
-
-@dataclass(frozen=True)
-class KafkaSource:
-    """Kafka topics ``<prefix>.<table>`` (one JSON record per message, as the NATS subjects carry
-    them) and ``<prefix>.pm.<vendor>`` (one PM file per message, its name in the ``Opencem-File``
-    header). Needs the spark-sql-kafka package (``OPENCEM_SPARK_PACKAGES``, docs/stream-spark.md)."""
-
-    bootstrap_servers: str
-    prefix: str = "opencem.twin"
-    max_offsets: int | None = None  # per micro-batch
-    options: tuple[tuple[str, str], ...] = ()  # more kafka.* options (security, ...)
-
-    def finished(self) -> bool:
-        return False  # a topic has no end: --until-finished stops once caught up
-
-
-def table_stream(spark, source: FileSource | KafkaSource, spec: Table):
-    """A streaming DataFrame of one table's records: its canonical columns, plus ``_part`` (the
-    file or topic-partition a record came in), ``_order`` (the arrival order of parts) and
-    ``_row`` (the record's place in its part)."""
-    from pyspark.sql import functions as F
-
-    schema = spark_schema(spec.schema)
-    if isinstance(source, FileSource):
-        folder = Path(source.folder) / "tables"
-        if not folder.is_dir():
-            raise StreamError(f"{source.folder} is not a landing folder (no tables/ folder in it)")
-        stamp = "[0-9]" * 8 + "T" + "[0-9]" * 6
-        frame = (spark.readStream.schema(schema).option("maxFilesPerTrigger", source.max_files)
-                 .option("pathGlobFilter", f"{{{spec.name}.parquet,{spec.name}_{stamp}.parquet}}")
-                 .parquet(_uri(folder)))
-        name = F.col("_metadata.file_name")
-        # Files in order of their delivery stamp, then name, as the DuckDB stream takes them.
-        return frame.select(*schema.names, name.alias("_part"),
-                            F.concat(F.regexp_extract(name, STAMP, 1), F.lit("|"), name).alias("_order"),
-                            F.col("_metadata.row_index").alias("_row"))
-    value = F.from_json(F.col("value").cast("string"), schema)
-    part = F.concat(F.col("topic"), F.lit("-"), F.lpad(F.col("partition").cast("string"), 6, "0"))
-    return (_kafka(spark, source, subscribe=f"{source.prefix}.{spec.name}")
-            .select(value.alias("r"), part.alias("_part"), F.col("offset").alias("_row"))
-            .select("r.*", "_part", F.col("_part").alias("_order"), "_row"))
-
-
-def pm_stream(spark, source: FileSource | KafkaSource):
-    """A streaming DataFrame of PM files: ``token`` (pm/<vendor>/<name>), ``mtime``, ``content``, ``gzip``."""
-    from pyspark.sql import functions as F
-
-    if isinstance(source, FileSource):
-        folder = Path(source.folder) / "pm"
-        frame = (spark.readStream.format("binaryFile").schema(PM_SCHEMA).option("maxFilesPerTrigger", source.max_files)
-                 .option("recursiveFileLookup", "true").load(_uri(folder)))
-        token = F.regexp_extract("path", r"(pm/[^/]+/[^/]+)$", 1)
-        return frame.select(token.alias("token"), F.col("modificationTime").alias("mtime"), "content",
-                            F.lit(False).alias("gzip"), F.col("path"))
-    header = F.filter("headers", lambda h: h["key"] == "Opencem-File")
-    name = F.coalesce(F.element_at(header, 1)["value"].cast("string"), F.col("offset").cast("string"))
-    encoding = F.element_at(F.filter("headers", lambda h: h["key"] == "Content-Encoding"), 1)["value"].cast("string")
-    vendor = F.regexp_extract("topic", r"\.pm\.([^.]+)$", 1)
-    return (_kafka(spark, source, subscribePattern=source.prefix.replace(".", r"\.") + r"\.pm\..+", includeHeaders="true")
-            .select(F.concat(F.lit("pm/"), vendor, F.lit("/"), name).alias("token"), F.col("timestamp").alias("mtime"),
-                    F.col("value").alias("content"), F.coalesce(encoding == "gzip", F.lit(False)).alias("gzip"),
-                    F.lit(None).cast("string").alias("path")))
-
-
-def _kafka(spark, source: KafkaSource, **subscription):
-    reader = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", source.bootstrap_servers)
-              .option("startingOffsets", "earliest").option("failOnDataLoss", "true"))
-    for key, value in (*subscription.items(), *source.options):
-        reader = reader.option(key, value)
-    if source.max_offsets:
-        reader = reader.option("maxOffsetsPerTrigger", source.max_offsets)
-    return reader.load()
-
-
 _uri = hadoop_path
-
-
-def record_streams(spark, source, tables: dict[str, Table], names: list[str], with_pm: bool):
-    """One streaming DataFrame of every table in ``names`` (and PM files): ``_table`` names the
-    table, and a struct column per table holds its records (null on other tables' rows)."""
-    from pyspark.sql import functions as F
-
-    parts = [table_stream(spark, source, tables[n]).select(F.lit(n).alias("_table"), F.struct("*").alias(n))
-             for n in names]
-    if with_pm:
-        parts.append(pm_stream(spark, source).select(F.lit("pm_files").alias("_table"), F.struct("*").alias("pm_files")))
-    union = parts[0]
-    for p in parts[1:]:
-        union = union.unionByName(p, allowMissingColumns=True)
-    return union
 
 
 # -- one micro-batch ---------------------------------------------------------------------------
@@ -216,31 +107,33 @@ class CubeBatches:
             for name in self.lookups:  # snapshots first: the batch's PM files are keyed to its cells
                 if present.get(name) and self.tables[name].is_snapshot:
                     self.store.write_snapshot(name, batch_id, _last_part(frame, name))
-            deliveries = {n: frame.where(f"_table = '{n}'").select(f"`{n}`.*") for n in self.sources if present.get(n)}
-            new_keys = {}
+            names = [n for n in self.sources if present.get(n)]
+            pm_rows, new_keys = None, {}
             if present.get("pm_files"):
                 pm_rows, new_keys = self._pm(spark, frame, batch_id, counts)
-                if pm_rows is not None:
-                    deliveries[PM] = pm_rows if PM not in deliveries else deliveries[PM].unionByName(pm_rows)
+            timing = {"read_s": time.perf_counter() - started}
+            took = time.perf_counter()
             changed: dict[str, set[int]] = {}
-            for name, rows in deliveries.items():
-                got, watermark, spans = self._intake(spark, name, rows, batch_id, watermarks.get(name))
-                _add(counts, name, got)
-                if watermark is not None:
-                    watermarks[name] = watermark
-                changed[name] = spans
+            if names or pm_rows is not None:
+                got, changed = self._intake(spark, frame, names, pm_rows, batch_id, watermarks)
+                for name, c in got.items():
+                    _add(counts, name, c)
+            timing["intake_s"] = time.perf_counter() - took
             written, spans_done = 0, {}
             for cube in self.cubes:
                 fine = set().union(*[changed.get(s, set()) for s in cube.plan.sources])
                 spans = {f * self.fine_ms // (cube.span_s * 1000) for f in fine}
                 if spans:
+                    took = time.perf_counter()
                     written += self._evaluate(spark, cube, spans, batch_id)
                     spans_done[cube.table] = sorted(spans)
+                    timing[f"{cube.table}_s"] = time.perf_counter() - took
         finally:
             frame.unpersist()
         self.store.commit(batch_id, {"counts": counts, "watermarks": watermarks, "pm_files": new_keys,
                                      "spans": spans_done, "rows_written": written,
-                                     "seconds": round(time.perf_counter() - started, 3)})
+                                     "seconds": round(time.perf_counter() - started, 3),
+                                     "timing": {k: round(v, 3) for k, v in timing.items()}})
         if self.pm_keys is not None:
             self.pm_keys.update(new_keys)
         self.report.batches += 1
@@ -250,88 +143,128 @@ class CubeBatches:
             self.progress(self.report)
 
     # -- intake: lateness and dedup, as the DuckDB stream judges them (state.py: add) ---------
-    def _intake(self, spark, name: str, rows, batch_id: int, watermark: int | None):
-        """Take one table's records of the batch; returns (counts, watermark after, the fine
-        spans of the copies kept or replaced)."""
-        from pyspark.sql import Window
+    def _narrow(self, frame, name: str, envelope):
+        """One table's rows of the envelope with what intake needs: record id, columns filled,
+        event time (epoch ms), the part it came in and its place there, the record as JSON."""
         from pyspark.sql import functions as F
 
         spec = self.tables[name]
-        cols = list(spec.schema.names)
-        rid = F.concat_ws("|", *[F.coalesce(F.col(k).cast("string"), F.lit("")) for k in spec.keys])
-        filled = sum(F.col(c).isNotNull().cast("int") for c in cols)
-        inc = rows.select(*cols, rid.alias("_id"), filled.alias("_filled"),
-                          F.unix_millis(F.col(spec.time_column)).alias("_t"), "_part", "_order", "_row")
+        c = lambda x: F.col(f"`{name}`.`{x}`")  # noqa: E731
+        rid = F.concat_ws("|", *[F.coalesce(c(k).cast("string"), F.lit("")) for k in spec.keys])
+        structs = [F.col(m) if m == name else F.lit(None).cast(envelope[m].dataType).alias(m) for m in self.structs]
+        return frame.select("_table", *structs, rid.alias("_id"),
+                            sum(c(x).isNotNull().cast("int") for x in spec.schema.names).alias("_filled"),
+                            F.unix_millis(c(spec.time_column)).alias("_t"), c("_part").alias("_part"),
+                            c("_order").alias("_order"), c("_row").alias("_row"),
+                            F.to_json(F.struct(*[c(x).alias(x) for x in spec.schema.names])).alias("_json"))
+
+    def _intake(self, spark, frame, names: list[str], pm_rows, batch_id: int, watermarks: dict):
+        """Take the batch's records of every table at once; returns the counts per table and the
+        fine spans of the copies kept or replaced (``watermarks`` is advanced in place)."""
+        from functools import reduce
+
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        envelope = frame.schema
+        self.structs = [n for n in self.sources if n in envelope.names]
+        parts = [self._narrow(frame.where(F.col("_table") == n), n, envelope) for n in names]
+        if pm_rows is not None:
+            fields = envelope[PM].dataType.fields  # the envelope's struct, field by field (nullability differs)
+            pm = pm_rows.select(F.lit(PM).alias("_table"),
+                                F.struct(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in fields]).alias(PM))
+            parts.append(self._narrow(pm, PM, envelope))
+        inc = reduce(lambda a, b: a.unionByName(b), parts)
         # Parts (files, topic-partitions) in arrival order: the watermark before each part is the
         # source's so far; within a part it advances record by record.
-        parts = sorted(inc.groupBy("_order", "_part").agg(F.max("_t").alias("m"), F.count(F.lit(1)).alias("n"),
-                                                          F.collect_set(F.expr(f"_t div {self.part_ms}")).alias("s"))
-                       .collect())
-        delivered, prefix, table = 0, watermark, []
-        for rank, p in enumerate(parts):
-            table.append((p["_part"], rank, prefix))
-            delivered += p["n"]
+        listing = (inc.groupBy("_table", "_order", "_part")
+                   .agg(F.max("_t").alias("m"), F.count(F.lit(1)).alias("n"),
+                        F.collect_set(F.expr(f"_t div {self.part_ms}")).alias("s")).collect())
+        ranks, delivered, touched = [], {}, {}
+        for rank, p in enumerate(sorted(listing, key=lambda p: (p["_table"], p["_order"], p["_part"]))):
+            table = p["_table"]
+            ranks.append((table, p["_part"], rank, watermarks.get(table)))
+            delivered[table] = delivered.get(table, 0) + p["n"]
+            touched.setdefault(table, set()).update(p["s"])
             if p["m"] is not None:
-                prefix = p["m"] if prefix is None else max(prefix, p["m"])
-        touched = {s for p in parts for s in p["s"]}
-        ranks = spark.createDataFrame(table, "_part string, _rank int, _prev long")
-        within = Window.partitionBy("_part").orderBy("_row").rowsBetween(Window.unboundedPreceding, -1)
+                watermarks[table] = max(watermarks.get(table, p["m"]), p["m"])
+        ranks = spark.createDataFrame(ranks, "_table string, _part string, _rank int, _prev long")
+        within = Window.partitionBy("_table", "_part").orderBy("_row").rowsBetween(Window.unboundedPreceding, -1)
         w, lateness = self.window_ms, self.config.lateness_s * 1000
-        inc = (inc.join(F.broadcast(ranks), "_part")
+        inc = (inc.join(F.broadcast(ranks), ["_table", "_part"])
                .withColumn("_wm", F.greatest(F.col("_prev"), F.max("_t").over(within)))
                .withColumn("_late", F.col("_t").isNull() | F.coalesce(
                    F.expr(f"_t - pmod(_t, {w}) + {w} + {lateness} <= _wm"), F.lit(False))))
-        first = Window.partitionBy("_id").orderBy(F.col("_filled").desc(), "_rank", "_row")
-        kept = self._kept(spark, name, batch_id, touched)
+        first = Window.partitionBy("_table", "_id").orderBy(F.col("_filled").desc(), "_rank", "_row")
+        kept = self._kept(spark, touched, batch_id)
         best = inc.where(~F.col("_late")).withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
-        win = (best.join(kept, "_id", "left").where(F.col("_kf").isNull() | (F.col("_filled") > F.col("_kf")))
+        win = (best.join(kept, ["_table", "_id"], "left").where(F.col("_kf").isNull() | (F.col("_filled") > F.col("_kf")))
                .withColumn("_update", F.col("_kf").isNotNull()).persist())
+        late = None
         try:
-            got = win.agg(F.count(F.lit(1)).alias("n"), F.count_if("_update").alias("u"),
-                          F.collect_set(F.expr(f"_t div {self.fine_ms}")).alias("s")).collect()[0]
-            if got["n"]:
-                (win.select(*cols, "_id", "_filled", "_t", F.expr(f"_t div {self.part_ms}").alias("span"))
-                 .write.mode("overwrite").partitionBy("span").parquet(_uri(self.store.records_dir(name, batch_id))))
-            after = (kept.unionByName(win.select("_id", F.col("_filled").alias("_kf")))
-                     .groupBy("_id").agg(F.max("_kf").alias("_kf")))
-            late = (inc.where("_late").join(after, "_id", "left").join(self._late_log(spark, name, batch_id), "_id", "left")
+            got = {r["_table"]: r for r in win.groupBy("_table").agg(
+                F.count(F.lit(1)).alias("n"), F.count_if("_update").alias("u"),
+                F.collect_set(F.expr(f"_t div {self.fine_ms}")).alias("s")).collect()}
+            if got:
+                (win.select(F.col("_table").alias("table"), F.expr(f"_t div {self.part_ms}").alias("span"), *self.structs,
+                            "_id", "_filled", "_t")
+                 .write.mode("overwrite").partitionBy("table", "span").parquet(_uri(self.store.records_dir(batch_id))))
+            after = (kept.unionByName(win.select("_table", "_id", F.col("_filled").alias("_kf")))
+                     .groupBy("_table", "_id").agg(F.max("_kf").alias("_kf")))
+            late = (inc.where("_late").join(after, ["_table", "_id"], "left")
+                    .join(self._late_log(spark, batch_id), ["_table", "_id"], "left")
                     .where((F.col("_kf").isNull() | (F.col("_filled") > F.col("_kf")))
                            & (F.col("_lf").isNull() | (F.col("_filled") > F.col("_lf"))))
-                    .withColumn("_n", F.row_number().over(first)).where("_n = 1"))
-            late = late.select(F.lit(name).alias("source"), F.col("_id").alias("record_id"),
-                               F.col(spec.time_column).alias("event_time"),
-                               F.expr(f"timestamp_millis(_t - pmod(_t, {w}))").alias("window_start"),
-                               F.expr("timestamp_millis(_wm)").alias("watermark"), F.col("_filled").alias("filled"),
-                               F.to_json(F.struct(*cols)).alias("record")).persist()
-            late_n = late.count()
+                    .withColumn("_n", F.row_number().over(first)).where("_n = 1")
+                    .select(F.col("_table").alias("source"), F.col("_id").alias("record_id"),
+                            F.expr("timestamp_millis(_t)").alias("event_time"),
+                            F.expr(f"timestamp_millis(_t - pmod(_t, {w}))").alias("window_start"),
+                            F.expr("timestamp_millis(_wm)").alias("watermark"), F.col("_filled").alias("filled"),
+                            F.col("_json").alias("record"))
+                    .persist())
+            late_n = {r["source"]: r["count"] for r in late.groupBy("source").count().collect()}
             if late_n:
-                late.write.mode("overwrite").parquet(_uri(self.store.late_dir(name, batch_id)))
-            late.unpersist()
+                late.write.mode("overwrite").parquet(_uri(self.store.late_dir(batch_id)))
         finally:
             win.unpersist()
-        accepted, updates = got["n"] - got["u"], got["u"]
-        counts = {"delivered": delivered, "accepted": accepted, "updates": updates, "late": late_n,
-                  "duplicates": delivered - accepted - updates - late_n}
-        return counts, prefix, set(got["s"])
+            if late is not None:
+                late.unpersist()
+        counts, changed = {}, {}
+        for table, n in delivered.items():
+            kept_n, updates = (got[table]["n"], got[table]["u"]) if table in got else (0, 0)
+            late_t = late_n.get(table, 0)
+            counts[table] = {"delivered": n, "accepted": kept_n - updates, "updates": updates, "late": late_t,
+                             "duplicates": n - kept_n - late_t}
+            changed[table] = set(got[table]["s"]) if table in got else set()
+        return counts, changed
 
-    def _kept(self, spark, name: str, batch_id: int, spans: set[int]):
-        """Per record id, the most filled copy kept by the committed batches (in these spans)."""
+    def _kept(self, spark, touched: dict[str, set[int]], batch_id: int):
+        """Per table and record id, the most filled copy kept by the committed batches (in the
+        spans the batch touches)."""
+        from functools import reduce
+
         from pyspark.sql import functions as F
 
-        files = self.store.record_files(name, before=batch_id, spans=spans)
-        if not files:
-            return spark.createDataFrame([], "_id string, _kf int")
-        return (spark.read.schema("_id string, _filled int").parquet(*map(_uri, files))
-                .groupBy("_id").agg(F.max("_filled").alias("_kf")))
+        frames = []
+        for table, spans in sorted(touched.items()):
+            files = self.store.record_files(table, before=batch_id, spans=spans)
+            if files:
+                frames.append(spark.read.schema("_id string, _filled int").parquet(*map(_uri, files))
+                              .select(F.lit(table).alias("_table"), "_id", "_filled"))
+        if not frames:
+            return spark.createDataFrame([], "_table string, _id string, _kf int")
+        return (reduce(lambda a, b: a.unionByName(b), frames)
+                .groupBy("_table", "_id").agg(F.max("_filled").alias("_kf")))
 
-    def _late_log(self, spark, name: str, batch_id: int):
+    def _late_log(self, spark, batch_id: int):
         from pyspark.sql import functions as F
 
-        files = self.store.late_files(name, before=batch_id)
+        files = self.store.late_files(before=batch_id)
         if not files:
-            return spark.createDataFrame([], "_id string, _lf int")
-        return (spark.read.schema("record_id string, filled int").parquet(*map(_uri, files))
-                .groupBy(F.col("record_id").alias("_id")).agg(F.max("filled").alias("_lf")))
+            return spark.createDataFrame([], "_table string, _id string, _lf int")
+        return (spark.read.schema("source string, record_id string, filled int").parquet(*map(_uri, files))
+                .groupBy(F.col("source").alias("_table"), F.col("record_id").alias("_id"))
+                .agg(F.max("filled").alias("_lf")))
 
     # -- PM files: ingest's readers, on the driver (as the DuckDB stream reads them) ---------
     def _pm(self, spark, frame, batch_id: int, counts: dict):
@@ -386,10 +319,10 @@ class CubeBatches:
                 register_files(spark, source, [], spec.schema)
                 continue
             newest = Window.partitionBy("_id").orderBy(F.col("_filled").desc())
-            kept = (spark.read.schema(_record_schema(spec)).parquet(*map(_uri, files))
+            kept = (spark.read.schema(_record_schema(source, spec)).parquet(*map(_uri, files))
                     .where(F.expr(f"_t div {span_ms}").isin(sorted(spans)))
                     .withColumn("_n", F.row_number().over(newest)).where("_n = 1"))
-            kept.select(*spec.schema.names).createOrReplaceTempView(source)
+            kept.select(f"`{source}`.*").createOrReplaceTempView(source)
         self._lookup_views(spark, cube, batch_id)
         out = cube.conform(run(spark, self._sql(cube)), self.cat)
         span_of = pc.divide(pc.cast(pc.cast(out["period_start"], pa.timestamp("ms", tz="UTC")), pa.int64()), span_ms)
@@ -418,13 +351,12 @@ class CubeBatches:
             register_arrow(spark, grid_table(cube.plan.grid_resolution), grid_of_cells(cells, cube.plan.grid_resolution))
 
 
-def _record_schema(spec: Table):
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField
+def _record_schema(name: str, spec: Table):
+    """How a kept copy of ``name`` is read back: its table's struct (only), id, columns filled, time."""
+    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-    schema = spark_schema(spec.schema)
-    for name, kind in (("_id", StringType()), ("_filled", IntegerType()), ("_t", LongType())):
-        schema = schema.add(StructField(name, kind))
-    return schema
+    return StructType([StructField(name, spark_schema(spec.schema)), StructField("_id", StringType()),
+                       StructField("_filled", IntegerType()), StructField("_t", LongType())])
 
 
 def _last_part(frame, name: str) -> pa.Table:
@@ -498,9 +430,15 @@ def run_spark_stream(source: FileSource | KafkaSource, out: Path, cat: Catalog, 
     try:
         while True:
             ended = config.until_finished and (source.finished() or isinstance(source, KafkaSource))
-            queries = [_cube_query(spark, source, job, checkpoint / "cubes", config)]
-            if counter_spec is not None:
-                queries.append(_onsets_query(spark, source, store, counter_spec, checkpoint / "onsets", config))
+            queries = []
+            try:
+                queries.append(_cube_query(spark, source, job, checkpoint / "cubes", config))
+                if counter_spec is not None:
+                    queries.append(_onsets_query(spark, source, store, counter_spec, checkpoint / "onsets", config))
+            except BaseException:
+                for q, _ in queries:
+                    q.stop()
+                raise
             _await(queries, stop)
             if not config.until_finished or ended or stop():
                 break

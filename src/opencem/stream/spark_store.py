@@ -5,8 +5,8 @@ to them.
     DIR/meta.json                         settings and definition versions the folder was started with
     DIR/batches/<batch>.json              the committed batch-id log: written last, atomically; counts
                                           per source, watermarks after the batch, PM load keys, spans
-    DIR/records/<table>/b<batch>/         the copies the batch kept (new ids, fuller copies), Parquet
-    DIR/late/<table>/b<batch>/            its records late past the allowed lateness (late_records)
+    DIR/records/b<batch>/table=<t>/span=<n>/  the copies the batch kept (new ids, fuller copies), Parquet
+    DIR/late/b<batch>/                    its records late past the allowed lateness (late_records)
     DIR/snapshots/<table>/b<batch>.parquet  a snapshot table (cells, subscribers) the batch carried
     DIR/rejected/b<batch>.parquet         PM rows and files that could not be read or validated
     DIR/cubes/<cube>/<version>/<span>.parquet  the window rows of one span at one definition version
@@ -117,39 +117,37 @@ class SparkStreamStore:
         write_atomically(self._log(batch_id), json.dumps({"batch": batch_id, **entry}, sort_keys=True).encode())
 
     # -- per-batch files -----------------------------------------------------------------
-    def records_dir(self, table: str, batch_id: int) -> Path:
-        return self.root / "records" / table / batch_name(batch_id)
+    def records_dir(self, batch_id: int) -> Path:
+        """The batch's kept copies, partitioned ``table=<name>/span=<n>``."""
+        return self.root / "records" / batch_name(batch_id)
 
-    def late_dir(self, table: str, batch_id: int) -> Path:
-        return self.root / "late" / table / batch_name(batch_id)
+    def late_dir(self, batch_id: int) -> Path:
+        return self.root / "late" / batch_name(batch_id)
 
-    def _batch_files(self, kind: str, table: str, before: int, also: int | None = None,
-                     spans: set[int] | None = None) -> list[Path]:
-        """Parquet files of ``kind`` for ``table`` from the committed batches before ``before``, and
-        from batch ``also`` (the one being run); never a crashed run's leftovers. With ``spans``,
-        only those partitions."""
-        folder = self.root / kind / table
+    def _batch_dirs(self, kind: str, before: int, also: int | None) -> list[Path]:
+        """The folders of ``kind`` of the committed batches before ``before``, and of batch ``also``
+        (the one being run); never a crashed run's leftovers."""
+        folder = self.root / kind
         if not folder.is_dir():
             return []
         done = set(self.committed())
         out = []
         for batch in sorted(folder.iterdir()):
-            if not batch.name.startswith("b") or not batch.is_dir():
-                continue
-            bid = int(batch.name[1:])
-            if not ((bid < before and bid in done) or bid == also):
-                continue
-            parts = [batch / f"span={s}" for s in sorted(spans)] if spans is not None else [batch]
-            for part in parts:
-                if part.is_dir():
-                    out += sorted(part.rglob("part-*.parquet"))
+            if batch.name.startswith("b") and batch.is_dir():
+                bid = int(batch.name[1:])
+                if (bid < before and bid in done) or bid == also:
+                    out.append(batch)
         return out
 
     def record_files(self, table: str, before: int, spans: set[int], also: int | None = None) -> list[Path]:
-        return self._batch_files("records", table, before, also, spans)
+        out = []
+        for batch in self._batch_dirs("records", before, also):
+            for s in sorted(spans):
+                out += sorted((batch / f"table={table}" / f"span={s}").glob("part-*.parquet"))
+        return out
 
-    def late_files(self, table: str, before: int, also: int | None = None) -> list[Path]:
-        return self._batch_files("late", table, before, also)
+    def late_files(self, before: int, also: int | None = None) -> list[Path]:
+        return [f for batch in self._batch_dirs("late", before, also) for f in sorted(batch.glob("part-*.parquet"))]
 
     def write_snapshot(self, table: str, batch_id: int, rows: pa.Table) -> None:
         write_parquet(self.root / "snapshots" / table / f"{batch_name(batch_id)}.parquet", rows)
