@@ -109,14 +109,14 @@ def problem_figures(membership: pa.Table, problems: pa.Table, labels: pa.Table, 
                     JOIN m USING (subscriber_id, service, hour_start)
                     WHERE f.domain IN ('pipe', 'cloud')),
              per AS (SELECT fault_id, problem_id, count(*) AS cases,
-                            count(*) / sum(count(*)) OVER (PARTITION BY fault_id) AS share FROM fc GROUP BY ALL),
+                            count(*) / sum(count(*)) OVER (PARTITION BY fault_id) AS share FROM fc GROUP BY fault_id, problem_id),
              kept AS (SELECT per.*, p.location_type, p.location_id FROM per JOIN p USING (problem_id)
                       WHERE share >= {MIN_SHARE_IN_PROBLEM})
         SELECT f.fault_id, f.fault_type, count(k.problem_id) AS problems,
                count(*) FILTER (k.location_type = f.location_type AND k.location_id = f.location_id) AS at_location
         FROM f LEFT JOIN kept k USING (fault_id)
         WHERE f.domain IN ('pipe', 'cloud') AND f.fault_id IN (SELECT DISTINCT fault_id FROM t WHERE fault_id IS NOT NULL)
-        GROUP BY ALL""").fetchall()
+        GROUP BY f.fault_id, f.fault_type""").fetchall()
     one = sum(1 for _, _, n, at in rows if n == 1 and at == 1)
     return {"network_faults_with_cases": len(rows), "in_exactly_one_problem": one,
             "share": one / len(rows) if rows else None,
