@@ -141,8 +141,6 @@ class _Run:
             self._route(alert, event.at)
             return
         self._close(alert, event.at)
-        for group in repo.groups_of(self.session, alert.id):
-            self._wake(group, self._route_of(group), event.at)
 
     def _close(self, alert: Alert, at: datetime, note: str | None = None) -> None:
         if alert.state == AlertState.firing:
@@ -153,6 +151,8 @@ class _Run:
         if note:
             alert.evidence = {**alert.evidence, "closed": note}
         self.session.flush()
+        for group in repo.groups_of(self.session, alert.id):  # its groups tell (or drop) it at their next tick
+            self._wake(group, self._route_of(group), at)
 
     def _route(self, alert: Alert, at: datetime) -> None:
         for route in match_routes(self.config.route, alert.labels):
@@ -297,7 +297,7 @@ class _Run:
     def _contact(self, group, integration: Integration, alert: Alert, at: datetime) -> None:
         """One message to the customer an alert is about, unless cool-down or quiet hours
         say otherwise (the action is kept as evidence either way)."""
-        to = render_message(integration.to, alert.labels, alert.value, alert.annotations, 10_000)
+        to = render_message(integration.to, alert.labels, alert.value, alert.annotations, 1_000_000, None)
         subscriber = fit(to, OBJECT_ID_LENGTH) if to else None
         key = fit(f"{integration.channel}|{alert.fingerprint}|{alert.episode_start.isoformat()}", LABEL_LENGTH)
         text = render_message(integration.text, alert.labels, alert.value, alert.annotations, integration.max_chars)

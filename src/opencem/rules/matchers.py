@@ -18,6 +18,8 @@ OPS = ("=~", "!~", "!=", "=")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MATCHER_RE = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.DOTALL)
 MAX_MATCHER_CHARS = 1_000
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a bad pattern is the user's error sentence, not a line on stderr
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,10 @@ class Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re2.compile(value)
+                regex = re2.compile(value, _RE2)
             except re2.error as err:
-                raise ValueError(f"{value!r} is not a regular expression RE2 accepts ({err})") from None
+                reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else err
+                raise ValueError(f"{value!r} is not a regular expression RE2 accepts ({reason})") from None
         return cls(label, op, value, regex)
 
     @classmethod

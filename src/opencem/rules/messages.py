@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 from .alerting_spec import QuietHours
 from .templates import render
 
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")  # in the text: line breaks stay
+VALUE_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")  # in a value: none at all
 MAX_VALUE_CHARS = 200  # of one label or annotation inside a message
 
 
@@ -29,18 +30,19 @@ def fit(text: str, length: int) -> str:
     return f"{text[:length - 17]}~{digest}"
 
 
-def clean(value: Any) -> str:
-    text = CONTROL.sub(" ", str(value))
-    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
+def clean(value: Any, max_chars: int | None = MAX_VALUE_CHARS) -> str:
+    text = VALUE_CONTROL.sub(" ", str(value))
+    return text if max_chars is None or len(text) <= max_chars else text[:max_chars - 1] + "…"
 
 
 def render_message(template: str, labels: Mapping[str, Any], value: float | None,
-                   annotations: Mapping[str, Any] | None, max_chars: int) -> str:
+                   annotations: Mapping[str, Any] | None, max_chars: int,
+                   value_chars: int | None = MAX_VALUE_CHARS) -> str:
     """The template filled from one alert: values inserted as text (never read as template
-    again), control characters blanked, each value at most 200 characters, the whole at most
-    ``max_chars``."""
-    text = render(template, {k: clean(v) for k, v in labels.items()}, value,
-                  {k: clean(v) for k, v in (annotations or {}).items()})
+    again), control characters blanked, each value at most ``value_chars`` characters (None:
+    whole, for a recipient), the whole at most ``max_chars``."""
+    text = render(template, {k: clean(v, value_chars) for k, v in labels.items()}, value,
+                  {k: clean(v, value_chars) for k, v in (annotations or {}).items()})
     text = CONTROL.sub(" ", text).strip()
     return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
 
