@@ -158,9 +158,10 @@ def main(
 
 
 def _mount() -> None:
-    from . import db, demo, diagnose, indicators, ingest, qoe, rules, simulate, sources, sql, stream, stream_spark
+    from . import alerts, db, demo, diagnose, indicators, ingest, qoe, rules, simulate, sources, sql, stream, stream_spark
 
-    for module in (demo, simulate, ingest, sources, sql, indicators, stream, stream_spark, rules, diagnose, qoe, db):
+    for module in (demo, simulate, ingest, sources, sql, indicators, stream, stream_spark, rules, alerts, diagnose, qoe,
+                   db):
         for sub, name, *panel in module.APPS:
             app.add_typer(sub, name=name, rich_help_panel=panel[0] if panel else None)
 
