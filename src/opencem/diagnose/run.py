@@ -102,8 +102,8 @@ def train(lake, run: Setup, labels: pa.Table, threads: int = 1) -> learned.Model
     con.register("labels", labels)
     both = con.sql("SELECT ev.*, l.fault_type AS label FROM ev JOIN labels l USING (subscriber_id, service, hour_start)"
                    ).to_arrow_table()
-    con.register("both", both)
-    rule_index = np.asarray(con.sql(f"SELECT {run.rules.case_sql()} AS r FROM both").fetchnumpy()["r"])
+    con.register("labelled", both)
+    rule_index = np.asarray(con.sql(f"SELECT {run.rules.case_sql()} AS r FROM labelled").fetchnumpy()["r"])
     known = np.isin(both.column("label").to_numpy(zero_copy_only=False).astype(str), list(CAUSES))
     both = both.filter(pa.array(known))
     return learned.train(both, rule_index[known], both.column("label").to_numpy(zero_copy_only=False),
@@ -126,7 +126,7 @@ def self_check(lake, run: Setup, subscriber: str, at: datetime | None = None,
         raise DiagnoseError(f"subscriber {subscriber} is not in the lake's subscribers")
     if span is None:
         raise DiagnoseError("the lake holds no session records to diagnose; load some with `opencem ingest`")
-    at = at or span[1]
+    at = at or span[1] - timedelta(seconds=1)
     if at <= span[0] or at - lookback >= span[1]:
         raise DiagnoseError(f"{at:%Y-%m-%d %H:%M} UTC is outside the lake, which holds {span[0]:%Y-%m-%d} to "
                             f"{(span[1] - timedelta(days=1)):%Y-%m-%d}")
