@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")  # linear: no backtracking over unclosed {{
 FIELD = re.compile(r'^\s*\$(labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*$|^\s*\$value\s*(?:\|\s*printf\s+"(%[-+ 0#]?\d{0,2}(?:\.\d{1,2})?[dfeEgG%])"\s*)?$')
 
 
