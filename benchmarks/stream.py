@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=20_000)
     ap.add_argument("--every", type=int, default=60)
     ap.add_argument("--max-records", type=int, default=200_000)
+    ap.add_argument("--feed", type=Path, help="reuse a feed simulated before (DIR/sim, DIR/land), kept after")
     ap.add_argument("--phase", choices=["stream", "batch"])
     ap.add_argument("--root", type=Path)
     args = ap.parse_args()
@@ -82,13 +84,21 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="opencem-stream-bench-") as tmp:
         root = Path(tmp)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "opencem", "simulate", "--subscribers", str(args.subscribers), "--days", "1",
-                        "--out", str(root / "sim"), "--stream", "--to", str(root / "land"), "--no-wait",
-                        "--every", str(args.every)], check=True, capture_output=True)
+        if args.feed and (args.feed / "land" / "manifest.json").is_file():
+            for name in ("sim", "land"):
+                (root / name).symlink_to(args.feed.resolve() / name)
+        else:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "opencem", "simulate", "--subscribers", str(args.subscribers), "--days",
+                            "1", "--out", str(root / "sim"), "--stream", "--to", str(root / "land"), "--no-wait",
+                            "--every", str(args.every)], check=True, capture_output=True)
+            print(f"simulated and streamed {args.subscribers:,} subscribers x 1 day in {time.perf_counter() - started:.1f} s")
+            if args.feed:
+                args.feed.mkdir(parents=True, exist_ok=True)
+                for name in ("sim", "land"):
+                    shutil.copytree(root / name, args.feed / name, dirs_exist_ok=True)
         files = len(list((root / "land" / "tables").glob("*.parquet")))
-        print(f"simulated and streamed {args.subscribers:,} subscribers x 1 day to {files:,} landing files "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(f"feed: {files:,} landing files")
         s = child("stream", root, args.max_records)
         b = child("batch", root, args.max_records)
         print(f"stream:   {s['records']:,} records in {s['seconds']:.1f} s = {s['records'] / s['seconds']:,.0f} records/s "

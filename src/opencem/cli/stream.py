@@ -56,6 +56,9 @@ def run_cmd(
     lateness: Annotated[str, typer.Option(metavar="DURATION", help=(
         "Allowed lateness: a record whose window closed longer ago than this (by its source's watermark) "
         "goes to the late_records table."))] = "1h",
+    retain: Annotated[str, typer.Option(metavar="DURATION", help=(
+        "Delete the records of spans that can no longer change once they are this much older than their "
+        "source's watermark (window outputs stay), or 'forever' to keep every record."))] = "1h",
     cube: Annotated[list[str] | None, typer.Option(metavar="TABLE", help=(
         "Stream this cube table (e.g. cube_cell_15min) instead of those marked stream: true; repeatable."))] = None,
     kpi: Annotated[list[str] | None, typer.Option(metavar="NAME", hidden=True, help="Only these KPIs.")] = None,
@@ -89,12 +92,16 @@ def run_cmd(
 
         source = NatsSource(nats, run, tables)
     if reset:
+        from ..stream.publish import outputs_folder, remove_outputs
+
         for p in (path, path.with_name(path.name + ".wal")):
             p.unlink(missing_ok=True)
+        remove_outputs(outputs_folder(path))
     config = StreamConfig(window=window, lateness_s=seconds(lateness, "--lateness"), cubes=cube or None,
                           kpis=kpi or None, max_records=max_records, until_finished=until_finished,
                           idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None,
-                          dictionaries=ws.dictionaries_dir)
+                          dictionaries=ws.dictionaries_dir,
+                          retain_s=None if retain.strip() == "forever" else seconds(retain, "--retain"))
     stopping = []
     previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     try:
@@ -131,19 +138,56 @@ def _http_source(address: str, token_file: Path | None, max_mib: int, tables):
                       on_listening=lambda a: output.say(f"listening on http://{a}/v1/", stderr=True))
 
 
+StateOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="The stream's state file.")]
+RunOpt = Annotated[str, typer.Option(metavar="NAME", help=(
+    "The state of this run: landing, http or the NATS run's name (default: the landing folder's)."))]
+
+
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
-    state: Annotated[Path | None, typer.Option(metavar="FILE", help="The stream's state file.")] = None,
-    run: Annotated[str, typer.Option(metavar="NAME", help="The state of this run (default: the landing folder's).")] = "landing",
+    state: StateOpt = None,
+    run: RunOpt = "landing",
     fmt: FormatOpt = Format.table,
     out: OutputOpt = None,
 ) -> None:
-    """Per source: records delivered, kept, updates, duplicates and late ones (past the lateness,
-    kept in late_records); the watermark. Read it while the stream is stopped."""
+    """Per source: records delivered, kept, updates, duplicates, late ones (past the lateness,
+    kept in late_records) and evicted ones; the watermark. Works while the stream runs (it
+    reads what the run publishes after its commits)."""
+    import pyarrow as pa
+
+    from ..stream.publish import outputs_folder, read_status as published
     from ..stream.state import read_status
 
     path = _state_path(workspace(ctx), state, run)
+    folder = outputs_folder(path)
+    if (folder / "status.json").is_file():
+        status = published(folder)
+        rows = status["sources"]
+        table = pa.Table.from_pylist(rows) if rows else pa.table({"source": pa.array([], pa.string())})
+        how = "running" if status["running"] else "stopped"
+        output.emit(table, fmt, out, title=f"Stream state {path} ({how}; {status['batches']:,} commits this run, "
+                                            f"published {status['published_at']})")
+        return
     if not path.is_file():
         output.fail(f"no stream state at {path}; run `opencem stream run` first or give --state")
     output.emit(read_status(path), fmt, out, title=f"Stream state {path}")
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    cube: Annotated[str, typer.Option(metavar="TABLE", help="The streamed cube, e.g. cube_cell_15min.")],
+    last: Annotated[int | None, typer.Option(min=1, metavar="N", help="Only the last N windows.")] = None,
+    state: StateOpt = None,
+    run: RunOpt = "landing",
+    fmt: FormatOpt = Format.table,
+    out: OutputOpt = None,
+) -> None:
+    """The window rows of a streamed cube as the run last published them (while it runs, too)."""
+    from ..stream.publish import outputs_folder, read_windows
+
+    path = _state_path(workspace(ctx), state, run)
+    rows = read_windows(outputs_folder(path), cube, last)
+    output.emit(rows.drop_columns([c for c in ("definition_version",) if c in rows.column_names]), fmt, out,
+                title=f"{cube}: {rows.num_rows:,} rows")

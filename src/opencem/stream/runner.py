@@ -14,6 +14,7 @@ record in arrival order, not per batch, how batches are cut does not change any 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class StreamConfig:
     idle_exit_s: float | None = None  # stop after this long without records (None: run until stopped)
     until_finished: bool = False  # stop when the source says the feed has ended and all is taken
     dictionaries: Path | None = None  # the workspace's own counter dictionaries (win over the bundled ones)
+    # Records of closed spans are deleted once this much older than their source's watermark
+    # (rules counting per subscriber over the last minutes extend it); None keeps every record.
+    retain_s: int | None = 3600
+    publish_s: float | None = 1.0  # publish changed windows as Parquet at most this often (None: never)
 
     def settings(self, cubes: list[StreamCube]) -> dict:
         return {"window": self.window, "lateness_s": self.lateness_s,
@@ -78,6 +83,9 @@ class StreamReport:
     cube_s: dict[str, float] = field(default_factory=dict)  # of which evaluating each cube
     cubes: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # what the source could not take, per table
+    evicted: int = 0  # records of closed spans deleted from the state
+    kept: int = 0  # records in the state after the last commit
+    peak_kept: int = 0
 
 
 def open_state(path: Path, cat: Catalog, tables: dict[str, Table], config: StreamConfig
@@ -113,13 +121,23 @@ def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str,
     if lake is not None:
         manifest = lake.manifest()
         lake_lookups = {n: lake.paths(lake.files(n, manifest)) for n in state.lookups}
+    state.retain({s: sorted({c.span_s for c in cubes if s in c.plan.sources}) for s in state.sources},
+                 config.lateness_s, config.retain_s)
     started = time.perf_counter()
     idle_since = time.monotonic()
+    publisher = None
     try:
+        if config.publish_s is not None:
+            from .publish import Publisher, outputs_folder
+
+            publisher = Publisher(outputs_folder(state_path), config.publish_s)
+            publisher.publish(state, report, running=True)  # what a crash left unpublished, and the status
         source.start(state.committed())
         while not stop():
             batch = source.poll(config.max_records, config.poll_s)
             if batch is None:
+                if publisher is not None and publisher.dirty:  # idle: publish what the last commits changed
+                    publisher.publish(state, report, running=True)
                 if config.until_finished and source.finished():
                     break
                 if config.idle_exit_s is not None and time.monotonic() - idle_since >= config.idle_exit_s:
@@ -132,18 +150,29 @@ def run_stream(state_path: Path, source: Source, cat: Catalog, tables: dict[str,
                 report.rows_written += take(state, cubes, batch, cat, config, lake_lookups, report.cube_s, spans)
                 if on_batch is not None:
                     on_batch(BatchChanges(state, cubes, spans, {n: f"_changed_{n}" for n in sorted(state.changed)}))
+                report.evicted += state.evict()
+                if publisher is not None:
+                    publisher.mark(state, spans)
                 state.consume(batch.tokens)
             source.ack(batch)  # only now: the batch's effects are committed
             report.evaluate_s += time.perf_counter() - took
+            report.kept = state.kept()
+            report.peak_kept = max(report.peak_kept, report.kept)
             report.batches += 1
             report.records += batch.records
+            if publisher is not None and publisher.due():
+                publisher.publish(state, report, running=True)
             if progress:
                 progress(report)
     finally:
         report.skipped = dict(getattr(source, "skipped", {}))
         report.seconds = time.perf_counter() - started
         source.close()
-        state.close()
+        try:
+            if publisher is not None and sys.exc_info()[0] is None:  # after a failure: on restart
+                publisher.publish(state, report, running=False)
+        finally:
+            state.close()
     return report
 
 

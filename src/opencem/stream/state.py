@@ -28,6 +28,8 @@ from .windows import DEFINITION_VERSION, StreamCube
 from .sources import StreamError
 
 COUNTS = ("delivered", "accepted", "updates", "duplicates", "late")
+STATUS_SQL = ("SELECT c.*, coalesce(e.records, 0) AS evicted, make_timestamptz(w.max_event_ms * 1000) AS watermark "
+              "FROM counts c LEFT JOIN watermarks w USING (source) LEFT JOIN evicted e USING (source) ORDER BY source")
 
 
 def q(name: str) -> str:
@@ -46,6 +48,7 @@ class StreamState:
         self.con.execute("SET TimeZone = 'UTC'")
         self._create()
         self.changed: set[str] = set()  # sources with records kept or replaced in the open transaction
+        self.horizons: dict[str, tuple[list[int], int, int]] = {}  # see retain()
         self.watermarks: dict[str, int] = dict(self.con.execute("SELECT source, max_event_ms FROM watermarks").fetchall())
 
     # -- schema ---------------------------------------------------------------------------
@@ -63,6 +66,10 @@ class StreamState:
                   "rows BIGINT, copies BIGINT)")
         c.execute("CREATE TABLE IF NOT EXISTS rejected_records (source VARCHAR, file VARCHAR, row_number BIGINT, "
                   "reason VARCHAR, record VARCHAR)")
+        # Per source: records before this event time (epoch ms) were deleted, their spans closed.
+        c.execute("CREATE TABLE IF NOT EXISTS evicted (source VARCHAR PRIMARY KEY, before_ms BIGINT, records BIGINT)")
+        # (cube, UTC hour since the epoch) changed by a committed batch and not yet published (publish.py).
+        c.execute("CREATE TABLE IF NOT EXISTS unpublished (cube VARCHAR, hour BIGINT, PRIMARY KEY (cube, hour))")
         for name in self.sources:
             self._empty_like(f"rec_{name}", self.tables[name].schema, "_id VARCHAR, _filled INTEGER, _t BIGINT")
         for name in self.lookups:
@@ -135,10 +142,15 @@ class StreamState:
         window_ms = window_s * 1000
         window_end = (np.floor_divide(t, window_ms) + 1) * window_ms
         late = no_time | (window_end + lateness_s * 1000 <= before[:-1])
+        # A late copy of a record past the horizon goes to late_records whether or not the record
+        # is deleted yet (evict() runs per batch): the same result however batches are cut.
+        horizon = self.horizon(name, before[:-1])
+        beyond = late & (t < horizon) if horizon is not None else np.zeros(n, bool)
         if n:
             self.watermarks[name] = int(before[-1])
         inc = rows.append_column("_ord", pa.array(np.arange(n))).append_column("_t", pa.array(t)) \
-                  .append_column("_late", pa.array(late)).append_column("_wm", pa.array(before[:-1]))
+                  .append_column("_late", pa.array(late)).append_column("_wm", pa.array(before[:-1])) \
+                  .append_column("_beyond", pa.array(beyond))
         part = np.repeat(np.arange(len(parts)), parts) if parts else np.zeros(n, np.int64)
         inc = inc.append_column("_part", pa.array(part, pa.int64()))
         c, rec = self.con, q(f"rec_{name}")
@@ -164,7 +176,7 @@ class StreamState:
                    CASE WHEN i._wm = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz(i._wm * 1000) END,
                    i._filled, to_json(struct_pack({struct})), i._part
             FROM _inc i LEFT JOIN {rec} r USING (_id)
-            WHERE i._late AND (r._id IS NULL OR i._filled > r._filled)
+            WHERE i._late AND (i._beyond OR r._id IS NULL OR i._filled > r._filled)
               AND NOT EXISTS (SELECT 1 FROM late_records l WHERE l.source = ? AND l.record_id = i._id AND l.filled >= i._filled)
             QUALIFY row_number() OVER (PARTITION BY i._id ORDER BY i._filled DESC, i._ord) = 1""", [name, name])
         late_n = c.execute("INSERT INTO late_records SELECT * EXCLUDE (_part) FROM _late").fetchall()[0][0]
@@ -194,6 +206,50 @@ class StreamState:
         for r in out:
             r["duplicates"] = r["delivered"] - r["accepted"] - r["updates"] - r["late"]
         return out
+
+    # -- eviction -------------------------------------------------------------------------
+    def retain(self, spans_s: dict[str, list[int]], lateness_s: int, retain_s: int | None) -> None:
+        """Let records go once their spans can no longer change (``spans_s``: per source, the span
+        lengths of the cubes reading it) and they are ``retain_s`` older than the watermark;
+        None keeps every record."""
+        self.horizons = {} if retain_s is None else {
+            name: ([s * 1000 for s in spans], lateness_s * 1000, retain_s * 1000) for name, spans in spans_s.items() if spans}
+
+    def horizon(self, name: str, watermark: np.ndarray) -> np.ndarray | None:
+        """Per watermark (epoch ms), the event time before which ``name``'s records are let go:
+        every window of their spans closed past the lateness (so any copy of them now is late),
+        and older than the retention. None: kept for ever."""
+        if name not in self.horizons:
+            return None
+        spans_ms, lateness_ms, retain_ms = self.horizons[name]
+        low = np.iinfo(np.int64).min
+        wm = np.maximum(np.asarray(watermark, np.int64), low // 2)  # no watermark yet: nothing to let go
+        closed = np.min([(wm - lateness_ms) // s * s for s in spans_ms], axis=0)
+        return np.where(np.asarray(watermark) == low, low, np.minimum(closed, wm - retain_ms))
+
+    def evict(self) -> int:
+        """Delete the kept records past their source's horizon (their window outputs stay). A
+        copy of one arriving later is judged against the same horizon, record by record, not
+        against what happens to be deleted yet, so how batches are cut still changes nothing.
+        Returns the records deleted."""
+        deleted = 0
+        done = dict(self.con.execute("SELECT source, before_ms FROM evicted").fetchall())
+        for name in self.horizons:
+            watermark = self.watermarks.get(name)
+            if watermark is None:
+                continue
+            before = int(self.horizon(name, np.array([watermark]))[0])
+            if before <= done.get(name, np.iinfo(np.int64).min):
+                continue
+            n = self.con.execute(f"DELETE FROM {q('rec_' + name)} WHERE _t < ?", [before]).fetchall()[0][0]
+            self.con.execute("INSERT INTO evicted VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET before_ms = excluded.before_ms, "
+                             "records = evicted.records + excluded.records", [name, before, n])
+            deleted += n
+        return deleted
+
+    def kept(self) -> int:
+        """Records kept in the state, all sources."""
+        return sum(self.con.execute(f"SELECT count(*) FROM {q('rec_' + n)}").fetchall()[0][0] for n in self.sources)
 
     def cells(self, lake_files: list[Path] | None) -> pa.Table | None:
         """The cells inventory PM files are keyed to: the snapshot the stream carried, else the lake's."""
@@ -307,8 +363,7 @@ def read_status(path: Path) -> pa.Table:
     """Counts and watermark per source of a state file (opened read-only)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.sql("SELECT c.*, make_timestamptz(w.max_event_ms * 1000) AS watermark FROM counts c "
-                       "LEFT JOIN watermarks w USING (source) ORDER BY source").to_arrow_table()
+        return con.sql(STATUS_SQL).to_arrow_table()
     finally:
         con.close()
 
