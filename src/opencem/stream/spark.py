@@ -565,8 +565,5 @@ def read_late(out: Path) -> pa.Table | None:
     """Every record set aside as late, from the committed batches."""
     import pyarrow.parquet as pq
 
-    store = SparkStreamStore(out)
-    folder = Path(out) / "late"
-    tables = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    files = [f for t in tables for f in store.late_files(t, before=1 << 62)]
+    files = SparkStreamStore(out).late_files(before=1 << 62)
     return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
