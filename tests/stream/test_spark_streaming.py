@@ -138,7 +138,7 @@ def test_sigkill_mid_batch_then_restart_gives_the_same_outputs(spark, day, batch
 
     out = tmp_path / "out"
     cmd = [*OPENCEM, "-w", str(batch), "stream", "spark", "--from", str(day / "land"), "--out", str(out),
-           "--lateness", "1h", "--until-finished", "--max-files", "15", "--threads", "2",
+           "--lateness", "1h", "--until-finished", "--max-files", "30", "--threads", "2",
            *[a for c in CHEAP for a in ("--cube", c)],
            "--count", POOR_CALL, "--at-least", str(AT_LEAST), "--within", f"{WITHIN_S}s"]
     env = {**os.environ, "OPENCEM_SPARK_DRIVER_MEMORY": "1g"}
