@@ -62,15 +62,23 @@ def run_cmd(
     cube: Annotated[list[str] | None, typer.Option(metavar="TABLE", help=(
         "Stream this cube table (e.g. cube_cell_15min) instead of those marked stream: true; repeatable."))] = None,
     kpi: Annotated[list[str] | None, typer.Option(metavar="NAME", hidden=True, help="Only these KPIs.")] = None,
-    max_records: Annotated[int, typer.Option(min=1, metavar="N", help="Records per commit at most.")] = 200_000,
+    max_records: Annotated[int, typer.Option(min=1, metavar="N", help=(
+        "Records per commit at most (a commit costs about a second per streamed cube, whatever its size)."))] = 1_000_000,
     until_finished: Annotated[bool, typer.Option("--until-finished", help=(
         "Stop once the feed says it has ended and everything is taken."))] = False,
     idle_exit: Annotated[str | None, typer.Option(metavar="DURATION", help=(
         "Stop after this long without records."))] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Start the state anew (its outputs are deleted).")] = False,
+    rules: Annotated[list[str] | None, typer.Option(metavar="FILE", help=(
+        "Evaluate these alert rule files on every commit (docs/rules.md); 'standard' for the workspace's "
+        "rules/*.rules.yaml, else the standard rules. Alerts go to the operational store; repeatable."))] = None,
+    alerting: Annotated[Path | None, typer.Option(metavar="FILE", help=(
+        "The alerting config (routes, receivers, inhibition; docs/alerting.md); default the shipped one."))] = None,
 ) -> None:
     """Consume records continuously and keep each streamed cube's windows up to date; Ctrl-C
-    stops between commits."""
+    stops between commits. With --rules, evaluate alert rules in each commit and relay the
+    alerts to the operational store."""
+    from ..rules.stream import relay_state
     from ..stream import StreamConfig, run_stream
     from .indicators import print_issues, workspace_catalog
 
@@ -102,21 +110,61 @@ def run_cmd(
                           idle_exit_s=seconds(idle_exit, "--idle-exit") if idle_exit else None,
                           dictionaries=ws.dictionaries_dir,
                           retain_s=None if retain.strip() == "forever" else seconds(retain, "--retain"))
+    on_batch, after_commit, store, alerting_config = (_stream_rules(ws, cat, tables, rules, alerting, config)
+                                                      if rules else (None, lambda: 0, None, None))
+
+    def progress(r) -> None:
+        relayed = after_commit()  # the alerts this commit caused, to the operational store
+        output.say(f"batch {r.batches}: {r.records:,} records, {r.rows_written:,} window rows written"
+                   + (f", {relayed:,} alert events" if relayed else ""), stderr=True)
+
     stopping = []
     previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     try:
+        if store is not None:  # what a crash left between a commit and its relay
+            relay_state(path, store.transaction, alerting_config)
         report = run_stream(path, source, cat, tables, config, lake=ws.lake if ws.exists else None,
-                            stop=lambda: bool(stopping),
-                            progress=lambda r: output.say(f"batch {r.batches}: {r.records:,} records, "
-                                                          f"{r.rows_written:,} window rows written", stderr=True))
+                            stop=lambda: bool(stopping), progress=progress, on_batch=on_batch)
+        if store is not None:
+            relay_state(path, store.transaction, alerting_config)
     finally:
         signal.signal(signal.SIGINT, previous)
+        if store is not None:
+            store.close()
+    if on_batch is not None:
+        for name, why in sorted(on_batch.skipped.items()):
+            output.note(f"rule {name} did not run: {why}")
     output.say(f"{report.records:,} records in {report.batches:,} commits, {report.seconds:.1f} s; windows of "
                f"{', '.join(report.cubes)} in {output.escape(str(path))}", stderr=True)
     for table, n in sorted(report.skipped.items()):
         output.note(f"{n:,} {table} file(s) or message(s) not read (not a table the stream reads)")
     if stopping:
         raise typer.Exit(130)
+
+
+def _stream_rules(ws, cat, tables, files: list[str], alerting: Path | None, config):
+    """The rules' on_batch, what relays their alerts after each commit, and the store it opened."""
+    from ..rules.alerting_spec import load_config
+    from ..rules.catalog import RuleContext, load_rules, raise_issues
+    from ..rules.stream import StreamRules
+    from .rules import rule_files
+
+    paths = rule_files(ws) if files == ["standard"] else [Path(f) for f in files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        output.fail(f"--rules: no such file: {', '.join(missing)}")
+    ctx = RuleContext(cat, tables)
+    checked, issues = load_rules(paths, ctx)
+    for issue in issues:
+        if issue.level == "warning":
+            output.warn(str(issue))
+    raise_issues(issues)
+    alerting_config = load_config(alerting)
+    on_batch = StreamRules(checked, {c: ctx.better(c) for cr in checked for c in getattr(cr.query, "anomaly_of", ())})
+    if config.retain_s is not None:
+        config.retain_s = max(config.retain_s, on_batch.retain_s)  # counts and bursts read past records
+    store = ws.store()
+    return on_batch, lambda: on_batch.relay(store.transaction, alerting_config), store, alerting_config
 
 
 def _http_source(address: str, token_file: Path | None, max_mib: int, tables):

@@ -62,6 +62,16 @@ class StreamRules:
             revised[table] = {s * span_s * 1000 + k * window_ms for s in spans for k in range(per_span)}
         self.events += len(self._engine.step(clocks, revised))
 
+    @property
+    def retain_s(self) -> int:
+        """How long the stream must keep records for these rules: a count looks back twice its
+        range (the records that make the first count of a batch), a burst seven days and its range."""
+        from .evaluate import BURST_DAYS, DAY_MS
+
+        need = [2 * cr.query.range_s if cr.query.kind == "count" else BURST_DAYS * DAY_MS // 1000 + cr.query.range_s
+                for cr in self.rules if isinstance(cr.query, CountQuery)]
+        return max(need, default=0)
+
     def relay(self, transaction: Callable, config) -> int:
         """:func:`relay` on this stream's state (call it after each commit)."""
         return relay(self._engine.con, transaction, config) if self._engine is not None else 0
@@ -107,3 +117,21 @@ def relay(con, transaction: Callable, config, limit: int = 50_000) -> int:
         apply_events(session, events, config, now)
     con.execute(f"UPDATE rules_events SET relayed = true WHERE seq <= {rows[-1][0]} AND NOT relayed")
     return len(events)
+
+
+def relay_state(path, transaction: Callable, config) -> int:
+    """:func:`relay` on a stream's state file while no stream holds it: before a run (events a
+    crash left unrelayed) and after it (the last commit's)."""
+    import duckdb
+
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return 0
+    con = duckdb.connect(str(path))
+    try:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rules_events'").fetchall()[0][0]:
+            return 0
+        return relay(con, transaction, config)
+    finally:
+        con.close()
