@@ -17,14 +17,28 @@ import re
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..schema import Table
 from .sources import Batch, Delivery, PMFile
+from .state import canonical
 
 STAMPED = re.compile(r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<stamp>\d{8}T\d{6})\.parquet$")
 PLAIN = re.compile(r"^(?P<table>[a-z][a-z0-9_]*)\.parquet$")
 PM_BYTES_PER_ROW = 64  # a PM file counts this many bytes per row towards a batch's max_records
+DEFAULT_BYTES_PER_ROW = 100.0  # a table's Parquet files before any was read (then learnt)
+
+
+def read_files(paths: list[Path], spec: Table) -> pa.Table:
+    """Landing files of one table as one table of its columns, rows in the files' order: one
+    multi-threaded scan (a file per file costs a footer read and a task, which dominate small
+    files); files whose columns do not convert that way are read one by one."""
+    try:
+        return ds.dataset([str(p) for p in paths], format="parquet", schema=spec.schema).to_table()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pa.concat_tables([canonical(pq.read_table(p), spec) for p in paths])
 
 
 class LandingSource:
@@ -35,6 +49,7 @@ class LandingSource:
         self.tables = tables
         self.done: set[str] = set()
         self.skipped: dict[str, int] = {}  # files of tables opencem does not know, per table
+        self.bytes_per_row: dict[str, float] = {}  # per table, learnt from the files read
 
     def start(self, committed: set[str]) -> None:
         self.done = set(committed)
@@ -75,15 +90,25 @@ class LandingSource:
             if time.monotonic() >= deadline or self.finished():
                 return None
             time.sleep(min(0.2, timeout_s))
-        deliveries, tokens, rows = [], [], 0
+        # Files are chosen by their size at the bytes per row each table's files had so far (a
+        # file's row count is in its footer, and reading footers one by one costs as much as
+        # reading the small files), then read in bulk, one scan per table in arrival order.
+        chosen: dict[str, list[Path]] = {}
+        tokens, rows = [], 0.0
         for _, name, path in files:
             table = (STAMPED.match(name) or PLAIN.match(name))["table"]
-            records = pq.read_table(path)
-            deliveries.append(Delivery(table, records))
+            chosen.setdefault(table, []).append(path)
             tokens.append(f"tables/{name}")
-            rows += records.num_rows
+            rows += max(1.0, path.stat().st_size / self.bytes_per_row.get(table, DEFAULT_BYTES_PER_ROW))
             if rows >= max_records:
                 break
+        deliveries: list[Delivery | PMFile] = []
+        rows = 0
+        for table, paths in chosen.items():
+            records = read_files(paths, self.tables[table])
+            deliveries.append(Delivery(table, records))
+            rows += records.num_rows
+            self._learn(table, paths, records.num_rows)
         for _, token, path in pm:  # after the table files: the cells snapshot comes before them
             if rows >= max_records:
                 break
@@ -92,6 +117,11 @@ class LandingSource:
             tokens.append(token)
             rows += max(1, len(data) // PM_BYTES_PER_ROW)
         return Batch(deliveries, tokens)
+
+    def _learn(self, table: str, paths: list[Path], rows: int) -> None:
+        size = sum(p.stat().st_size for p in paths)
+        if rows:
+            self.bytes_per_row[table] = max(1.0, size / rows)
 
     def ack(self, batch: Batch) -> None:
         self.done.update(batch.tokens)

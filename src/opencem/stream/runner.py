@@ -35,7 +35,7 @@ class StreamConfig:
     lateness_s: int = 3600
     cubes: list[str] | None = None  # cube tables; default: the cubes marked stream: true
     kpis: list[str] | None = None  # only these KPIs (tests, benchmarks)
-    max_records: int = 200_000  # per batch (commit)
+    max_records: int = 1_000_000  # per batch (commit): each cube's plan costs about a second per batch
     poll_s: float = 1.0
     idle_exit_s: float | None = None  # stop after this long without records (None: run until stopped)
     until_finished: bool = False  # stop when the source says the feed has ended and all is taken
@@ -200,6 +200,7 @@ def take(state: StreamState, cubes: list[StreamCube], batch: Batch, cat: Catalog
         from .pm import read_pm_files
 
         reads = read_pm_files(state, [d for _, d in pm_files], state.cells(lake_lookups.get("cells")), config.dictionaries)
+        batch.pm_rows = sum(r.duplicates + (r.rows.num_rows if r.rows is not None else 0) for r in reads)
         for (i, _), read in zip(pm_files, reads):
             receipts[i].update(delivered=read.duplicates, duplicates=read.duplicates, rejected=read.rejected)
             if read.error:

@@ -53,11 +53,12 @@ class Batch:
     # ``receipts`` with one dict of counts per delivery, in order, before the commit.
     want_receipts: bool = False
     receipts: list[dict] = field(default_factory=list, repr=False)
+    pm_rows: int = 0  # rows of its PM files, known once the runner read them (copies included)
 
     @property
     def records(self) -> int:
-        """Records of the tables delivered (a PM file's rows are counted once it is read)."""
-        return sum(d.records.num_rows for d in self.deliveries if isinstance(d, Delivery))
+        """Records of the tables delivered, and the rows of its PM files once they are read."""
+        return sum(d.records.num_rows for d in self.deliveries if isinstance(d, Delivery)) + self.pm_rows
 
 
 class Source(Protocol):

@@ -49,6 +49,8 @@ class StreamState:
         self._create()
         self.changed: set[str] = set()  # sources with records kept or replaced in the open transaction
         self.horizons: dict[str, tuple[list[int], int, int]] = {}  # see retain()
+        self._pm_known: dict[str, int] | None = None  # pm_files by load key, read once per batch
+        self._pm_taken: list[tuple[str, str, int]] = []  # written before the commit
         self.watermarks: dict[str, int] = dict(self.con.execute("SELECT source, max_event_ms FROM watermarks").fetchall())
 
     # -- schema ---------------------------------------------------------------------------
@@ -102,11 +104,14 @@ class StreamState:
         for name in self.changed:
             self.con.execute(f"DROP TABLE IF EXISTS {q('_changed_' + name)}")
         self.changed: set[str] = set()
+        self._pm_known, self._pm_taken = None, []
         try:
             yield self
+            self._flush_pm_files()
             self.con.execute("COMMIT")
         except BaseException:
             self.watermarks = saved
+            self._pm_known, self._pm_taken = None, []
             self.con.execute("ROLLBACK")
             raise
 
@@ -157,18 +162,20 @@ class StreamState:
         keys = ", ".join(f"coalesce(CAST({q(k)} AS VARCHAR), '')" for k in spec.keys)
         filled = " + ".join(f"CAST({q(f)} IS NOT NULL AS INTEGER)" for f in spec.schema.names)
         cols = ", ".join(q(f) for f in spec.schema.names)
+        # A view over the delivery's Arrow table, not a copy: it is read once, twice with late records.
         c.register("_arrow", inc)
-        c.execute(f"CREATE OR REPLACE TEMP TABLE _inc AS SELECT *, concat_ws('|', {keys}) AS _id, {filled} AS _filled FROM _arrow")
-        c.unregister("_arrow")
+        c.execute(f"CREATE OR REPLACE TEMP VIEW _inc AS SELECT *, concat_ws('|', {keys}) AS _id, {filled} AS _filled FROM _arrow")
         c.execute("CREATE OR REPLACE TEMP TABLE _best AS SELECT * FROM _inc WHERE NOT _late "
                   "QUALIFY row_number() OVER (PARTITION BY _id ORDER BY _filled DESC, _ord) = 1")
         c.execute(f"CREATE OR REPLACE TEMP TABLE _win AS SELECT b.*, r._t AS _old_t FROM _best b LEFT JOIN {rec} r "
                   "USING (_id) WHERE r._id IS NULL OR b._filled > r._filled")
         updates = c.execute("SELECT count(_old_t) FROM _win").fetchall()[0][0]
-        c.execute(f"DELETE FROM {rec} WHERE _id IN (SELECT _id FROM _win WHERE _old_t IS NOT NULL)")
+        if updates:  # (each statement on rec scans it: skipped when it has nothing to do)
+            c.execute(f"DELETE FROM {rec} WHERE _id IN (SELECT _id FROM _win WHERE _old_t IS NOT NULL)")
         c.execute(f"INSERT INTO {rec} SELECT {cols}, _id, _filled, _t FROM _win")
         struct = ", ".join(f"{q(f)} := i.{q(f)}" for f in spec.schema.names)
         # Late: an id not kept (or a fuller copy than the one kept), once per id and copy.
+        has_late = bool(late.any())
         c.execute(f"""
             CREATE OR REPLACE TEMP TABLE _late AS
             SELECT ? AS source, i._id, CASE WHEN i._t = {np.iinfo(np.int64).min} THEN NULL ELSE make_timestamptz(i._t * 1000) END,
@@ -178,8 +185,11 @@ class StreamState:
             FROM _inc i LEFT JOIN {rec} r USING (_id)
             WHERE i._late AND (i._beyond OR r._id IS NULL OR i._filled > r._filled)
               AND NOT EXISTS (SELECT 1 FROM late_records l WHERE l.source = ? AND l.record_id = i._id AND l.filled >= i._filled)
+              AND {'true' if has_late else 'false'}
             QUALIFY row_number() OVER (PARTITION BY i._id ORDER BY i._filled DESC, i._ord) = 1""", [name, name])
-        late_n = c.execute("INSERT INTO late_records SELECT * EXCLUDE (_part) FROM _late").fetchall()[0][0]
+        late_n = c.execute("INSERT INTO late_records SELECT * EXCLUDE (_part) FROM _late").fetchall()[0][0] if has_late else 0
+        c.execute("DROP VIEW _inc")
+        c.unregister("_arrow")
         accepted = c.execute("SELECT count(*) FROM _win").fetchall()[0][0] - updates
         receipts = self._receipts(parts) if parts else None
         self._count(name, delivered=n, accepted=accepted, updates=updates, late=late_n,
@@ -263,12 +273,25 @@ class StreamState:
 
     def pm_file(self, key: str) -> int | None:
         """The rows of the PM file taken before under this load key, or None."""
-        row = self.con.execute("SELECT rows FROM pm_files WHERE load_key = ?", [key]).fetchall()
-        return row[0][0] if row else None
+        if self._pm_known is None:  # one query per batch, not one per file (a few ms each)
+            self._pm_known = dict(self.con.execute("SELECT load_key, rows FROM pm_files").fetchall())
+        return self._pm_known.get(key)
 
     def pm_file_taken(self, key: str, name: str, rows: int) -> None:
-        self.con.execute("INSERT INTO pm_files VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE SET copies = pm_files.copies + 1",
-                         [key, name, rows])
+        """Recorded with the batch's other PM files in one statement before its commit."""
+        self.pm_file(key)
+        self._pm_known.setdefault(key, rows)
+        self._pm_taken.append((key, name, rows))
+
+    def _flush_pm_files(self) -> None:
+        if self._pm_taken:
+            keys, names, rows = zip(*self._pm_taken)
+            self.con.register("_pm", pa.table({"k": pa.array(keys, pa.string()), "n": pa.array(names, pa.string()),
+                                               "r": pa.array(rows, pa.int64()), "o": pa.array(range(len(keys)), pa.int64())}))
+            self.con.execute("INSERT INTO pm_files SELECT k, arg_min(n, o), arg_min(r, o), count(*) FROM _pm GROUP BY k "
+                             "ON CONFLICT DO UPDATE SET copies = pm_files.copies + excluded.copies")
+            self.con.unregister("_pm")
+        self._pm_taken = []
 
     def reject(self, source: str, file: str, row_numbers: list, reasons: list[str], records: list) -> None:
         """Records (a row number of None: the whole file) that could not be read or validated."""
