@@ -17,8 +17,8 @@ import re
 import time
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..schema import Table
@@ -31,13 +31,13 @@ PM_BYTES_PER_ROW = 64  # a PM file counts this many bytes per row towards a batc
 DEFAULT_BYTES_PER_ROW = 100.0  # a table's Parquet files before any was read (then learnt)
 
 
-def read_files(paths: list[Path], spec: Table) -> pa.Table:
+def read_files(paths: list[Path], spec: Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Landing files of one table as one table of its columns, rows in the files' order: one
-    multi-threaded scan (a file per file costs a footer read and a task, which dominate small
-    files); files whose columns do not convert that way are read one by one."""
+    multi-threaded DuckDB scan (reading small files one by one costs a footer read and a task
+    each, which dominate); files whose columns do not convert that way are read one by one."""
     try:
-        return ds.dataset([str(p) for p in paths], format="parquet", schema=spec.schema).to_table()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return canonical(con.read_parquet([str(p) for p in paths], union_by_name=True).to_arrow_table(), spec)
+    except (duckdb.Error, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return pa.concat_tables([canonical(pq.read_table(p), spec) for p in paths])
 
 
@@ -50,6 +50,7 @@ class LandingSource:
         self.done: set[str] = set()
         self.skipped: dict[str, int] = {}  # files of tables opencem does not know, per table
         self.bytes_per_row: dict[str, float] = {}  # per table, learnt from the files read
+        self._reader: duckdb.DuckDBPyConnection | None = None
 
     def start(self, committed: set[str]) -> None:
         self.done = set(committed)
@@ -105,7 +106,7 @@ class LandingSource:
         deliveries: list[Delivery | PMFile] = []
         rows = 0
         for table, paths in chosen.items():
-            records = read_files(paths, self.tables[table])
+            records = read_files(paths, self.tables[table], self.reader())
             deliveries.append(Delivery(table, records))
             rows += records.num_rows
             self._learn(table, paths, records.num_rows)
@@ -117,6 +118,12 @@ class LandingSource:
             tokens.append(token)
             rows += max(1, len(data) // PM_BYTES_PER_ROW)
         return Batch(deliveries, tokens)
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        if self._reader is None:  # its own connection: the state's is in a transaction
+            self._reader = duckdb.connect()
+            self._reader.execute("SET TimeZone = 'UTC'")
+        return self._reader
 
     def _learn(self, table: str, paths: list[Path], rows: int) -> None:
         size = sum(p.stat().st_size for p in paths)
@@ -133,4 +140,5 @@ class LandingSource:
             return False
 
     def close(self) -> None:
-        pass
+        if self._reader is not None:
+            self._reader.close()
