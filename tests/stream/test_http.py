@@ -102,9 +102,38 @@ def test_a_reply_comes_after_the_commit_and_a_retry_counts_once(tmp_path):
     assert post(served.address, "/v1/records/xdr_voice", gz, headers={"Content-Encoding": "gzip"})[1]["accepted"] == 1
     status, reply = post(served.address, "/v1/records/drive_tests", b'{"test_id": "x", "record_number": 1, "measured_at": "2026-11-02T10:00:00Z"}\n')
     assert status == 200 and reply.get("ignored")  # no streamed cube reads it: counted, not kept
+    # Clients at once: each reply comes after the commit of the batch holding its request.
+    replies = []
+    senders = [threading.Thread(target=lambda i=i: replies.append(post(served.address, "/v1/records/xdr_voice",
+                                                                          json_lines(calls((f"p{i}", 30 + i, i % 2 == 0))))))
+               for i in range(8)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+    assert sorted((status, r["accepted"]) for status, r in replies) == [(200, 1)] * 8
     con = served.end()
-    assert windows(con) == {"10:00": (3, 100 * 2 / 3), "10:15": (1, 0.0)}
-    assert counts(con) == (7, 4, 0, 3, 0)
+    assert windows(con) == {"10:00": (3, 100 * 2 / 3), "10:15": (1, 0.0), "10:30": (8, 50.0)}
+    assert counts(con) == (15, 12, 0, 3, 0)
+
+
+def test_connections_past_the_cap_get_503(tmp_path):
+    source = HttpSource("127.0.0.1", 0, TABLES, max_connections=2)
+    source.start(set())
+    try:
+        held = [socket.create_connection(parse_address(source.address)) for _ in range(2)]  # idle, never send
+        time.sleep(0.2)
+        status, reply = post(source.address, "/v1/end", b"", timeout=10)
+        assert status == 503 and "too many connections" in reply["error"]
+        for s in held:
+            s.close()
+        time.sleep(0.2)
+        con = http.client.HTTPConnection(*parse_address(source.address), timeout=10)  # a slot is free again
+        con.request("GET", "/v1/health")
+        assert con.getresponse().status == 200
+        con.close()
+    finally:
+        source.close()
 
 
 def test_bad_requests_are_refused_whole_with_one_sentence(tmp_path):

@@ -96,13 +96,15 @@ class HttpSource:
 
     def __init__(self, host: str, port: int, tables: dict[str, Table], token: str | None = None,
                  max_request_bytes: int = MAX_REQUEST_BYTES, max_queued_records: int = 2_000_000,
-                 reply_timeout_s: float = 120.0, on_listening: Callable[[str], None] | None = None):
+                 reply_timeout_s: float = 120.0, on_listening: Callable[[str], None] | None = None,
+                 max_connections: int = 64):
         if token is not None and not token.strip():
             raise StreamError("the HTTP token is empty; write a secret of at least 16 characters in the token file")
         self.host, self.port, self.tables = host, port, tables
         self.token = token.strip() if token else None
         self.max_request_bytes, self.max_queued_records = max_request_bytes, max_queued_records
         self.reply_timeout_s, self.on_listening = reply_timeout_s, on_listening
+        self.max_connections = max_connections
         self.queue: queue.Queue[_Request] = queue.Queue()
         self.queued_records = 0
         self.lock = threading.Lock()
@@ -116,9 +118,8 @@ class HttpSource:
     def start(self, committed: set[str]) -> None:
         """Listen (nothing to resume: a request not committed was not answered, so it comes again)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
         try:
-            self.server = server_class((self.host, self.port), _handler(self))
+            self.server = _Server(family, self.max_connections)((self.host, self.port), _handler(self))
         except OSError as err:
             raise StreamError(f"cannot listen on {self.host}:{self.port} ({err.strerror or err})") from None
         host, port = self.server.server_address[:2]
@@ -307,6 +308,38 @@ def validated(raw: pa.Table, spec: Table, lines: np.ndarray | None) -> pa.Table:
     value = "" if c.values[0] is None else f" value {c.values[0]!r}"
     raise Refused(400, f"{spec.name} {where}: field {c.fields[0]!r}{value}: {c.reasons[0]}{more}; "
                        "nothing of this request was taken")
+
+
+def _Server(family: int, max_connections: int) -> type[ThreadingHTTPServer]:
+    """A thread per connection, at most ``max_connections`` at once: beyond, a connection gets
+    503 and is closed (a flood of idle connections cannot take every thread and all memory)."""
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+
+        def __init__(self, *args):
+            self.slots = threading.BoundedSemaphore(max_connections)
+            super().__init__(*args)
+
+        def process_request(self, request, client_address) -> None:
+            if not self.slots.acquire(blocking=False):
+                body = b'{"error": "too many connections; retry in a moment"}\n'
+                try:
+                    request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                finally:
+                    self.shutdown_request(request)
+                return
+            super().process_request(request, client_address)
+
+        def process_request_thread(self, request, client_address) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return Server
 
 
 def _handler(source: HttpSource) -> type[BaseHTTPRequestHandler]:
