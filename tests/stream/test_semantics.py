@@ -108,3 +108,17 @@ def test_a_restart_resumes_after_what_was_committed(tmp_path):
     con = stream(folder, tmp_path / "s.duckdb")
     assert windows(con) == {"10:00": (3, 100 * 2 / 3)}
     assert counts(con) == (3, 3, 0, 0, 0)
+
+
+def test_a_broken_landing_file_stops_the_stream_with_its_name(tmp_path):
+    import pytest
+
+    from opencem.stream import StreamError
+
+    folder = land(tmp_path / "land", calls(("a", 1, False)))
+    (folder / "tables" / "xdr_voice_20261102T130000.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(StreamError, match="xdr_voice_20261102T130000.parquet is not a Parquet file of xdr_voice"):
+        stream(folder, tmp_path / "s.duckdb")
+    # Nothing of that batch was committed: the good file comes again once the broken one is moved.
+    (folder / "tables" / "xdr_voice_20261102T130000.parquet").unlink()
+    assert counts(stream(folder, tmp_path / "s.duckdb")) == (1, 1, 0, 0, 0)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..schema import Table
-from .sources import Batch, Delivery, PMFile
+from .sources import Batch, Delivery, PMFile, StreamError
 from .state import canonical
 
 STAMPED = re.compile(r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<stamp>\d{8}T\d{6})\.parquet$")
@@ -38,7 +38,15 @@ def read_files(paths: list[Path], spec: Table, con: duckdb.DuckDBPyConnection) -
     try:
         return canonical(con.read_parquet([str(p) for p in paths], union_by_name=True).to_arrow_table(), spec)
     except (duckdb.Error, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return pa.concat_tables([canonical(pq.read_table(p), spec) for p in paths])
+        return pa.concat_tables([_read_one(p, spec) for p in paths])
+
+
+def _read_one(path: Path, spec: Table) -> pa.Table:
+    try:
+        return canonical(pq.read_table(path), spec)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as err:
+        raise StreamError(f"{path} is not a Parquet file of {spec.name}'s columns ({str(err).splitlines()[0][:200]}); "
+                          "move it out of the landing folder and start the stream again") from None
 
 
 class LandingSource:
