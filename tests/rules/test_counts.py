@@ -4,17 +4,12 @@ bursts, checked against a brute-force reference written here."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pytest
 
-from opencem.indicators.catalog import load_catalog
-from opencem.rules.catalog import RuleContext, load_rules
 from opencem.rules.evaluate import Relations, RuleEngine
-from opencem.schema import TABLES
 
 T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)
 HOUR = 3_600_000
@@ -23,17 +18,6 @@ DROPS = """      - alert: Drops
 """
 
 
-@pytest.fixture(scope="module")
-def ctx() -> RuleContext:
-    return RuleContext(load_catalog(TABLES), dict(TABLES))
-
-
-def rules_of(ctx, tmp_path: Path, body: str):
-    f = tmp_path / "t.rules.yaml"
-    f.write_text("groups:\n  - name: g\n    rules:\n" + body)
-    rules, issues = load_rules([f], ctx)
-    assert [str(i) for i in issues if i.level == "error"] == []
-    return rules
 
 
 def calls(n_subscribers: int, n: int, seed: int) -> pa.Table:
@@ -74,13 +58,13 @@ def run(con, rules, clock, changed=None):
     return RuleEngine(con, rules, rel, {}).step({"xdr_voice": clock})
 
 
-def test_every_subscriber_counted_equals_brute_force(ctx, tmp_path):
+def test_every_subscriber_counted_equals_brute_force(rules_of, tmp_path):
     records = calls(5_000, 60_000, seed=5)
     con = duckdb.connect()
     con.register("_r", records)
     con.execute("CREATE TABLE rec AS SELECT * FROM _r")
     clock = T0 + 24 * HOUR
-    events = run(con, rules_of(ctx, tmp_path, DROPS), clock)
+    events = run(con, rules_of(DROPS), clock)
     firing = {(e.labels["subscriber_id"], int(e.episode_start.timestamp() * 1000)) for e in events if e.state.value == "firing"}
     resolved = {(e.labels["subscriber_id"], int(e.episode_start.timestamp() * 1000)) for e in events
                 if e.state.value == "resolved"}
@@ -93,13 +77,13 @@ def test_every_subscriber_counted_equals_brute_force(ctx, tmp_path):
     assert ends == {(s, start): end for s, start, end in want_resolved}
 
 
-def test_batches_cut_anywhere_give_the_same_alerts(ctx, tmp_path):
+def test_batches_cut_anywhere_give_the_same_alerts(rules_of, tmp_path):
     """Records arriving in event-time order in six batches (the stream's case) give the
     alerts one pass over the day gives."""
     records = calls(800, 8_000, seed=9)
     order = np.argsort(records.column("_t").to_numpy(), kind="stable")
     records = records.take(order)
-    rules = rules_of(ctx, tmp_path, DROPS)
+    rules = rules_of(DROPS)
     whole = duckdb.connect()
     whole.register("_r", records)
     whole.execute("CREATE TABLE rec AS SELECT * FROM _r")
@@ -123,7 +107,7 @@ def test_batches_cut_anywhere_give_the_same_alerts(ctx, tmp_path):
     assert got == once and len(once) > 20
 
 
-def test_a_burst_of_complaints_in_one_city(ctx, tmp_path):
+def test_a_burst_of_complaints_in_one_city(rules_of, tmp_path):
     rng = np.random.default_rng(2)
     rows = []
     # a week of one complaint an hour or so in each of three cities, then Rome gets 12 in an hour
@@ -142,7 +126,7 @@ def test_a_burst_of_complaints_in_one_city(ctx, tmp_path):
     con.register("_cells", cells)
     con.execute("CREATE TABLE rec AS SELECT * FROM _c")
     con.execute("CREATE TABLE cells AS SELECT * FROM _cells")
-    rules = rules_of(ctx, tmp_path, """      - alert: Burst
+    rules = rules_of("""      - alert: Burst
         expr: burst(complaints[1h]) by (city) > 4
 """)
     rel = Relations(records={"complaints": "rec"}, cells="cells", burst_window_s=900)

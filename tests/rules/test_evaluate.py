@@ -4,34 +4,19 @@ references written independently here (brute force in Python over the same input
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from opencem.indicators.catalog import load_catalog
-from opencem.rules.catalog import RuleContext, load_rules
 from opencem.rules.evaluate import Relations, RuleEngine
 from opencem.rules.events import fingerprint
-from opencem.schema import TABLES
 
 W = 900_000  # a quarter-hour, ms
 T0 = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)  # a Monday
 
 
-@pytest.fixture(scope="module")
-def ctx() -> RuleContext:
-    return RuleContext(load_catalog(TABLES), dict(TABLES))
-
-
-def rules_of(ctx, tmp_path: Path, body: str):
-    f = tmp_path / "t.rules.yaml"
-    f.write_text("groups:\n  - name: g\n    rules:\n" + body)
-    rules, issues = load_rules([f], ctx)
-    assert [str(i) for i in issues if i.level == "error"] == []
-    return rules
 
 
 def cube(con, rows: dict[str, list], name: str = "cube_cell_15min") -> None:
@@ -64,12 +49,12 @@ def test_the_sql_fingerprint_is_the_python_one():
     assert got[0][0] == fingerprint("R", {"cell_id": "C 1", "a": "x"})
 
 
-def test_states_move_in_event_time_and_a_repeated_step_adds_nothing(ctx, tmp_path):
+def test_states_move_in_event_time_and_a_repeated_step_adds_nothing(rules_of, tmp_path):
     con = duckdb.connect()
     values = [1, 5, 5, 5, 1, 1, 1]
     cube(con, {"period_start": ts([T0 + i * W for i in range(7)]), "cell_id": ["C1"] * 7,
                "stall_ratio_pct": [float(v) for v in values], "records_xdr_video": [30] * 7})
-    rules = rules_of(ctx, tmp_path, STALL)
+    rules = rules_of(STALL)
     eng = engine(con, rules)
     seen = []
     for i in range(1, 8):  # the clock passes one window end at a time
@@ -84,11 +69,11 @@ def test_states_move_in_event_time_and_a_repeated_step_adds_nothing(ctx, tmp_pat
     assert len(keys) == len(set(keys)) == 3
 
 
-def test_one_step_covers_every_window_the_clock_passed(ctx, tmp_path):
+def test_one_step_covers_every_window_the_clock_passed(rules_of, tmp_path):
     con = duckdb.connect()
     cube(con, {"period_start": ts([T0 + i * W for i in range(7)]), "cell_id": ["C1"] * 7,
                "stall_ratio_pct": [1.0, 5, 5, 5, 1, 1, 1], "records_xdr_video": [30] * 7})
-    events = engine(con, rules_of(ctx, tmp_path, STALL)).step({"cube_cell_15min": T0 + 7 * W})
+    events = engine(con, rules_of(STALL)).step({"cube_cell_15min": T0 + 7 * W})
     assert [e.state.value for e in events] == ["pending", "firing", "resolved"]
     firing = events[1]
     assert firing.episode_start == ts([T0 + W])[0] and firing.at == ts([T0 + 3 * W])[0]
@@ -96,7 +81,7 @@ def test_one_step_covers_every_window_the_clock_passed(ctx, tmp_path):
     assert firing.evidence["records_xdr_video"] == 30 and firing.labels["cell_id"] == "C1"
 
 
-def test_twenty_thousand_cells_in_one_statement_per_window(ctx, tmp_path):
+def test_twenty_thousand_cells_in_one_statement_per_window(rules_of, tmp_path):
     rng = np.random.default_rng(3)
     cells = np.array([f"C{i:05d}" for i in range(20_000)])
     bad = rng.random((3, cells.size)) < 0.3  # a cell is bad in a window with probability 0.3
@@ -108,7 +93,7 @@ def test_twenty_thousand_cells_in_one_statement_per_window(ctx, tmp_path):
         rows["records_xdr_video"] += [25] * cells.size
     con = duckdb.connect()
     cube(con, rows)
-    events = engine(con, rules_of(ctx, tmp_path, STALL)).step({"cube_cell_15min": T0 + 3 * W})
+    events = engine(con, rules_of(STALL)).step({"cube_cell_15min": T0 + 3 * W})
     firing = {e.labels["cell_id"] for e in events if e.state.value == "firing"}
     # firing needs two bad windows in a row
     expected = set(cells[(bad[0] & bad[1]) | (bad[1] & bad[2])])
@@ -118,14 +103,14 @@ def test_twenty_thousand_cells_in_one_statement_per_window(ctx, tmp_path):
 
 
 @pytest.mark.parametrize("policy, fires", [("ok", False), ("alerting", True), ("nodata", True), ("keep_last", None)])
-def test_no_data_policies(ctx, tmp_path, policy, fires):
+def test_no_data_policies(rules_of, tmp_path, policy, fires):
     con = duckdb.connect()
     # C1 reports three windows and then disappears while C2 goes on reporting
     cube(con, {"period_start": ts([T0, T0, T0 + W, T0 + W, T0 + 2 * W, T0 + 3 * W, T0 + 4 * W]),
                "cell_id": ["C1", "C2", "C1", "C2", "C2", "C2", "C2"],
                "stall_ratio_pct": [5.0, 1, 5, 1, 1, 1, 1], "records_xdr_video": [30] * 7})
     body = STALL.replace("keep_firing_for: 15m", f"no_data: {policy}").replace("for: 30m", "for: 15m")
-    eng = engine(con, rules_of(ctx, tmp_path, body))
+    eng = engine(con, rules_of(body))
     events = eng.step({"cube_cell_15min": T0 + 5 * W})
     c1 = [(e.state.value, e.evidence.get("no_data", False)) for e in events if e.labels["cell_id"] == "C1"]
     if policy == "ok":
@@ -138,11 +123,11 @@ def test_no_data_policies(ctx, tmp_path, policy, fires):
         assert state == [("firing",)]
 
 
-def test_a_late_revision_of_the_newest_window_is_evaluated_again(ctx, tmp_path):
+def test_a_late_revision_of_the_newest_window_is_evaluated_again(rules_of, tmp_path):
     con = duckdb.connect()
     cube(con, {"period_start": ts([T0, T0 + W]), "cell_id": ["C1", "C1"],
                "stall_ratio_pct": [5.0, 5.0], "records_xdr_video": [30, 30]})
-    eng = engine(con, rules_of(ctx, tmp_path, STALL))
+    eng = engine(con, rules_of(STALL))
     assert [e.state.value for e in eng.step({"cube_cell_15min": T0 + 2 * W})] == ["pending", "firing"]
     # late records bring the second window under the threshold
     con.execute(f"UPDATE cube_cell_15min SET stall_ratio_pct = 1 WHERE epoch_ms(period_start) = {T0 + W}")
@@ -153,7 +138,7 @@ def test_a_late_revision_of_the_newest_window_is_evaluated_again(ctx, tmp_path):
     assert con.execute("SELECT count(*) FROM rules_series").fetchall() == [(0,)]
 
 
-def test_anomaly_against_the_cells_own_hour_of_week(ctx, tmp_path):
+def test_anomaly_against_the_cells_own_hour_of_week(rules_of, tmp_path):
     rng = np.random.default_rng(11)
     cells = [f"C{i}" for i in range(40)]
     level = {c: rng.uniform(60, 90) for c in cells}  # every cell its own usual CEI
@@ -175,7 +160,7 @@ def test_anomaly_against_the_cells_own_hour_of_week(ctx, tmp_path):
     body = """      - alert: Anomaly
         expr: anomaly(cube_cell_15min.cei) > 4
 """
-    eng = engine(con, rules_of(ctx, tmp_path, body))
+    eng = engine(con, rules_of(body))
     con.execute("INSERT INTO rules_clock VALUES ('Anomaly', ?, ?)", [eng.rules[0].rule.version, now - W])
     events = eng.step({"cube_cell_15min": now + W})
     assert [e.labels["cell_id"] for e in events] == ["C7"]

@@ -9,19 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from opencem.indicators.catalog import load_catalog
-from opencem.rules.catalog import RuleContext, load_rules
+from opencem.rules.catalog import load_rules
 from opencem.rules.expr import CountQuery, CubeQuery
 from opencem.rules.testing import expand_values, run_rule_tests
-from opencem.schema import TABLES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIBRARY = Path(__file__).parents[2] / "src" / "opencem" / "rules" / "library" / "standard.rules.yaml"
-
-
-@pytest.fixture(scope="module")
-def ctx() -> RuleContext:
-    return RuleContext(load_catalog(TABLES), dict(TABLES))
 
 
 @pytest.mark.parametrize("name", ["shape", "semantics"])

@@ -11,7 +11,7 @@ from ..indicators.catalog import Catalog
 from ..indicators.spec import GRAINS
 from ..schema import Table
 from ..specfile import Issue, SpecError
-from .expr import CubeQuery, ExprError, Query, parse_rule_expr
+from .expr import TOPOLOGY, CubeQuery, ExprError, Query, parse_rule_expr
 from .spec import KIND, Rule, read_rule_file, rule_field
 
 
@@ -156,7 +156,7 @@ def _semantic(rule: Rule, query: Query, ctx: RuleContext, root) -> list[Issue]:
               "choose another name")
     for name, text in rule.annotations.items():
         try:
-            unknown = sorted(set(template_names(text)) - labels - set(rule.labels) - {"alertname", *TOPO_LABELS})
+            unknown = sorted(set(template_names(text)) - labels - set(rule.labels) - {"alertname", *TOPOLOGY})
         except ValueError as err:
             issue(f"annotations.{name}", str(err).rstrip("."))
             continue
@@ -164,9 +164,6 @@ def _semantic(rule: Rule, query: Query, ctx: RuleContext, root) -> list[Issue]:
             issue(f"annotations.{name}", f"names label(s) {', '.join(unknown)} the alert does not have; it has "
                   f"{', '.join(sorted(labels | set(rule.labels) | {'alertname'}))}")
     return issues
-
-
-TOPO_LABELS = ("site_id", "city", "province")
 
 
 def raise_issues(issues: list[Issue]) -> None:

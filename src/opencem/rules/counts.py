@@ -33,6 +33,7 @@ def count_step(engine, cr, clock: int | None) -> list:
         touched = (f"SELECT {', '.join('r.' + q(b) for b in by)}, min(r._t) AS lo FROM {rel} r "
                    f"JOIN {changed} c ON r._id = c._id WHERE ({flt}) AND {not_null} GROUP BY ALL")
     fp = fingerprint_sql(rule.name, by)
+    nth = "t_nth" if n > 1 else "_t"  # the (N-1)-th record back: the count's oldest
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cnt AS
         WITH touched AS ({touched}),
@@ -42,8 +43,8 @@ def count_step(engine, cr, clock: int | None) -> list:
           SELECT *, lag(_t, {n - 1}) OVER w AS t_nth,
                  count(*) OVER (PARTITION BY {keys} ORDER BY _t RANGE BETWEEN {range_ms} PRECEDING AND CURRENT ROW) AS n
           FROM recs WINDOW w AS (PARTITION BY {keys} ORDER BY _t, _id)),
-        active AS (SELECT *, {'t_nth' if n > 1 else '_t'} IS NOT NULL AND {'t_nth' if n > 1 else '_t'} >= _t - {range_ms} AS on_,
-                          {'t_nth' if n > 1 else '_t'} + {range_ms} AS exp_ FROM counted),
+        active AS (SELECT *, {nth} IS NOT NULL AND {nth} >= _t - {range_ms} AS on_, {nth} + {range_ms} AS exp_
+                   FROM counted),
         starts AS (
           SELECT *, on_ AND coalesce(max(CASE WHEN on_ THEN exp_ END) OVER (PARTITION BY {keys} ORDER BY _t, _id
                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) < _t, true) AS starts

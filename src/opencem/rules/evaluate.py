@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-from sqlglot import exp
 
 from ..store.models import AlertState
 from .catalog import CheckedRule
@@ -84,6 +82,7 @@ class RuleEngine:
         self.rules = rules
         self.rel = relations
         self.better = better
+        self._described: dict[str, set[str]] = {}
         for ddl in STATE_DDL:
             con.execute(ddl)
         self._versions()
@@ -323,11 +322,17 @@ class RuleEngine:
     def _keyed(self, query: CountQuery) -> str:
         """The records of ``query``'s table with the topology columns it counts by joined on."""
         rel = self.rel.records[query.table]
-        need = [b for b in query.by if b in TOPOLOGY and b not in _columns_of(self.con, rel)]
+        need = [b for b in query.by if b in TOPOLOGY and b not in self._columns(rel)]
         if not need or self.rel.cells is None:
             return rel
         cols = ", ".join(f"c.{q(b)}" for b in need)
         return f"(SELECT r.*, {cols} FROM {rel} r LEFT JOIN {self.rel.cells} c USING (cell_id))"
+
+    def _columns(self, relation: str) -> set[str]:
+        """A relation's columns, looked up once (a step asks for them every window)."""
+        if relation not in self._described:
+            self._described[relation] = _columns_of(self.con, relation)
+        return self._described[relation]
 
     # -- count rules ----------------------------------------------------------------------
     def _count_step(self, cr: CheckedRule, clock: int | None) -> list[AlertEvent]:
@@ -355,7 +360,7 @@ class RuleEngine:
             import pyarrow as pa
 
             self.con.register("_alert_cells", pa.table({"cell_id": sorted(set(cells))}))
-            have = _columns_of(self.con, self.rel.cells)
+            have = self._columns(self.rel.cells)
             cols = ", ".join(f"c.{q(t)}" if t in have else f"NULL AS {q(t)}" for t in TOPOLOGY)
             topo = {r[0]: dict(zip(TOPOLOGY, r[1:], strict=True)) for r in self.con.execute(
                 f"SELECT a.cell_id, {cols} FROM _alert_cells a JOIN {self.rel.cells} c USING (cell_id)").fetchall()}
@@ -368,7 +373,7 @@ class RuleEngine:
                     labels.setdefault(k, str(v))
             rule = next(cr.rule for cr in self.rules if cr.rule.name == e.rule_name)
             annotations = {k: render(t, labels, e.value) for k, t in rule.annotations.items()}
-            out.append(_replace(e, labels=labels, annotations=annotations))
+            out.append(replace(e, labels=labels, annotations=annotations))
         return out
 
     def _outbox(self, events: list[AlertEvent]) -> list[AlertEvent]:
@@ -399,12 +404,6 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _replace(e: AlertEvent, **changes) -> AlertEvent:
-    from dataclasses import replace
-
-    return replace(e, **changes)
-
-
 def event_json(e: AlertEvent) -> str:
     """An event as JSON (times in ISO 8601 UTC), as the outbox keeps it."""
     body = {k: getattr(e, k) for k in AlertEvent.__dataclass_fields__}
@@ -423,5 +422,3 @@ def event_from_json(text: str) -> AlertEvent:
     body["state"], body["previous"] = AlertState(body["state"]), AlertState(body["previous"])
     return AlertEvent(**body)
 
-
-_ = exp  # sqlglot expressions are rendered through .sql("duckdb") above

@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..specfile import Issue, SpecError, issue_of, line_of, read_yaml
+from ..specfile import Issue, issue_of, line_of, read_yaml
 
 KIND = "Rule file"
 ALERT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]*$")  # Prometheus's metric/alert name form
@@ -147,7 +147,7 @@ class Rule(BaseModel):
 
 def read_rule_file(path: Path) -> tuple[list[Rule], list[Issue], object]:
     """Layers 1 and 2 of a rule file: its rules, the issues found, and its YAML tree (for
-    the lines of later issues). Raises :class:`SpecError` when the file cannot be read at all."""
+    the lines of later issues). Raises :class:`~opencem.specfile.SpecError` when the file cannot be read at all."""
     path = Path(path)
     root, data = read_yaml(path, KIND, expects="with a groups: list")
     from pydantic import ValidationError
@@ -201,7 +201,3 @@ def rule_field(rule: Rule, root, name: str) -> tuple[int | None, str]:
                             loc = ["groups", str(g), "rules", str(r), name]
                             return line_of(root, loc), f"groups[{g}].rules[{r}].{name}"
     return rule.line, name
-
-
-class RuleFileError(SpecError):
-    """A rule file with problems; ``issues`` lists them all."""

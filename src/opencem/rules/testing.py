@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,7 @@ def _run_case(case: TestCase, rules, ctx: RuleContext) -> tuple[int, list[Failur
         if block.table not in ctx.tables or not ctx.tables[block.table].time_column:
             raise ValueError(f"input_records table {block.table!r} is no table with event times")
         spec = ctx.tables[block.table]
-        cols = ", ".join(f"{q(f.name)} {_duck_type(f.type)}" for f in spec.schema)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {q('_all_' + block.table)} ({cols}, _t BIGINT, _id VARCHAR)")
+        _records_table(con, "_all_" + block.table, spec)
         for n, row in enumerate(block.rows):
             row = dict(row)
             at = row.pop("at", None)
@@ -234,9 +233,7 @@ def _run_case(case: TestCase, rules, ctx: RuleContext) -> tuple[int, list[Failur
         rel.records[name], rel.changed[name] = q("rec_" + name), q("new_" + name)
     for cr in rules:
         if not isinstance(cr.query, CubeQuery) and cr.query.table not in rel.records:
-            spec = ctx.tables[cr.query.table]
-            cols = ", ".join(f"{q(f.name)} {_duck_type(f.type)}" for f in spec.schema)
-            con.execute(f"CREATE TABLE {q('rec_' + cr.query.table)} ({cols}, _t BIGINT, _id VARCHAR)")
+            _records_table(con, "rec_" + cr.query.table, ctx.tables[cr.query.table])
             rel.records[cr.query.table] = q("rec_" + cr.query.table)
             rel.changed[cr.query.table] = None
     engine = RuleEngine(con, rules, rel, {c: ctx.better(c) for cr in rules if isinstance(cr.query, CubeQuery)
@@ -277,18 +274,8 @@ def _grain_s(ctx: RuleContext, cube: str) -> int:
     return GRAINS[ctx.cube_names()[cube][1]]
 
 
-def _duck_type(t) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_integer(t):
-        return "BIGINT"
-    if pa.types.is_floating(t):
-        return "DOUBLE"
-    return "VARCHAR"
-
-
-_ = timedelta
+def _records_table(con, name: str, spec) -> None:
+    """An empty table of ``spec``'s columns plus the stream's ``_t`` and ``_id``."""
+    con.register("_schema", spec.schema.empty_table())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {q(name)} AS SELECT *, NULL::BIGINT AS _t, NULL::VARCHAR AS _id FROM _schema")
+    con.unregister("_schema")
