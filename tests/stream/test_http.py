@@ -22,7 +22,7 @@ import pytest
 
 from opencem.indicators.catalog import load_catalog
 from opencem.schema import TABLES
-from opencem.stream import StreamConfig, run_stream
+from opencem.stream import StreamConfig, StreamError, run_stream
 from opencem.stream.http import HttpSource, parse_address
 from opencem.stream.landing import LandingSource
 
@@ -84,6 +84,20 @@ class Served:
         self.thread.join(60)
         assert not self.thread.is_alive()
         return duckdb.connect(str(self.state), read_only=True)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("8080", ("127.0.0.1", 8080)), ("44835", ("127.0.0.1", 44835)), (":9000", ("127.0.0.1", 9000)),
+    ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:8443", ("::1", 8443)), ("localhost:1", ("localhost", 1))])
+def test_addresses(address, expected):
+    # a bare PORT once parsed as host "808", port 0 (the host part swallowed the digits)
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["99999", "host:", "a:b", "1.2.3.4:70000", ""])
+def test_bad_addresses_are_one_sentence(address):
+    with pytest.raises(StreamError, match=r"^--http '.*' is not HOST:PORT \(e\.g\. 127\.0\.0\.1:8080\)$"):
+        parse_address(address)
 
 
 def test_a_reply_comes_after_the_commit_and_a_retry_counts_once(tmp_path):

@@ -76,7 +76,7 @@ class _Request:
 
 def parse_address(value: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1); ``[::1]:PORT`` for IPv6."""
-    m = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*))?:?(?P<port>\d{1,5})", value.strip())
+    m = re.fullmatch(r"(?:(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):)?(?P<port>\d{1,5})", value.strip())
     if m is None or int(m["port"]) > 65535:
         raise StreamError(f"--http {value!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
     return (m["v6"] or m["host"] or "127.0.0.1"), int(m["port"])
