@@ -26,7 +26,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/opencem demo
 
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # Figures, not pass/fail: each script prints throughput and peak RSS against a baseline run alongside.
 bench: $(VENV)/.dev
@@ -39,7 +39,10 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/leakage.py
 	$(BIN)/python benchmarks/twin_baselines.py
 	$(BIN)/python benchmarks/simulate_stream.py
-	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/stream.py --rules 1000
+	$(BIN)/python benchmarks/rules_scale.py
+	$(BIN)/python benchmarks/alerts.py
+	$(BIN)/python benchmarks/alert_latency.py
 
 docs: $(VENV)/.runtime
 	$(BIN)/opencem schema --markdown > docs/data-model.md

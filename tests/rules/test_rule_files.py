@@ -93,3 +93,17 @@ def test_a_malicious_filter_or_unsafe_expression_is_refused(ctx, tmp_path):
 """)
     rules, issues = load_rules([f], ctx)
     assert rules == [] and len([i for i in issues if i.level == "error"]) == 3
+
+
+def test_standard_and_a_file_of_ones_own_run_together(tmp_path):
+    from opencem.cli.rules import chosen_rule_files, rule_files
+    from opencem.workspace import Workspace
+
+    ws = Workspace.resolve(tmp_path / "ws")
+    mine = tmp_path / "mine.rules.yaml"
+    standard = rule_files(ws)
+    assert len(standard) == 1 and standard[0].name == "standard.rules.yaml"
+    # `--rules standard --rules mine.rules.yaml` once meant a file called "standard"
+    assert chosen_rule_files(ws, ["standard", str(mine)]) == [*standard, mine]
+    assert chosen_rule_files(ws, [str(mine), "standard", "standard"]) == [mine, *standard]
+    assert chosen_rule_files(ws, [str(mine)]) == [mine]

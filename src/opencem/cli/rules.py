@@ -27,6 +27,12 @@ def rule_files(ws, extra: list[Path] = ()) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in [*(own or library), *extra]))
 
 
+def chosen_rule_files(ws, given: list[str]) -> list[Path]:
+    """``--rules`` values: ``standard`` stands for :func:`rule_files` wherever it is given, so
+    ``--rules standard --rules mine.rules.yaml`` runs both; each file once."""
+    return list(dict.fromkeys(p for f in given for p in (rule_files(ws) if f == "standard" else [Path(f)])))
+
+
 def rule_context(ws):
     from ..rules.catalog import RuleContext
     from .indicators import workspace_catalog

@@ -147,9 +147,9 @@ def _stream_rules(ws, cat, tables, files: list[str], alerting: Path | None, conf
     from ..rules.alerting_spec import load_config
     from ..rules.catalog import RuleContext, load_rules, raise_issues
     from ..rules.stream import StreamRules
-    from .rules import rule_files
+    from .rules import chosen_rule_files
 
-    paths = rule_files(ws) if files == ["standard"] else [Path(f) for f in files]
+    paths = chosen_rule_files(ws, files)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         output.fail(f"--rules: no such file: {', '.join(missing)}")

@@ -317,6 +317,9 @@ def _Server(family: int, max_connections: int) -> type[ThreadingHTTPServer]:
     class Server(ThreadingHTTPServer):
         address_family = family
         daemon_threads = True
+        # The listen backlog: socketserver's 5 overflows when tens of clients reconnect at once
+        # after a commit answers them all (measured: connections reset, benchmarks/alert_latency.py).
+        request_queue_size = max_connections
 
         def __init__(self, *args):
             self.slots = threading.BoundedSemaphore(max_connections)
