@@ -2,15 +2,17 @@
 stream commits rule state and the alerts a batch caused with the batch's windows).
 
 Window rules (threshold, anomaly, burst) evaluate a window once it has *closed*: its clock (the
-latest event time of its inputs) has passed the window's end plus the group's
-``query_offset``. Windows are taken in order, one SQL step each over every series of the rule
-(every cell), so 100,000 series cost one statement, not 100,000. A window evaluated again
-because late records changed it (the newest closed window of the rule) is re-run from the state
-before it. Count rules (``count_over_time``) evaluate the records a batch brought, per key
-(subscriber), at the record that completes the count.
+event time up to which its inputs are settled; the stream's is in ``rules.stream``) has passed
+the window's end plus the group's ``query_offset``. Windows are taken in order, one SQL step
+each over every series of the rule (every cell), so 100,000 series cost one statement, not
+100,000. A window evaluated again because late records changed it (the newest closed window of
+the rule) is re-run from the state before it, ahead of the newer windows. Count rules
+(``count_over_time``) evaluate the records a batch brought, per key (subscriber), at the record
+that completes the count.
 
 State: ``rules_series`` (one row per rule and series: state, consecutive active windows, the
-episode's first window, the state before the newest window), ``rules_clock`` (the newest window
+episode's first window, the state before the newest window), ``rules_dropped`` (the series
+the newest window ended, with their state before it), ``rules_clock`` (the newest window
 evaluated per rule and the rule's version), ``rules_episodes`` (open count episodes) and
 ``rules_events``, the outbox of :class:`AlertEvent`s keyed by their idempotency key, which
 whatever routes them reads after the commit.
@@ -65,6 +67,8 @@ STATE_DDL = [
        object_type VARCHAR, object_id VARCHAR, state VARCHAR, run INTEGER, episode_ms BIGINT,
        last_active_ms BIGINT, value DOUBLE, window_ms BIGINT, p_state VARCHAR, p_run INTEGER,
        p_episode_ms BIGINT, p_last_active_ms BIGINT, PRIMARY KEY (rule, fingerprint))""",
+    # Series the newest window of a rule ended (rows as rules_series'): their state before it.
+    "CREATE TABLE IF NOT EXISTS rules_dropped AS SELECT * FROM rules_series WHERE false",
     "CREATE TABLE IF NOT EXISTS rules_clock (rule VARCHAR PRIMARY KEY, version VARCHAR, closed_ms BIGINT)",
     """CREATE TABLE IF NOT EXISTS rules_episodes (rule VARCHAR, fingerprint VARCHAR, labels VARCHAR,
        object_type VARCHAR, object_id VARCHAR, episode_ms BIGINT, expires_ms BIGINT, value DOUBLE,
@@ -92,13 +96,16 @@ class RuleEngine:
         kept = dict(self.con.execute("SELECT rule, version FROM rules_clock").fetchall())
         for cr in self.rules:
             if kept.get(cr.rule.name, cr.rule.version) != cr.rule.version:
-                for table in ("rules_series", "rules_episodes", "rules_clock"):
+                for table in ("rules_series", "rules_dropped", "rules_episodes", "rules_clock"):
                     self.con.execute(f"DELETE FROM {table} WHERE rule = ?", [cr.rule.name])
 
     # -- one evaluation -------------------------------------------------------------------
-    def step(self, clocks: dict[str, int], revised: dict[str, set[int]] | None = None) -> list[AlertEvent]:
+    def step(self, clocks: dict[str, int], revised: dict[str, set[int]] | None = None,
+             rule_clocks: dict[str, int] | None = None) -> list[AlertEvent]:
         """Evaluate what ``clocks`` (per cube table and event table: the latest event time, epoch
-        ms) closed; ``revised``: per cube table, window starts (ms) whose values changed."""
+        ms) closed; ``revised``: per cube table, window starts (ms) whose values changed;
+        ``rule_clocks``: per rule name, a clock that replaces its source's (the stream's, from
+        the watermarks of the inputs the rule reads)."""
         events: list[AlertEvent] = []
         for cr in self.rules:
             query = cr.query
@@ -109,7 +116,7 @@ class RuleEngine:
             source = query.cube if isinstance(query, CubeQuery) else query.table
             if source not in (self.rel.cubes if isinstance(query, CubeQuery) else self.rel.records):
                 continue
-            clock = clocks.get(source)
+            clock = (rule_clocks or {}).get(cr.rule.name, clocks.get(source))
             if clock is None:
                 continue
             window_ms = (self.rel.window_s.get(source, 900) if isinstance(query, CubeQuery)
@@ -123,30 +130,52 @@ class RuleEngine:
         closed = row[0][0] if row else None
         last = (clock - rule.query_offset_s * 1000 - window_ms) // window_ms * window_ms  # newest closed start
         if closed is None:
-            first = self._first_window(cr)
+            first = self._next_window(cr, None, window_ms)
             if first is None:
                 return []
-            start = first // window_ms * window_ms
+            start = first
         else:
             start = closed + window_ms
         events = []
-        if closed is not None and closed in revised and start > last:
+        # Late records changed the newest window evaluated: evaluate it again from the state before
+        # it, before any newer window, so the windows after it start from its complete value
+        # whether or not they closed in the same batch. Older windows are not played forward: their
+        # successors' events are out already (relayed, notified) and cannot be taken back.
+        if closed is not None and closed in revised:
             events += self._window(cr, closed, window_ms, revise=True)
-        for w in range(start, last + 1, window_ms):
+        w = start
+        while w <= last:
+            if not self._has_series(rule.name):  # nothing kept: a window without samples changes nothing
+                w = self._next_window(cr, w, window_ms)
+                if w is None or w > last:
+                    break
             events += self._window(cr, w, window_ms, revise=False)
+            w += window_ms
         if last >= start:
             self.con.execute("INSERT INTO rules_clock VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET "
                              "closed_ms = excluded.closed_ms, version = excluded.version",
                              [rule.name, rule.version, last])
         return events
 
-    def _first_window(self, cr: CheckedRule) -> int | None:
+    def _has_series(self, rule_name: str) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM rules_series WHERE rule = ?", [rule_name]).fetchall()[0][0])
+
+    def _next_window(self, cr: CheckedRule, after: int | None, window_ms: int) -> int | None:
+        """The first window from ``after`` (from the start: None) that can have samples: a cube
+        row in it, or for a burst a record in the range and baseline ending with it."""
         query = cr.query
         if isinstance(query, CubeQuery):
-            sql = f"SELECT min(epoch_ms(period_start)) FROM {self.rel.cubes[query.cube]}"
+            since = "" if after is None else f" WHERE epoch_ms(period_start) >= {after}"
+            sql = f"SELECT min(epoch_ms(period_start)) FROM {self.rel.cubes[query.cube]}{since}"
         else:
-            sql = f"SELECT min(_t) FROM {self.rel.records[query.table]}"
-        return self.con.execute(sql).fetchall()[0][0]
+            lookback = BURST_DAYS * DAY_MS + query.range_s * 1000
+            since = "" if after is None else f" WHERE _t >= {after + window_ms - lookback}"
+            sql = f"SELECT min(_t) FROM {self.rel.records[query.table]}{since}"
+        t = self.con.execute(sql).fetchall()[0][0]
+        if t is None:
+            return None
+        w = t // window_ms * window_ms
+        return w if after is None else max(w, after)
 
     def _window(self, cr: CheckedRule, w: int, window_ms: int, revise: bool) -> list[AlertEvent]:
         """One window of one rule: its samples, then every series' state moved in one statement."""
@@ -161,7 +190,13 @@ class RuleEngine:
                              {obj_type} AS object_type, {obj_id} AS object_id, value, active, evidence FROM ({samples})""")
         n_for = max(1, math.ceil(rule.for_s * 1000 / window_ms)) if rule.for_s else 1
         n_keep = math.ceil(rule.keep_firing_for_s * 1000 / window_ms)
-        pre = "p_" if revise else ""
+        # The state before this window: a revision takes it from the row's p_ columns when the row
+        # was last moved at this window (a series dropped then is in rules_dropped), else as it is.
+        def before(col: str) -> str:
+            return f"CASE WHEN r.window_ms = {w} THEN r.p_{col} ELSE r.{col} END" if revise else f"r.{col}"
+        series = f"SELECT * FROM rules_series WHERE rule = {lit(rule.name)}"
+        if revise:
+            series += f" UNION ALL SELECT * FROM rules_dropped WHERE rule = {lit(rule.name)}"
         no_data = rule.no_data
         absent_active = "true" if no_data in ("alerting", "nodata") else "false"
         self.con.execute(f"""
@@ -172,10 +207,10 @@ class RuleEngine:
                      s.fp IS NULL AS absent, s.value, s.evidence,
                      CASE WHEN s.fp IS NULL THEN {absent_active} ELSE s.active END AS active,
                      coalesce(r.state, 'inactive') AS cur_state,
-                     coalesce(r.{pre}state, 'inactive') AS old_state, coalesce(r.{pre}run, 0) AS old_run,
-                     r.{pre}episode_ms AS old_episode, r.{pre}last_active_ms AS old_last_active,
+                     coalesce({before('state')}, 'inactive') AS old_state, coalesce({before('run')}, 0) AS old_run,
+                     {before('episode_ms')} AS old_episode, {before('last_active_ms')} AS old_last_active,
                      r.fingerprint IS NOT NULL AS known
-              FROM _s s FULL OUTER JOIN (SELECT * FROM rules_series WHERE rule = {lit(rule.name)}) r ON s.fp = r.fingerprint
+              FROM _s s FULL OUTER JOIN ({series}) r ON s.fp = r.fingerprint
             ), k AS (
               SELECT *, {"absent AND known" if no_data == "keep_last" else "false"} AS keep FROM j
             )
@@ -201,14 +236,15 @@ class RuleEngine:
         # The state after this window; the state before it kept for a revision of it.
         keep_rows = "new_state IN ('pending', 'firing') OR known" if no_data in ("alerting", "nodata") \
             else "new_state IN ('pending', 'firing')"
-        self.con.execute(f"""
-            INSERT OR REPLACE INTO rules_series
-            SELECT {lit(rule.name)}, fp, labels, object_type, object_id,
+        row = f"""SELECT {lit(rule.name)}, fp, labels, object_type, object_id,
                    CASE WHEN new_state = 'resolved' THEN 'inactive' ELSE new_state END, new_run, new_episode,
-                   new_last_active, value, {w}, old_state, old_run, old_episode, old_last_active
-            FROM _m WHERE {keep_rows}""")
+                   new_last_active, value, {w}, old_state, old_run, old_episode, old_last_active FROM _m"""
+        self.con.execute(f"INSERT OR REPLACE INTO rules_series {row} WHERE {keep_rows}")
         self.con.execute(f"""DELETE FROM rules_series WHERE rule = {lit(rule.name)} AND fingerprint IN
                              (SELECT fp FROM _m WHERE NOT ({keep_rows}))""")
+        # A series this window ended keeps its state before it, for a revision of this window.
+        self.con.execute(f"DELETE FROM rules_dropped WHERE rule = {lit(rule.name)}")
+        self.con.execute(f"INSERT INTO rules_dropped {row} WHERE NOT ({keep_rows}) AND old_state IN ('pending', 'firing')")
         window_min = window_ms // 60_000
         out = []
         for fp, labels, otype, oid, value, evidence, absent, cur, new, episode in changed:
