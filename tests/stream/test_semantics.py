@@ -122,3 +122,19 @@ def test_a_broken_landing_file_stops_the_stream_with_its_name(tmp_path):
     # Nothing of that batch was committed: the good file comes again once the broken one is moved.
     (folder / "tables" / "xdr_voice_20261102T130000.parquet").unlink()
     assert counts(stream(folder, tmp_path / "s.duckdb")) == (1, 1, 0, 0, 0)
+
+
+def test_a_named_cube_is_the_one_configured_at_that_window():
+    from opencem.stream.windows import stream_cubes
+
+    cat = load_catalog(TABLES, [])
+    # the city/day cube (min_samples 30, no pool) is also named cube_city_15min at 15min, and
+    # came first in the catalog: --cube cube_city_15min streamed it instead of the 15-minute cube
+    configured = next(c for c in cat.cubes if c.dimensions == ["city"] and "15min" in c.grains)
+    (named,) = stream_cubes(cat, TABLES, "15min", ["cube_city_15min"])
+    (marked,) = [c for c in stream_cubes(cat, TABLES, "15min") if c.plan.table == "cube_city_15min"]
+    assert named.plan.min_samples == configured.min_samples == 10 and named.plan.pool is not None
+    assert named.sql == marked.sql
+    # a cube configured at another grain only still streams at a window it names
+    (day,) = stream_cubes(cat, TABLES, "hour", ["cube_segment_hour"])
+    assert day.plan.table == "cube_segment_hour"

@@ -64,14 +64,16 @@ def stream_cubes(cat: Catalog, tables: dict[str, Table], window: str = "15min",
     at their windowed name) compiled at ``window``; ``kpis`` limits them to those KPIs."""
     if window not in GRAINS:
         raise StreamError(f"--window {window!r} is not one of {', '.join(GRAINS)}")
-    chosen, seen = [], set()
-    for cube in cat.cubes:
+    # Cubes of the same dimensions at other grains name the same table at this window (the
+    # city/day cube is cube_city_15min at 15min too): the one configured at this grain wins,
+    # then one marked for streaming, then the first, so --cube names the cube it says.
+    chosen: dict[str, object] = {}
+    for cube in sorted(cat.cubes, key=lambda c: (window not in c.grains, not c.stream)):
         table = cube.table(window)
-        if table in seen:
-            continue
-        if (only and table in only) or (not only and cube.stream):
-            chosen.append(cube)
-            seen.add(table)
+        if table not in chosen and ((only and table in only) or (not only and cube.stream)):
+            chosen[table] = cube
+    seen = set(chosen)
+    chosen = [c for c in cat.cubes if any(c is x for x in chosen.values())]  # catalog order
     if only:
         unknown = sorted(set(only) - seen)
         if unknown:
