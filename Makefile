@@ -26,7 +26,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/opencem demo
 
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # Figures, not pass/fail: each script prints throughput and peak RSS against a baseline run alongside.
 bench: $(VENV)/.dev

@@ -26,19 +26,6 @@ SERVICES = {
 SIM = SimConfig(subscribers=10_000, days=2, seed=11)
 
 
-# The longest modules (minutes each on 2 cores, mostly Spark): collected first so that
-# `-n 2 --dist worksteal` starts them at once on both workers instead of leaving one of them
-# to finish the suite alone (make test).
-LONGEST = ("tests/stream/test_spark_streaming.py", "tests/conformance/test_engines.py",
-           "tests/rules/test_stream_rules.py", "tests/indicators/test_location_grid.py")
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST)}
-    key = {id(item): rank.get(item.nodeid.split("::")[0], len(LONGEST)) for item in items}
-    items.sort(key=lambda item: key[id(item)])  # stable: each module keeps its own order
-
-
 def require_service(name: str) -> tuple[str, int]:
     """Skip (or fail, with OPENCEM_REQUIRE_SERVICES=1) when a local service is unreachable."""
     host, port = SERVICES[name]

@@ -75,11 +75,20 @@ def test_every_subscriber_counted_equals_brute_force(rules_of, tmp_path):
     ends = {(e.labels["subscriber_id"], int(e.episode_start.timestamp() * 1000)): int(e.at.timestamp() * 1000) - 1
             for e in events if e.state.value == "resolved"}
     assert ends == {(s, start): end for s, start, end in want_resolved}
+    # the firing value is the count at the record that completed it: drops in [t - 1 h, t]
+    drops: dict[str, np.ndarray] = {}
+    for r in records.filter(records.column("dropped")).to_pylist():
+        drops.setdefault(r["subscriber_id"], []).append(r["_t"])
+    values = {(e.labels["subscriber_id"], int(e.at.timestamp() * 1000)): e.value
+              for e in events if e.state.value == "firing"}
+    assert values == {(s, t): sum(t - HOUR <= x <= t for x in drops[s]) for s, t in values}
+    assert {v for v in values.values()} >= {3.0}
 
 
 def test_batches_cut_anywhere_give_the_same_alerts(rules_of, tmp_path):
     """Records arriving in event-time order in six batches (the stream's case) give the
-    alerts one pass over the day gives."""
+    alerts one pass over the day gives, values included (a firing value once was the largest
+    count its first batch held)."""
     records = calls(800, 8_000, seed=9)
     order = np.argsort(records.column("_t").to_numpy(), kind="stable")
     records = records.take(order)
@@ -88,7 +97,7 @@ def test_batches_cut_anywhere_give_the_same_alerts(rules_of, tmp_path):
     whole.register("_r", records)
     whole.execute("CREATE TABLE rec AS SELECT * FROM _r")
     clock = T0 + 24 * HOUR
-    once = {(e.key, e.at) for e in run(whole, rules, clock)}
+    once = {(e.key, e.at, e.value) for e in run(whole, rules, clock)}
     con = duckdb.connect()
     con.execute("CREATE TABLE rec AS SELECT * FROM (SELECT * FROM whole_rec) LIMIT 0".replace("(SELECT * FROM whole_rec)",
                 "(SELECT ''::VARCHAR AS subscriber_id, false AS dropped, 0::BIGINT AS _t, ''::VARCHAR AS _id)"))
@@ -102,8 +111,8 @@ def test_batches_cut_anywhere_give_the_same_alerts(rules_of, tmp_path):
         con.execute("CREATE OR REPLACE TABLE batch AS SELECT _id FROM _p")
         con.unregister("_p")
         wm = int(part.column("_t").to_numpy().max())
-        got |= {(e.key, e.at) for e in eng.step({"xdr_voice": wm})}
-    got |= {(e.key, e.at) for e in eng.step({"xdr_voice": clock})}
+        got |= {(e.key, e.at, e.value) for e in eng.step({"xdr_voice": wm})}
+    got |= {(e.key, e.at, e.value) for e in eng.step({"xdr_voice": clock})}
     assert got == once and len(once) > 20
 
 

@@ -41,10 +41,6 @@ RULES = """groups:
         expr: count_over_time(xdr_voice[12h] where dropped or not setup_success) by (subscriber_id) >= 2
         labels: {severity: info, action: notify_customer}
 """
-# KNOWN GAP (docs/rules.md, Limits): a count rule's firing value is the largest count of the
-# episode among the records its first batch held (rules/counts.py), so it depends on the cut;
-# its keys, times and states are compared, its values not.
-COUNT_RULES = {"RepeatedDroppedCalls"}
 KILLS = 3
 
 
@@ -77,8 +73,6 @@ def _rounded(value):
 def _comparable(event: dict) -> dict:
     # A window's value may differ in its last bits between runs (DuckDB sums in parallel, in no
     # fixed order): values are compared to 9 significant digits.
-    if event["rule_name"] in COUNT_RULES:
-        event = {**event, "value": None, "evidence": {k: v for k, v in event["evidence"].items() if k != "count"}}
     return _rounded(event)
 
 
@@ -115,7 +109,7 @@ def drive(root: Path, name: str, kills: int = 0, seed: int = 4) -> tuple[list, l
     con.close()
     assert unrelayed == 0
     db = sqlite3.connect(store)
-    alerts = [_rounded([*r[:4], None if r[0] in COUNT_RULES else r[4], *r[5:]]) for r in db.execute(
+    alerts = [_rounded(list(r)) for r in db.execute(
         "SELECT rule_name, fingerprint, state, window_start, value, started_at, resolved_at "
         "FROM alerts ORDER BY fingerprint, started_at").fetchall()]
     notes = db.execute("SELECT channel, idempotency_key, status FROM notifications ORDER BY idempotency_key").fetchall()

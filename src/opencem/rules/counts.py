@@ -51,7 +51,8 @@ def count_step(engine, cr, clock: int | None) -> list:
           FROM active),
         numbered AS (SELECT *, sum(CAST(starts AS INTEGER)) OVER (PARTITION BY {keys} ORDER BY _t, _id) AS episode
                      FROM starts WHERE on_)
-        SELECT {keys}, {fp} AS fp, min(_t) AS start_ms, max(exp_) AS expires_ms, max(n) AS n
+        SELECT {keys}, {fp} AS fp, min(_t) AS start_ms, max(exp_) AS expires_ms, max(n) AS n,
+               first(n ORDER BY _t, _id) AS n_first
         FROM numbered GROUP BY {keys}, episode""")
     # An episode that began before the records looked at keeps its first record's time.
     labels = "to_json(struct_pack(" + ", ".join(f"{q(b)} := CAST(c.{q(b)} AS VARCHAR)" for b in by) + "))"
@@ -60,11 +61,15 @@ def count_step(engine, cr, clock: int | None) -> list:
         CREATE OR REPLACE TEMP TABLE _eps AS
         SELECT c.fp, {labels} AS labels, {obj_id} AS object_id,
                coalesce(e.episode_ms, c.start_ms) AS episode_ms, greatest(c.expires_ms, coalesce(e.expires_ms, 0)) AS expires_ms,
-               greatest(c.n, coalesce(e.value, 0)) AS n, c.start_ms, e.episode_ms IS NULL AS new
+               greatest(c.n, coalesce(e.value, 0)) AS n, c.n_first, c.start_ms, e.episode_ms IS NULL AS new
         FROM _cnt c LEFT JOIN rules_episodes e ON e.rule = {lit(rule.name)} AND e.fingerprint = c.fp
              AND e.episode_ms <= c.start_ms AND e.expires_ms >= c.start_ms""")
     obj_type = "+".join(b.removesuffix("_id") for b in by)
-    fired = con.execute("SELECT fp, labels, object_id, episode_ms, n FROM _eps WHERE new ORDER BY episode_ms, fp").fetchall()
+    # A firing value is the count at the record that completed it, whatever else its batch held
+    # (so it does not depend on where batches were cut); the episode keeps its largest count,
+    # the value it resolves with.
+    fired = con.execute("SELECT fp, labels, object_id, episode_ms, n_first FROM _eps WHERE new "
+                        "ORDER BY episode_ms, fp").fetchall()
     con.execute(f"""
         INSERT OR REPLACE INTO rules_episodes
         SELECT {lit(rule.name)}, fp, labels, {lit(obj_type)}, object_id, episode_ms, max(expires_ms), max(n)
