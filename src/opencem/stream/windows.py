@@ -67,13 +67,13 @@ def stream_cubes(cat: Catalog, tables: dict[str, Table], window: str = "15min",
     # Cubes of the same dimensions at other grains name the same table at this window (the
     # city/day cube is cube_city_15min at 15min too): the one configured at this grain wins,
     # then one marked for streaming, then the first, so --cube names the cube it says.
-    chosen: dict[str, object] = {}
+    picked = {}
     for cube in sorted(cat.cubes, key=lambda c: (window not in c.grains, not c.stream)):
         table = cube.table(window)
-        if table not in chosen and ((only and table in only) or (not only and cube.stream)):
-            chosen[table] = cube
-    seen = set(chosen)
-    chosen = [c for c in cat.cubes if any(c is x for x in chosen.values())]  # catalog order
+        if table not in picked and ((only and table in only) or (not only and cube.stream)):
+            picked[table] = cube
+    seen, ids = set(picked), {id(c) for c in picked.values()}
+    chosen = [c for c in cat.cubes if id(c) in ids]  # in catalog order
     if only:
         unknown = sorted(set(only) - seen)
         if unknown:
